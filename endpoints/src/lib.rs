@@ -1,0 +1,99 @@
+//! Twisted's server endpoint descriptors for Rust: one string says where a server listens.
+//!
+//! ```text
+//! tcp:8080                                  every IPv4 address, port 8080
+//! tcp:8080:interface=127.0.0.1              loopback only
+//! tcp6:8080:interface=\:\:1                 IPv6 loopback (colons escaped)
+//! unix:/run/app.sock:mode=660               a unix socket file, group-writable
+//! systemd:domain=INET6:name=web             a socket passed by systemd socket activation
+//! ```
+//!
+//! A descriptor is parsed into an [`Endpoint`], a value that can be inspected and printed
+//! back in canonical form; [`Endpoint::listen`] opens a [`Listener`], whose
+//! [`accept`](Listener::accept) gives [`Connection`]s: `AsyncRead + AsyncWrite` streams that
+//! carry a [`ConnectionInfo`] (local and peer [`Address`], and the [`TlsInfo`] a TLS kind
+//! negotiated). Nothing here knows about HTTP or Python: any tokio server can use it.
+//!
+//! ```text
+//! "unix:/run/app.sock"  ──Descriptor::parse──►  Descriptor { kind, args, kwargs }
+//!                       ──Registry: kind → EndpointKind::parse──►  Endpoint
+//!                       ──Endpoint::listen──►  Listener  ──accept──►  Connection + ConnectionInfo
+//! ```
+//!
+//! # The grammar
+//!
+//! Twisted's `serverFromString` rules: `:` separates arguments; the first is the endpoint
+//! type; `key=value` is a keyword argument, and inside a value only `:` ends it
+//! (`interface=a=b` is `a=b`); a backslash makes the next character literal (`\:`, `\=`,
+//! `\\`); empty pieces are empty positional arguments; positionals may follow keywords; a
+//! repeated keyword keeps its last value. [`quote`] escapes an argument for embedding.
+//!
+//! # The kinds
+//!
+//! | descriptor | positional order | defaults |
+//! |---|---|---|
+//! | `tcp:port[:interface][:backlog]` | port, interface, backlog | every IPv4 address, 50 |
+//! | `tcp6:port[:backlog][:interface]` | port, backlog, interface | `::`, 50 |
+//! | `unix:address[:mode][:backlog][:lockfile]` | address, mode, backlog, lockfile | 666, 50, 1 |
+//! | `systemd:domain[:index][:name]` | domain, index, name | exactly one of index and name |
+//!
+//! See [`TcpEndpoint`], [`UnixEndpoint`] and [`SystemdEndpoint`] for each kind's behaviour.
+//! More kinds plug in through [`Registry::register`] and [`EndpointKind`], including kinds
+//! that wrap an inner descriptor (`txsni:/certs:tcp:443`), through
+//! [`Arguments::into_inner_endpoint`].
+//!
+//! # Deliberate differences from Twisted
+//!
+//! - Type prefixes are matched case-insensitively (`TCP:80` works; Twisted rejects it).
+//! - A trailing lone backslash is a [`Error::Syntax`] with its column (Twisted raises an
+//!   unrelated `RuntimeError`); a descriptor that starts with a keyword is a syntax error too.
+//! - Every error names the descriptor, the argument at fault and what is accepted; unknown
+//!   types list the known types and unknown keywords list the valid keywords.
+//! - Ports are checked against 0..=65535 and interfaces must be IP literals.
+//! - A `unix:` socket file left behind by a dead process is replaced even without the lock
+//!   file, and one a live process still serves is refused; files that are not sockets are
+//!   never removed.
+//! - `systemd:` checks the inherited socket's family and state at start-up and does not
+//!   require `LISTEN_FDNAMES` for `index=`.
+//!
+//! # Non-features
+//!
+//! Client endpoints (`clientFromString`), `stdio:` and UDP are not provided: this crate is
+//! for servers that accept stream connections.
+//!
+//! # Example
+//!
+//! An echo server on any descriptor (`endpoints/examples/hello_hyper.rs` serves HTTP):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let endpoint: torsion_endpoints::Endpoint = "tcp:8080:interface=127.0.0.1".parse()?;
+//! let mut listener = endpoint.listen().await?;
+//! println!("listening on {} ({})", listener.local_addr(), endpoint);
+//! loop {
+//!     let mut connection = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let (mut reader, mut writer) = tokio::io::split(&mut connection);
+//!         let _ = tokio::io::copy(&mut reader, &mut writer).await;
+//!     });
+//! }
+//! # }
+//! ```
+
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
+
+mod descriptor;
+mod error;
+mod listener;
+mod registry;
+mod systemd;
+mod tcp;
+mod unix;
+
+pub use descriptor::{Descriptor, quote};
+pub use error::{Error, Result};
+pub use listener::{Accept, Address, Connection, ConnectionInfo, Io, Listener, TlsInfo};
+pub use registry::{Arguments, Bound, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
+pub use systemd::{SocketDomain, SocketSelector, SystemdEndpoint};
+pub use tcp::TcpEndpoint;
+pub use unix::UnixEndpoint;

@@ -126,6 +126,17 @@ impl Descriptor {
         self
     }
 
+    /// Appends `inner` (its kind, positionals and keywords) after this descriptor's own
+    /// arguments: how a wrapping kind prints `txsni:/certs` around `tcp:443` (builder style).
+    pub fn with_inner(mut self, inner: &Descriptor) -> Descriptor {
+        self.args.push(inner.kind.clone());
+        self.args.extend(inner.args.iter().cloned());
+        for (key, value) in &inner.kwargs {
+            self.set_kwarg(key.clone(), value.clone());
+        }
+        self
+    }
+
     fn set_kwarg(&mut self, key: String, value: String) {
         match self.kwargs.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,

@@ -1,0 +1,334 @@
+//! The bridge between the async server and Python: a pool of Python threads, and the
+//! per-request call of the application (PEP 3333, "Specification Details").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use hyper::body::Incoming;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::{IntoPyObjectExt, intern};
+use tokio::sync::oneshot;
+use torsion_endpoints::ConnectionInfo;
+
+use crate::body::ResponseBody;
+use crate::environ::{self, Constants};
+use crate::input::Input;
+use crate::interpreter::{Application, LoadError};
+use crate::response::{
+    ClientGone, ErrorStream, FileWrapper, Responder, Sender, StartResponse, body_chunk,
+};
+use crate::server::ServerConfig;
+
+/// One request handed to a Python thread.
+struct Job {
+    request: http::Request<Incoming>,
+    info: Arc<ConnectionInfo>,
+    reply: oneshot::Sender<Response<ResponseBody>>,
+}
+
+/// Runs a WSGI application on a pool of Python threads.
+///
+/// [`Bridge::handle`] is called on the async runtime for each request; it never runs Python
+/// and never waits for the GIL: it queues the request for the next free Python thread and
+/// awaits the response head. The thread builds environ, calls the application, and sends
+/// the body back chunk by chunk. The pool's threads stop when the bridge is dropped and
+/// the queue is empty.
+pub struct Bridge {
+    jobs: crossbeam_channel::Sender<Job>,
+    config: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Worker {
+    application: Py<PyAny>,
+    constants: Constants,
+    config: Arc<ServerConfig>,
+}
+
+impl Bridge {
+    /// Starts `config.threads` Python threads serving `application`.
+    ///
+    /// # Errors
+    /// [`LoadError::Interpreter`] if the shared objects cannot be created, or a thread
+    /// cannot be started.
+    pub fn new(application: Application, config: ServerConfig) -> Result<Bridge, LoadError> {
+        let config = Arc::new(config);
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let worker = Python::attach(|py| -> PyResult<Arc<Worker>> {
+            let constants = Constants {
+                version: (1, 0).into_py_any(py)?,
+                errors: Bound::new(py, ErrorStream::new())?.into_any().unbind(),
+                file_wrapper: py.get_type::<FileWrapper>().into_any().unbind(),
+                software: PyString::new(py, &config.server_software).unbind(),
+                multiprocess: config.multiprocess,
+            };
+            Ok(Arc::new(Worker {
+                application: application.object.clone_ref(py),
+                constants,
+                config: config.clone(),
+            }))
+        })
+        .map_err(|err| LoadError::Interpreter(err.to_string()))?;
+        for index in 0..config.threads.max(1) {
+            let queue = queue.clone();
+            let worker = worker.clone();
+            std::thread::Builder::new()
+                .name(format!("torsion-python-{index}"))
+                .spawn(move || {
+                    // Waiting for work happens without the GIL.
+                    while let Ok(job) = queue.recv() {
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                Python::attach(|py| worker.run(py, job));
+                            }));
+                        if outcome.is_err() {
+                            tracing::error!(
+                                "a Python thread caught a panic while serving a request"
+                            );
+                        }
+                    }
+                })
+                .map_err(|err| {
+                    LoadError::Interpreter(format!("cannot start a Python thread: {err}"))
+                })?;
+        }
+        Ok(Bridge { jobs, config })
+    }
+
+    /// The configuration the bridge serves with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Serves one request: answers 413 at once for a declared body over the limit, else
+    /// queues it for a Python thread and waits for the response head.
+    pub async fn handle(
+        &self,
+        request: http::Request<Incoming>,
+        info: Arc<ConnectionInfo>,
+    ) -> Response<ResponseBody> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.config.max_body_size) {
+            return too_large_response(self.config.max_body_size);
+        }
+        let (reply, response) = oneshot::channel();
+        if self
+            .jobs
+            .send(Job {
+                request,
+                info,
+                reply,
+            })
+            .is_err()
+        {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is shutting down.\n",
+            );
+        }
+        match response.await {
+            Ok(response) => response,
+            // The Python thread dropped the request without answering (a panic).
+            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
+        }
+    }
+}
+
+impl Worker {
+    fn run(&self, py: Python<'_>, job: Job) {
+        let Job {
+            request,
+            info,
+            reply,
+        } = job;
+        let (parts, body) = request.into_parts();
+        let head_only = parts.method == Method::HEAD;
+        let too_large = Arc::new(AtomicBool::new(false));
+        let outcome = (|| -> PyResult<(Bound<'_, StartResponse>, Option<Bound<'_, PyAny>>)> {
+            let input = Bound::new(
+                py,
+                Input::new(body, self.config.max_body_size, too_large.clone()),
+            )?;
+            let environ = environ::build(py, &parts, &info, &self.constants, input.into_any())?;
+            let start_response = Bound::new(
+                py,
+                StartResponse {
+                    responder: std::sync::Mutex::new(Responder::new(Sender::new(reply, head_only))),
+                },
+            )?;
+            let result = self
+                .application
+                .bind(py)
+                .call1((environ, start_response.clone()));
+            match result {
+                Ok(result) => Ok((start_response, Some(result))),
+                Err(err) => {
+                    self.fail(py, &start_response, &parts, err, &too_large);
+                    Ok((start_response, None))
+                }
+            }
+        })();
+        let (start_response, result) = match outcome {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Building environ or start_response failed: a server defect; the reply was
+                // dropped with the closure, which the async side answers with 500.
+                tracing::error!(
+                    path = parts.uri.path(),
+                    "cannot call the application: {}",
+                    crate::interpreter::describe(py, &err)
+                );
+                return;
+            }
+        };
+        let Some(result) = result else { return };
+        if let Err(err) = self.respond(py, &start_response, &result) {
+            self.fail(py, &start_response, &parts, err, &too_large);
+        }
+        // PEP 3333: close() is called whatever happened, client gone or error included.
+        if let Ok(true) = result.hasattr(intern!(py, "close"))
+            && let Err(err) = result.call_method0(intern!(py, "close"))
+        {
+            tracing::error!(
+                path = parts.uri.path(),
+                "the response iterable's close() raised: {}",
+                traceback(py, &err)
+            );
+        }
+    }
+
+    /// Sends the application's response: a list or tuple whole, any other iterable chunk by
+    /// chunk as it is produced.
+    fn respond(
+        &self,
+        py: Python<'_>,
+        start_response: &Bound<'_, StartResponse>,
+        result: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let whole = result.cast::<PyList>().is_ok() || result.cast::<PyTuple>().is_ok();
+        if whole && !start_response.get().lock()?.sender.started() {
+            let mut collected: Option<Bytes> = None;
+            let mut buffer = BytesMut::new();
+            for item in result.try_iter()? {
+                let chunk = body_chunk(&item?)?;
+                match collected.take() {
+                    None if buffer.is_empty() => collected = Some(chunk),
+                    previous => {
+                        if let Some(previous) = previous {
+                            buffer.extend_from_slice(&previous);
+                        }
+                        buffer.extend_from_slice(&chunk);
+                    }
+                }
+            }
+            let body = collected.unwrap_or_else(|| buffer.freeze());
+            let _ = start_response.get().lock()?.finish(body)?;
+            return Ok(());
+        }
+        for item in result.try_iter()? {
+            let chunk = body_chunk(&item?)?;
+            let sent = start_response.get().lock()?.write(py, chunk)?;
+            if let Err(ClientGone) = sent {
+                tracing::debug!("the client went away; stopping the response");
+                return Ok(());
+            }
+        }
+        let _ = start_response.get().lock()?.finish(Bytes::new())?;
+        Ok(())
+    }
+
+    /// The application raised: 500 (or 413 when the body was too large) if nothing was
+    /// sent yet, else abort the connection. Either way, the traceback goes to the log.
+    fn fail(
+        &self,
+        py: Python<'_>,
+        start_response: &Bound<'_, StartResponse>,
+        parts: &http::request::Parts,
+        err: PyErr,
+        too_large: &AtomicBool,
+    ) {
+        let traceback = traceback(py, &err);
+        let Ok(mut responder) = start_response.get().lock() else {
+            return;
+        };
+        if responder.sender.started() {
+            tracing::error!(
+                method = %parts.method,
+                path = parts.uri.path(),
+                "the application raised after the response started; aborting the connection:\n{traceback}"
+            );
+            responder
+                .sender
+                .abort("the application raised while producing the body".into());
+            return;
+        }
+        if too_large.load(Ordering::Relaxed) {
+            tracing::info!(method = %parts.method, path = parts.uri.path(), "request body over the limit: 413");
+            let _ = responder
+                .sender
+                .send_whole(too_large_response(self.config.max_body_size));
+            return;
+        }
+        tracing::error!(method = %parts.method, path = parts.uri.path(), "the application raised:\n{traceback}");
+        let body = if self.config.display_tracebacks {
+            format!("Internal Server Error\n\n{traceback}")
+        } else {
+            "Internal Server Error\n".to_owned()
+        };
+        let _ = responder
+            .sender
+            .send_whole(plain(StatusCode::INTERNAL_SERVER_ERROR, &body));
+    }
+}
+
+/// The full Python traceback of `err`, as `traceback.format_exception` prints it.
+fn traceback(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = (|| -> PyResult<String> {
+        let lines = py.import(intern!(py, "traceback"))?.call_method1(
+            intern!(py, "format_exception"),
+            (err.get_type(py), err.value(py), err.traceback(py)),
+        )?;
+        PyString::new(py, "")
+            .call_method1(intern!(py, "join"), (lines,))?
+            .extract()
+    })();
+    formatted.unwrap_or_else(|_| err.to_string())
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(Bytes::copy_from_slice(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn too_large_response(limit: u64) -> Response<ResponseBody> {
+    let mut response = plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "Content Too Large: this server accepts request bodies of at most {limit} bytes.\n"
+        ),
+    );
+    // The rest of the body is not read; do not try to reuse the connection.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}

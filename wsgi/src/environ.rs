@@ -1,0 +1,269 @@
+//! The PEP 3333 `environ` dictionary, built from the request head and the connection facts.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderName};
+use http::request::Parts;
+use http::{Method, Version};
+use percent_encoding::percent_decode;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use pyo3::{IntoPyObjectExt, intern};
+use torsion_endpoints::{Address, ConnectionInfo};
+
+/// Objects every environ shares, made once per server.
+pub(crate) struct Constants {
+    pub(crate) version: Py<PyAny>,
+    pub(crate) errors: Py<PyAny>,
+    pub(crate) file_wrapper: Py<PyAny>,
+    pub(crate) software: Py<PyString>,
+    pub(crate) multiprocess: bool,
+}
+
+/// A `str` holding `bytes` one code point per byte: PEP 3333's "native strings" for
+/// header values and the path, which are latin-1 on the wire.
+pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if bytes.is_ascii() => PyString::new(py, text),
+        _ => PyString::new(py, &bytes.iter().map(|&b| b as char).collect::<String>()),
+    }
+}
+
+/// Builds environ for one request.
+///
+/// Follows PEP 3333 ("environ Variables") and CGI (RFC 3875 §4.1): `PATH_INFO` is the
+/// percent-decoded path as latin-1; `QUERY_STRING` is raw; `SERVER_NAME` and `SERVER_PORT`
+/// come from the Host field (or HTTP/2's `:authority`), else from the local address;
+/// every field becomes `HTTP_<NAME>`, repeated fields joined by `", "` (Cookie by `"; "`,
+/// RFC 9113 §8.2.3). Fields whose names contain `_` are dropped, since `X_Forwarded_For`
+/// would otherwise pose as `X-Forwarded-For`. A unix-socket peer has `REMOTE_ADDR` `""`.
+pub(crate) fn build<'py>(
+    py: Python<'py>,
+    parts: &Parts,
+    info: &ConnectionInfo,
+    constants: &Constants,
+    input: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let environ = PyDict::new(py);
+    environ.set_item(intern!(py, "REQUEST_METHOD"), method(py, &parts.method))?;
+    environ.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+    let path = parts.uri.path();
+    let decoded: std::borrow::Cow<'_, [u8]> = percent_decode(path.as_bytes()).into();
+    environ.set_item(intern!(py, "PATH_INFO"), latin1(py, &decoded))?;
+    environ.set_item(intern!(py, "QUERY_STRING"), parts.uri.query().unwrap_or(""))?;
+    environ.set_item(
+        intern!(py, "SERVER_PROTOCOL"),
+        match parts.version {
+            Version::HTTP_10 => intern!(py, "HTTP/1.0"),
+            Version::HTTP_2 => intern!(py, "HTTP/2"),
+            Version::HTTP_09 => intern!(py, "HTTP/0.9"),
+            _ => intern!(py, "HTTP/1.1"),
+        },
+    )?;
+    let scheme = info.scheme();
+    environ.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+
+    // Fields. HTTP/2 sends the authority as a pseudo-header, not Host.
+    let mut host = parts
+        .headers
+        .get(header::HOST)
+        .map(|v| v.as_bytes().to_vec());
+    if host.is_none()
+        && let Some(authority) = parts.uri.authority()
+    {
+        environ.set_item(intern!(py, "HTTP_HOST"), authority.as_str())?;
+        host = Some(authority.as_str().as_bytes().to_vec());
+    }
+    for name in parts.headers.keys() {
+        let mut values = parts.headers.get_all(name).iter();
+        let Some(first) = values.next() else { continue };
+        let key = match field_key(py, name) {
+            Some(key) => key,
+            None => continue,
+        };
+        let value = match values.next() {
+            None => latin1(py, first.as_bytes()),
+            Some(second) => {
+                let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+                let mut joined = first.as_bytes().to_vec();
+                for value in std::iter::once(second).chain(values) {
+                    joined.extend_from_slice(separator);
+                    joined.extend_from_slice(value.as_bytes());
+                }
+                latin1(py, &joined)
+            }
+        };
+        environ.set_item(key, value)?;
+    }
+
+    let (server_name, server_port) = server_name_and_port(host.as_deref(), &info.local, scheme);
+    environ.set_item(
+        intern!(py, "SERVER_NAME"),
+        latin1(py, server_name.as_bytes()),
+    )?;
+    environ.set_item(intern!(py, "SERVER_PORT"), server_port)?;
+    match &info.peer {
+        Address::Tcp(addr) => {
+            let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+            environ.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
+            environ.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+        }
+        Address::Unix(_) => {
+            environ.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, ""))?;
+        }
+    }
+    if let Some(tls) = &info.tls {
+        environ.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
+        if let Some(sni) = &tls.sni {
+            environ.set_item(intern!(py, "SSL_TLS_SNI"), sni)?;
+        }
+        if let Some(version) = tls.version {
+            environ.set_item(intern!(py, "SSL_PROTOCOL"), version)?;
+        }
+    }
+    environ.set_item(intern!(py, "SERVER_SOFTWARE"), constants.software.bind(py))?;
+
+    environ.set_item(intern!(py, "wsgi.version"), constants.version.bind(py))?;
+    environ.set_item(intern!(py, "wsgi.input"), input)?;
+    environ.set_item(intern!(py, "wsgi.errors"), constants.errors.bind(py))?;
+    environ.set_item(intern!(py, "wsgi.multithread"), true)?;
+    environ.set_item(intern!(py, "wsgi.multiprocess"), constants.multiprocess)?;
+    environ.set_item(intern!(py, "wsgi.run_once"), false)?;
+    environ.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    environ.set_item(
+        intern!(py, "wsgi.file_wrapper"),
+        constants.file_wrapper.bind(py),
+    )?;
+    Ok(environ)
+}
+
+fn method<'py>(py: Python<'py>, method: &Method) -> Bound<'py, PyString> {
+    match *method {
+        Method::GET => intern!(py, "GET").clone(),
+        Method::POST => intern!(py, "POST").clone(),
+        Method::HEAD => intern!(py, "HEAD").clone(),
+        _ => PyString::new(py, method.as_str()),
+    }
+}
+
+/// The environ key for a field: `CONTENT_TYPE`, `CONTENT_LENGTH` or `HTTP_<NAME>`; `None`
+/// for names with `_`.
+fn field_key<'py>(py: Python<'py>, name: &HeaderName) -> Option<Bound<'py, PyAny>> {
+    let key = match *name {
+        header::CONTENT_TYPE => intern!(py, "CONTENT_TYPE"),
+        header::CONTENT_LENGTH => intern!(py, "CONTENT_LENGTH"),
+        header::HOST => intern!(py, "HTTP_HOST"),
+        header::USER_AGENT => intern!(py, "HTTP_USER_AGENT"),
+        header::ACCEPT => intern!(py, "HTTP_ACCEPT"),
+        header::ACCEPT_ENCODING => intern!(py, "HTTP_ACCEPT_ENCODING"),
+        header::ACCEPT_LANGUAGE => intern!(py, "HTTP_ACCEPT_LANGUAGE"),
+        header::CONNECTION => intern!(py, "HTTP_CONNECTION"),
+        header::COOKIE => intern!(py, "HTTP_COOKIE"),
+        header::REFERER => intern!(py, "HTTP_REFERER"),
+        header::CACHE_CONTROL => intern!(py, "HTTP_CACHE_CONTROL"),
+        header::AUTHORIZATION => intern!(py, "HTTP_AUTHORIZATION"),
+        _ => {
+            let name = name.as_str();
+            if name.contains('_') {
+                tracing::debug!(field = name, "dropping a field whose name contains '_'");
+                return None;
+            }
+            let mut key = String::with_capacity(5 + name.len());
+            key.push_str("HTTP_");
+            key.extend(name.chars().map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            }));
+            return key.into_bound_py_any(py).ok();
+        }
+    };
+    Some(key.clone().into_any())
+}
+
+/// `SERVER_NAME` and `SERVER_PORT`: from the Host value when there is one (the port
+/// defaulting to the scheme's), else from the local address.
+pub(crate) fn server_name_and_port(
+    host: Option<&[u8]>,
+    local: &Address,
+    scheme: &str,
+) -> (String, String) {
+    let default_port = if scheme == "https" { "443" } else { "80" };
+    if let Some(host) = host
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+    {
+        // "[::1]:8080", "[::1]", "example.org:8080", "example.org"
+        let (name, port) = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => (&host[..i], &host[i + 1..]),
+            _ => (host, ""),
+        };
+        let port = if port.is_empty() { default_port } else { port };
+        return (name.to_owned(), port.to_owned());
+    }
+    match local {
+        Address::Tcp(addr) => {
+            let ip = addr.ip().to_canonical();
+            let name = if ip.is_ipv6() {
+                format!("[{ip}]")
+            } else {
+                ip.to_string()
+            };
+            (name, addr.port().to_string())
+        }
+        Address::Unix(_) => ("localhost".to_owned(), default_port.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> Address {
+        Address::Tcp("127.0.0.1:8080".parse().unwrap())
+    }
+
+    #[test]
+    fn server_name_and_port_come_from_host_then_local_address() {
+        let cases: [(Option<&str>, &str, (&str, &str)); 6] = [
+            (Some("example.org:8443"), "http", ("example.org", "8443")),
+            (Some("example.org"), "http", ("example.org", "80")),
+            (Some("example.org"), "https", ("example.org", "443")),
+            (Some("[::1]:9000"), "http", ("[::1]", "9000")),
+            (Some("[::1]"), "http", ("[::1]", "80")),
+            (None, "http", ("127.0.0.1", "8080")),
+        ];
+        for (host, scheme, (name, port)) in cases {
+            assert_eq!(
+                server_name_and_port(host.map(str::as_bytes), &local(), scheme),
+                (name.to_owned(), port.to_owned()),
+                "{host:?}"
+            );
+        }
+        let v6: Address = Address::Tcp("[::1]:81".parse().unwrap());
+        assert_eq!(
+            server_name_and_port(None, &v6, "http"),
+            ("[::1]".into(), "81".into())
+        );
+        assert_eq!(
+            server_name_and_port(None, &Address::Unix(None), "http"),
+            ("localhost".into(), "80".into())
+        );
+    }
+
+    #[test]
+    fn latin1_maps_each_byte_to_one_code_point() {
+        Python::initialize();
+        Python::attach(|py| {
+            assert_eq!(latin1(py, b"/caf\xe9").to_str().unwrap(), "/café");
+            assert_eq!(
+                latin1(py, "/é".as_bytes()).to_str().unwrap(),
+                "/\u{c3}\u{a9}"
+            );
+            assert_eq!(latin1(py, b"plain").to_str().unwrap(), "plain");
+        });
+    }
+}

@@ -1,0 +1,504 @@
+//! Starting the embedded CPython and loading the WSGI application.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
+use pyo3::{ffi, intern};
+
+/// What can go wrong before the first request: each message is one line that names what
+/// failed and why, for the CLI to print and exit with status 2.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// CPython refused to start.
+    #[error("cannot start Python: {0}")]
+    Interpreter(String),
+    /// The application name is not of a form Torsion reads.
+    #[error(
+        "--wsgi {name:?} is not an application name: {reason}; write package.module.attribute (Twisted), package.module:attribute or package.module:factory() (gunicorn)"
+    )]
+    Name {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Importing the module, or looking up or calling the object, raised.
+    #[error("--wsgi {name}: {what} failed: {error}")]
+    Python {
+        /// The name as given.
+        name: String,
+        /// What was being done, e.g. "importing module 'myapp'".
+        what: String,
+        /// The Python exception, one line, with the file and line where it was raised.
+        error: String,
+    },
+    /// The object found is not callable.
+    #[error(
+        "--wsgi {name}: {found} is not callable; a WSGI application is called as app(environ, start_response)"
+    )]
+    NotCallable {
+        /// The name as given.
+        name: String,
+        /// The object's type and repr.
+        found: String,
+    },
+}
+
+/// Where Python looks for modules, besides its defaults and `PYTHONPATH`.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct PythonOptions {
+    /// Directories put first on `sys.path`, in order (`--pythonpath`).
+    pub pythonpath: Vec<PathBuf>,
+}
+
+impl PythonOptions {
+    /// Options with the given `--pythonpath` directories.
+    pub fn new(pythonpath: Vec<PathBuf>) -> PythonOptions {
+        PythonOptions { pythonpath }
+    }
+}
+
+/// The interpreter this crate was built against (`sys.executable` of the build).
+const BUILD_PYTHON: Option<&str> = option_env!("TORSION_BUILD_PYTHON");
+
+/// Starts CPython once per process.
+///
+/// - No Python signal handlers are installed (`PyConfig.install_signal_handlers = 0`), so
+///   SIGINT and SIGTERM stay with the server. Register the server's own handlers before
+///   this call: CPython's `signal` module takes SIGINT over only while it is still at its
+///   default.
+/// - An active virtualenv (`VIRTUAL_ENV`) is honoured as that venv's `python` would honour
+///   it: the program name is `$VIRTUAL_ENV/bin/python`, so CPython reads the venv's
+///   `pyvenv.cfg`, sets `sys.prefix` to the venv and puts its site-packages on `sys.path`.
+///   Otherwise the program name is the interpreter the build used.
+/// - `PYTHONPATH` works as usual; then `options.pythonpath` and the current directory are
+///   put first on `sys.path`, so `--wsgi myapp:app` finds `./myapp.py` as `python -m` would.
+///
+/// # Errors
+/// [`LoadError::Interpreter`] when CPython reports a configuration error.
+pub fn initialize(options: &PythonOptions) -> Result<(), LoadError> {
+    if pyo3_is_initialized() {
+        return Python::attach(|py| extend_sys_path(py, options));
+    }
+    let program = program_name();
+    init_from_config(program.as_deref())?;
+    Python::attach(|py| extend_sys_path(py, options))
+}
+
+fn pyo3_is_initialized() -> bool {
+    // SAFETY: Py_IsInitialized may be called at any time, before or after initialisation.
+    #[allow(unsafe_code)]
+    unsafe {
+        ffi::Py_IsInitialized() != 0
+    }
+}
+
+fn program_name() -> Option<String> {
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
+        let python = Path::new(&venv).join("bin").join("python");
+        if python.exists() {
+            warn_on_version_mismatch(Path::new(&venv));
+            return Some(python.to_string_lossy().into_owned());
+        }
+        tracing::warn!(
+            "VIRTUAL_ENV is {} but it has no bin/python; ignoring it",
+            Path::new(&venv).display()
+        );
+    }
+    BUILD_PYTHON
+        .filter(|p| Path::new(p).exists())
+        .map(str::to_owned)
+}
+
+/// A venv made by another Python version has its packages under another `pythonX.Y`
+/// directory, which this interpreter will not look in; say so instead of failing later.
+fn warn_on_version_mismatch(venv: &Path) {
+    let Ok(cfg) = std::fs::read_to_string(venv.join("pyvenv.cfg")) else {
+        return;
+    };
+    let ours = option_env!("TORSION_BUILD_PYTHON_VERSION").unwrap_or("");
+    for line in cfg.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key == "version" || key == "version_info" {
+            let theirs = value.trim();
+            if !ours.is_empty() && !theirs.starts_with(&format!("{ours}.")) && theirs != ours {
+                tracing::warn!(
+                    "the virtualenv {} was made by Python {theirs}, but Torsion embeds Python {ours}: its packages will not be found",
+                    venv.display()
+                );
+            }
+            return;
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn init_from_config(program: Option<&str>) -> Result<(), LoadError> {
+    let program = program.map(CString::new).transpose().map_err(|_| {
+        LoadError::Interpreter("the Python program path contains a NUL byte".into())
+    })?;
+    // SAFETY: the PyConfig API is used as documented ("Python Initialization
+    // Configuration"): initialised by PyConfig_InitPythonConfig before any field is read,
+    // strings set through PyConfig_SetBytesString, cleared on every path, and
+    // Py_InitializeFromConfig called once (Py_IsInitialized was 0). The zeroed value is
+    // only storage for PyConfig_InitPythonConfig to fill.
+    unsafe {
+        let mut config: ffi::PyConfig = std::mem::zeroed();
+        ffi::PyConfig_InitPythonConfig(&mut config);
+        config.install_signal_handlers = 0;
+        // Our command line is not Python's.
+        config.parse_argv = 0;
+        if let Some(program) = &program {
+            let status = ffi::PyConfig_SetBytesString(
+                &mut config,
+                &mut config.program_name,
+                program.as_ptr(),
+            );
+            if let Err(message) = status_error(status) {
+                ffi::PyConfig_Clear(&mut config);
+                return Err(LoadError::Interpreter(message));
+            }
+        }
+        let status = ffi::Py_InitializeFromConfig(&config);
+        ffi::PyConfig_Clear(&mut config);
+        status_error(status).map_err(LoadError::Interpreter)?;
+        // Initialisation leaves this thread holding the GIL; release it so that any thread
+        // can attach.
+        ffi::PyEval_SaveThread();
+    }
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn status_error(status: ffi::PyStatus) -> Result<(), String> {
+    // SAFETY: PyStatus_Exception only reads the status; err_msg is either null or a static
+    // C string owned by CPython.
+    unsafe {
+        if ffi::PyStatus_Exception(status) == 0 {
+            return Ok(());
+        }
+        if status.err_msg.is_null() {
+            return Err(format!(
+                "initialisation failed (exit code {})",
+                status.exitcode
+            ));
+        }
+        Err(std::ffi::CStr::from_ptr(status.err_msg)
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+fn extend_sys_path(py: Python<'_>, options: &PythonOptions) -> Result<(), LoadError> {
+    let inner = || -> PyResult<()> {
+        let path = py
+            .import(intern!(py, "sys"))?
+            .getattr(intern!(py, "path"))?;
+        let path = path.cast_into::<PyList>()?;
+        let mut front: Vec<String> = options
+            .pythonpath
+            .iter()
+            .map(|p| {
+                std::path::absolute(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        if let Ok(cwd) = std::env::current_dir() {
+            front.push(cwd.to_string_lossy().into_owned());
+        }
+        for dir in front.iter().rev() {
+            let dir = PyString::new(py, dir);
+            if !path.contains(&dir)? {
+                path.insert(0, dir)?;
+            }
+        }
+        Ok(())
+    };
+    inner().map_err(|err| LoadError::Interpreter(format!("cannot set sys.path: {err}")))
+}
+
+/// One line describing a Python exception: `Type: message (file, line N)`.
+pub(crate) fn describe(py: Python<'_>, err: &PyErr) -> String {
+    let mut line = err.to_string();
+    if let Some(mut tb) = err.traceback(py) {
+        while let Ok(Some(next)) = tb
+            .getattr(intern!(py, "tb_next"))
+            .and_then(|n| Ok(n.extract::<Option<Bound<'_, pyo3::types::PyTraceback>>>()?))
+        {
+            tb = next;
+        }
+        let frame = || -> PyResult<(String, u32)> {
+            let lineno: u32 = tb.getattr(intern!(py, "tb_lineno"))?.extract()?;
+            let file: String = tb
+                .getattr(intern!(py, "tb_frame"))?
+                .getattr(intern!(py, "f_code"))?
+                .getattr(intern!(py, "co_filename"))?
+                .extract()?;
+            Ok((file, lineno))
+        };
+        if let Ok((file, lineno)) = frame() {
+            line.push_str(&format!(" ({file}, line {lineno})"));
+        }
+    }
+    line
+}
+
+/// The demo application's source, served when no `--wsgi` is given.
+const DEMO_SOURCE: &str = include_str!("demo.py");
+
+/// A loaded WSGI application object.
+pub struct Application {
+    pub(crate) object: Py<PyAny>,
+    name: String,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// The name the application was loaded by (`"torsion.demo:application"` for the demo).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The built-in demo page, a WSGI application like any other (what `twist web` serves
+    /// without `--wsgi`, in Twisted's case a static resource).
+    ///
+    /// # Errors
+    /// [`LoadError::Python`] if the embedded source cannot be compiled (a build defect).
+    pub fn demo() -> Result<Application, LoadError> {
+        let name = "torsion.demo:application".to_owned();
+        Python::attach(|py| {
+            let failed = |err: PyErr| LoadError::Python {
+                name: name.clone(),
+                what: "compiling the demo application".into(),
+                error: describe(py, &err),
+            };
+            let source = CString::new(DEMO_SOURCE)
+                .map_err(|_| LoadError::Interpreter("demo source has a NUL".into()))?;
+            let module = PyModule::from_code(py, &source, c"torsion/demo.py", c"torsion_demo")
+                .map_err(failed)?;
+            let object = module.getattr("application").map_err(failed)?;
+            Ok(Application {
+                object: object.unbind(),
+                name: name.clone(),
+            })
+        })
+    }
+
+    /// Imports the application named `name`.
+    ///
+    /// Accepted forms: Twisted's `package.module.attribute` (the longest importable module
+    /// prefix, then attributes), gunicorn's `package.module:attribute` (the attribute may be
+    /// dotted), and `package.module:factory(...)`, which calls the factory with literal
+    /// arguments (read by `ast.literal_eval`). A module that exists but raises while being
+    /// imported is reported as such, not as "no module".
+    ///
+    /// # Errors
+    /// [`LoadError::Name`] for a malformed name, [`LoadError::Python`] when importing,
+    /// looking up or calling raises, [`LoadError::NotCallable`] when the object found is
+    /// not callable.
+    pub fn load(name: &str) -> Result<Application, LoadError> {
+        let bad = |reason: &str| LoadError::Name {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (module, expression) = match name.split_once(':') {
+            Some((module, expression)) => (module.trim(), Some(expression.trim())),
+            None => (name.trim(), None),
+        };
+        if module.is_empty() || !module.split('.').all(is_identifier) {
+            return Err(bad(&format!("{module:?} is not a dotted module name")));
+        }
+        Python::attach(|py| {
+            let failed = |what: String, err: PyErr| LoadError::Python {
+                name: name.to_owned(),
+                what,
+                error: describe(py, &err),
+            };
+            let object = match expression {
+                Some(expression) => {
+                    let module_object = py
+                        .import(module)
+                        .map_err(|err| failed(format!("importing module '{module}'"), err))?;
+                    evaluate(py, name, module, &module_object.into_any(), expression)?
+                }
+                None => named_any(py, name, module)?,
+            };
+            if !object.is_callable() {
+                let found = format!(
+                    "{} object {}",
+                    object
+                        .get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                    object.repr().map(|r| r.to_string()).unwrap_or_default()
+                );
+                return Err(LoadError::NotCallable {
+                    name: name.to_owned(),
+                    found,
+                });
+            }
+            Ok(Application {
+                object: object.unbind(),
+                name: name.to_owned(),
+            })
+        })
+    }
+}
+
+fn is_identifier(part: &str) -> bool {
+    let mut chars = part.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+/// Twisted's `namedAny`: import the longest prefix that is a module, then walk attributes.
+fn named_any<'py>(
+    py: Python<'py>,
+    name: &str,
+    dotted: &str,
+) -> Result<Bound<'py, PyAny>, LoadError> {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for split in (1..=parts.len()).rev() {
+        let module = parts[..split].join(".");
+        match py.import(module.as_str()) {
+            Ok(found) => {
+                let mut object = found.into_any();
+                for (i, attribute) in parts[split..].iter().enumerate() {
+                    object = object
+                        .getattr(*attribute)
+                        .map_err(|err| LoadError::Python {
+                            name: name.to_owned(),
+                            what: format!(
+                                "looking up '{}' in module '{module}'",
+                                parts[split..=split + i].join(".")
+                            ),
+                            error: describe(py, &err),
+                        })?;
+                }
+                return Ok(object);
+            }
+            Err(err) if split > 1 && is_missing_module(py, &err, &module) => continue,
+            Err(err) => {
+                return Err(LoadError::Python {
+                    name: name.to_owned(),
+                    what: format!("importing module '{module}'"),
+                    error: describe(py, &err),
+                });
+            }
+        }
+    }
+    Err(LoadError::Name {
+        name: name.to_owned(),
+        reason: "it is empty".into(),
+    })
+}
+
+/// Whether `err` says that `module` itself (not something it imports) does not exist.
+fn is_missing_module(py: Python<'_>, err: &PyErr, module: &str) -> bool {
+    if !err.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py) {
+        return false;
+    }
+    let missing: Option<String> = err
+        .value(py)
+        .getattr(intern!(py, "name"))
+        .and_then(|n| n.extract())
+        .ok()
+        .flatten();
+    missing.is_some_and(|missing| module == missing || module.starts_with(&format!("{missing}.")))
+}
+
+/// gunicorn's `module:expression`: a dotted attribute, or a call with literal arguments.
+fn evaluate<'py>(
+    py: Python<'py>,
+    name: &str,
+    module: &str,
+    module_object: &Bound<'py, PyAny>,
+    expression: &str,
+) -> Result<Bound<'py, PyAny>, LoadError> {
+    let bad = |reason: String| LoadError::Name {
+        name: name.to_owned(),
+        reason,
+    };
+    let (path, arguments) = match expression.split_once('(') {
+        Some((path, rest)) => {
+            let Some(inside) = rest.trim_end().strip_suffix(')') else {
+                return Err(bad(format!(
+                    "{expression:?} opens a call it does not close"
+                )));
+            };
+            (path.trim(), Some(inside))
+        }
+        None => (expression, None),
+    };
+    if path.is_empty() || !path.split('.').all(is_identifier) {
+        return Err(bad(format!("{path:?} is not an attribute name")));
+    }
+    let mut object = module_object.clone();
+    for attribute in path.split('.') {
+        object = object.getattr(attribute).map_err(|err| LoadError::Python {
+            name: name.to_owned(),
+            what: format!("looking up '{path}' in module '{module}'"),
+            error: describe(py, &err),
+        })?;
+    }
+    let Some(arguments) = arguments else {
+        return Ok(object);
+    };
+    let failed = |what: String, err: PyErr| LoadError::Python {
+        name: name.to_owned(),
+        what,
+        error: describe(py, &err),
+    };
+    // Literal arguments only, as gunicorn: positional and keyword, parsed by Python's ast.
+    let parse = || -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let ast = py.import(intern!(py, "ast"))?;
+        let call = ast
+            .call_method1(
+                intern!(py, "parse"),
+                (format!("f({arguments})"), "<--wsgi>", "eval"),
+            )?
+            .getattr(intern!(py, "body"))?;
+        let literal = ast.getattr(intern!(py, "literal_eval"))?;
+        let args = pyo3::types::PyList::empty(py);
+        for arg in call.getattr(intern!(py, "args"))?.try_iter()? {
+            args.append(literal.call1((arg?,))?)?;
+        }
+        let kwargs = pyo3::types::PyDict::new(py);
+        for keyword in call.getattr(intern!(py, "keywords"))?.try_iter()? {
+            let keyword = keyword?;
+            kwargs.set_item(
+                keyword.getattr(intern!(py, "arg"))?,
+                literal.call1((keyword.getattr(intern!(py, "value"))?,))?,
+            )?;
+        }
+        Ok((args.to_tuple().into_any(), kwargs.into_any()))
+    };
+    let (args, kwargs) =
+        parse().map_err(|err| failed(format!("reading the arguments of {expression}"), err))?;
+    let kwargs = kwargs
+        .cast_into::<pyo3::types::PyDict>()
+        .map_err(|e| failed("reading keyword arguments".into(), e.into()))?;
+    let args = args
+        .cast_into::<pyo3::types::PyTuple>()
+        .map_err(|e| failed("reading arguments".into(), e.into()))?;
+    object
+        .call(args, Some(&kwargs))
+        .map_err(|err| failed(format!("calling {expression}"), err))
+}

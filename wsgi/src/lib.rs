@@ -1,0 +1,36 @@
+//! HTTP/1.1 and HTTP/2 serving on hyper, and the PEP 3333 bridge to embedded CPython.
+//!
+//! ```text
+//! Listener ──accept──► hyper (HTTP/1.1, h2c) ──Request──► Bridge::handle ──queue──► Python thread
+//!                                                                       environ, app(environ, start_response)
+//! hyper ◄── ResponseBody (whole, or chunks through a bounded channel) ◄────────────┘
+//! ```
+//!
+//! Start CPython with [`initialize`], load the application with [`Application::load`] (or
+//! [`Application::demo`]), make a [`Bridge`] with a [`ServerConfig`], and [`serve`] it on
+//! listeners from `torsion-endpoints`. The async runtime never runs Python and never waits
+//! for the GIL; Python threads release the GIL whenever they wait on the network.
+//!
+//! What the bridge guarantees, after PEP 3333:
+//! - environ has every key the PEP requires, with `PATH_INFO` percent-decoded as latin-1,
+//!   `wsgi.url_scheme` from the listener, and `wsgi.input` streaming the body as it is read;
+//! - status and headers are checked when `start_response` is called, and errors name the
+//!   part at fault; headers go out with the first non-empty chunk;
+//! - a generator's chunks are sent as they are produced, with backpressure;
+//! - `close()` is always called; an exception before output gives 500, after output aborts
+//!   the connection; the server goes on serving.
+
+#![deny(missing_docs, unreachable_pub)]
+
+mod body;
+mod bridge;
+mod environ;
+mod input;
+mod interpreter;
+mod response;
+mod server;
+
+pub use body::{BodyAborted, ResponseBody};
+pub use bridge::Bridge;
+pub use interpreter::{Application, LoadError, PythonOptions, initialize};
+pub use server::{ServerConfig, serve};

@@ -1,0 +1,504 @@
+//! `start_response`, `write` and the response sender: status and headers checked, sent with
+//! the first non-empty chunk, then the body streamed with backpressure.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::body::{BodyAborted, Chunk, ResponseBody};
+
+/// How many chunks may wait between the Python thread and the connection: small, so a
+/// slow client slows the application instead of growing memory.
+const STREAM_DEPTH: usize = 4;
+
+/// Status and headers given to `start_response`, checked, not yet sent.
+#[derive(Debug)]
+pub(crate) struct Head {
+    status: StatusCode,
+    reason: Option<Bytes>,
+    headers: HeaderMap,
+    content_length: Option<u64>,
+    close: bool,
+}
+
+impl Head {
+    fn into_response(self, body: ResponseBody) -> Response<ResponseBody> {
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        if let Some(reason) = self.reason
+            && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason)
+        {
+            response.extensions_mut().insert(reason);
+        }
+        if self.close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// Where the response goes: the head once, then body chunks.
+pub(crate) struct Sender {
+    reply: Option<oneshot::Sender<Response<ResponseBody>>>,
+    stream: Option<mpsc::Sender<Chunk>>,
+    head_only: bool,
+}
+
+/// The client went away (or the request was cancelled): stop producing the body.
+#[derive(Debug)]
+pub(crate) struct ClientGone;
+
+impl Sender {
+    pub(crate) fn new(reply: oneshot::Sender<Response<ResponseBody>>, head_only: bool) -> Sender {
+        Sender {
+            reply: Some(reply),
+            stream: None,
+            head_only,
+        }
+    }
+
+    /// Whether the head has gone out.
+    pub(crate) fn started(&self) -> bool {
+        self.reply.is_none()
+    }
+
+    /// Sends a complete response (head and whole body) if nothing was sent yet.
+    pub(crate) fn send_whole(
+        &mut self,
+        response: Response<ResponseBody>,
+    ) -> Result<(), ClientGone> {
+        let reply = self.reply.take().ok_or(ClientGone)?;
+        reply.send(response).map_err(|_| ClientGone)
+    }
+
+    /// Sends the head with the first chunk and opens the stream for the rest.
+    fn start_stream(&mut self, head: Head, first: Bytes) -> Result<(), ClientGone> {
+        if self.head_only {
+            return self.send_whole(head.into_response(ResponseBody::empty()));
+        }
+        let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+        self.stream = Some(tx);
+        self.send_whole(head.into_response(ResponseBody::stream(first, rx)))
+    }
+
+    /// Sends one chunk of a started stream, waiting (without the GIL) while the client
+    /// is behind.
+    fn send_chunk(&mut self, py: Python<'_>, chunk: Bytes) -> Result<(), ClientGone> {
+        let Some(stream) = &self.stream else {
+            // HEAD: the body is produced and dropped.
+            return Ok(());
+        };
+        match stream.try_send(Ok(chunk)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ClientGone),
+            Err(mpsc::error::TrySendError::Full(item)) => py
+                .detach(|| stream.blocking_send(item))
+                .map_err(|_| ClientGone),
+        }
+    }
+
+    /// Ends the stream by aborting the connection, so the client sees an incomplete body.
+    pub(crate) fn abort(&mut self, reason: String) {
+        if let Some(stream) = self.stream.take() {
+            let _ = stream.try_send(Err(BodyAborted(reason)));
+        }
+    }
+}
+
+/// The state one request's `start_response` and `write` share with the server.
+pub(crate) struct Responder {
+    pub(crate) sender: Sender,
+    pending: Option<Head>,
+    /// Bytes still allowed by the application's Content-Length, if it gave one.
+    remaining: Option<u64>,
+    truncated: bool,
+}
+
+impl Responder {
+    pub(crate) fn new(sender: Sender) -> Responder {
+        Responder {
+            sender,
+            pending: None,
+            remaining: None,
+            truncated: false,
+        }
+    }
+
+    /// Sends one body chunk: the head goes with the first non-empty one (PEP 3333,
+    /// "Buffering and Streaming"). A chunk beyond the declared Content-Length is cut.
+    pub(crate) fn write(
+        &mut self,
+        py: Python<'_>,
+        mut chunk: Bytes,
+    ) -> PyResult<Result<(), ClientGone>> {
+        if chunk.is_empty() {
+            return Ok(Ok(()));
+        }
+        if let Some(remaining) = &mut self.remaining {
+            if chunk.len() as u64 > *remaining {
+                if !self.truncated {
+                    tracing::warn!(
+                        "the application sent more bytes than its Content-Length; the excess is dropped"
+                    );
+                    self.truncated = true;
+                }
+                chunk.truncate(*remaining as usize);
+            }
+            *remaining -= chunk.len() as u64;
+            if chunk.is_empty() {
+                return Ok(Ok(()));
+            }
+        }
+        if self.sender.started() {
+            return Ok(self.sender.send_chunk(py, chunk));
+        }
+        let head = self.take_head()?;
+        Ok(self.sender.start_stream(head, chunk))
+    }
+
+    /// Finishes after the iterable is exhausted: a head not yet sent goes out with `body`
+    /// (the whole body, from a list); a started stream is checked against Content-Length.
+    pub(crate) fn finish(&mut self, body: Bytes) -> PyResult<Result<(), ClientGone>> {
+        if self.sender.started() {
+            if let Some(missing) = self.remaining.filter(|r| *r > 0) {
+                let reason = format!(
+                    "the application's body ended {missing} bytes short of its Content-Length; closing the connection"
+                );
+                tracing::warn!("{reason}");
+                self.sender.abort(reason);
+            }
+            self.sender.stream = None;
+            return Ok(Ok(()));
+        }
+        let head = self.take_head()?;
+        let mut body = body;
+        if let Some(declared) = head.content_length {
+            if (body.len() as u64) < declared {
+                let reason = format!(
+                    "the application's body has {} bytes, less than its Content-Length {declared}; closing the connection",
+                    body.len()
+                );
+                tracing::warn!("{reason}");
+                let sent = self.sender.start_stream(head, body);
+                self.sender.abort(reason);
+                return Ok(sent);
+            }
+            body.truncate(declared as usize);
+        }
+        let body = if self.sender.head_only {
+            ResponseBody::empty()
+        } else {
+            ResponseBody::full(body)
+        };
+        Ok(self.sender.send_whole(head.into_response(body)))
+    }
+
+    fn take_head(&mut self) -> PyResult<Head> {
+        self.pending.take().ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "the application produced body data without calling start_response() first",
+            )
+        })
+    }
+
+    /// Whether start_response has been called (and its head not sent).
+    pub(crate) fn has_head(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
+/// The `start_response` callable (PEP 3333, "The start_response() Callable").
+#[pyclass(frozen, module = "torsion", name = "StartResponse")]
+pub(crate) struct StartResponse {
+    pub(crate) responder: Mutex<Responder>,
+}
+
+impl StartResponse {
+    pub(crate) fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Responder>> {
+        self.responder.try_lock().map_err(|_| {
+            PyRuntimeError::new_err(
+                "start_response and write may not be used from two threads at once",
+            )
+        })
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    /// `start_response(status, response_headers, exc_info=None)`: checks and records the
+    /// head, and returns `write`. With `exc_info` after the head was sent, re-raises it.
+    #[pyo3(signature = (status, response_headers, exc_info=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        response_headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let mut responder = slf.get().lock()?;
+            if let Some(exc_info) = exc_info {
+                if responder.sender.started() {
+                    // PEP 3333: "the start_response callable must raise an error, and should
+                    // re-raise using the exc_info tuple".
+                    let value = exc_info.cast::<PyTuple>()?.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+            } else if responder.has_head() || responder.sender.started() {
+                return Err(PyRuntimeError::new_err(
+                    "start_response() was called a second time without exc_info",
+                ));
+            }
+            let head = parse_head(status, response_headers)?;
+            responder.remaining = head.content_length;
+            responder.pending = Some(head);
+        }
+        slf.getattr(pyo3::intern!(py, "write"))
+    }
+
+    /// The `write(data)` callable: sends `data` (bytes) at once, before returning.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let chunk = body_chunk(data)?;
+        let mut responder = self.lock()?;
+        match responder.write(py, chunk)? {
+            Ok(()) => Ok(()),
+            Err(ClientGone) => Err(PyOSError::new_err("the client has disconnected")),
+        }
+    }
+}
+
+/// A body item as bytes; PEP 3333 allows only bytestrings.
+pub(crate) fn body_chunk(item: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    match item.cast::<PyBytes>() {
+        Ok(bytes) => Ok(Bytes::copy_from_slice(bytes.as_bytes())),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "the response body must be an iterable of bytes, but it yielded a {}",
+            item.get_type().name()?
+        ))),
+    }
+}
+
+/// Hop-by-hop fields belong to the connection, which is the server's (PEP 3333).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn native_str<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<std::borrow::Cow<'a, str>> {
+    let text = value.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "start_response(): {what} must be a str, not {}",
+            value
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    text.to_cow()
+}
+
+/// Latin-1 bytes of a native string; PEP 3333 headers are latin-1.
+fn latin1_bytes(text: &str, what: &str) -> PyResult<Vec<u8>> {
+    text.chars()
+        .map(|c| u8::try_from(c as u32).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "start_response(): {what} {text:?} has characters outside latin-1"
+            ))
+        })
+}
+
+fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
+    let status_text = native_str(status, "status")?;
+    let bad_status = || {
+        PyValueError::new_err(format!(
+            "start_response(): status {status_text:?} is not of the form \"200 OK\" (three digits, a space, a reason phrase)"
+        ))
+    };
+    let (code, reason) = status_text.split_once(' ').unwrap_or((&status_text, ""));
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad_status());
+    }
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .filter(|s| s.as_u16() >= 200 || s.as_u16() == 101)
+        .ok_or_else(bad_status)?;
+    let reason = latin1_bytes(reason, "reason phrase")?;
+    if reason.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(bad_status());
+    }
+    let reason = (status.canonical_reason().map(str::as_bytes) != Some(&reason[..])
+        && !reason.is_empty())
+    .then(|| Bytes::from(reason));
+
+    let mut map = HeaderMap::new();
+    let mut content_length = None;
+    let mut close = false;
+    for item in headers.try_iter().map_err(|_| {
+        PyTypeError::new_err(
+            "start_response(): response_headers must be a list of (name, value) tuples",
+        )
+    })? {
+        let item = item?;
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "start_response(): each header must be a (name, value) tuple, not {}",
+                    item.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?;
+        let name_item = pair.get_item(0)?;
+        let value_item = pair.get_item(1)?;
+        let name_text = native_str(&name_item, "a header name")?;
+        let value_text = native_str(&value_item, "a header value")?;
+        let name = HeaderName::from_bytes(name_text.as_bytes()).map_err(|_| {
+            PyValueError::new_err(format!(
+                "start_response(): header name {name_text:?} is not a valid field name (RFC 9110 §5.1: letters, digits and !#$%&'*+-.^_`|~)"
+            ))
+        })?;
+        let value = HeaderValue::from_bytes(&latin1_bytes(&value_text, &format!("the value of {name_text}"))?)
+            .map_err(|_| {
+                PyValueError::new_err(format!(
+                    "start_response(): the value of header {name_text:?} contains a control character (CR, LF or NUL are not allowed)"
+                ))
+            })?;
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            if name == header::CONNECTION && value_text.trim().eq_ignore_ascii_case("close") {
+                close = true;
+            } else {
+                tracing::warn!(header = %name, "dropping a hop-by-hop header the application set (PEP 3333 leaves them to the server)");
+            }
+            continue;
+        }
+        if name == header::CONTENT_LENGTH {
+            let length = value_text.trim().parse::<u64>().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "start_response(): Content-Length {value_text:?} is not a whole number of bytes"
+                ))
+            })?;
+            content_length = Some(length);
+        }
+        map.append(name, value);
+    }
+    Ok(Head {
+        status,
+        reason,
+        headers: map,
+        content_length,
+        close,
+    })
+}
+
+/// `wsgi.file_wrapper(filelike, block_size=8192)`: iterates the file in blocks and closes
+/// it when the server closes the iterable (PEP 3333, "Optional Platform-Specific File
+/// Handling").
+#[pyclass(frozen, module = "torsion", name = "FileWrapper")]
+pub(crate) struct FileWrapper {
+    filelike: Py<PyAny>,
+    block_size: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, block_size=8192))]
+    fn new(filelike: Py<PyAny>, block_size: isize) -> FileWrapper {
+        FileWrapper {
+            filelike,
+            block_size: block_size.max(1) as usize,
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let block = self
+            .filelike
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "read"), (self.block_size,))?;
+        Ok((block.len()? > 0).then_some(block))
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let filelike = self.filelike.bind(py);
+        if filelike.hasattr(pyo3::intern!(py, "close"))? {
+            filelike.call_method0(pyo3::intern!(py, "close"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `wsgi.errors`: text written here goes to the server log, a line per record.
+#[pyclass(frozen, module = "torsion", name = "ErrorStream")]
+pub(crate) struct ErrorStream {
+    partial: Mutex<String>,
+}
+
+impl ErrorStream {
+    pub(crate) fn new() -> ErrorStream {
+        ErrorStream {
+            partial: Mutex::new(String::new()),
+        }
+    }
+
+    fn emit(&self, all: bool) {
+        let Ok(mut partial) = self.partial.lock() else {
+            return;
+        };
+        while let Some(end) = partial.find('\n') {
+            let line: String = partial.drain(..=end).collect();
+            tracing::warn!(target: "wsgi.errors", "{}", line.trim_end_matches(['\r', '\n']));
+        }
+        if all && !partial.is_empty() {
+            tracing::warn!(target: "wsgi.errors", "{}", partial.as_str());
+            partial.clear();
+        }
+    }
+}
+
+#[pymethods]
+impl ErrorStream {
+    fn write(&self, text: &str) -> usize {
+        if let Ok(mut partial) = self.partial.lock() {
+            partial.push_str(text);
+        }
+        self.emit(false);
+        text.chars().count()
+    }
+
+    fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
+        for line in lines.try_iter()? {
+            self.write(&line?.extract::<String>()?);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) {
+        self.emit(true);
+    }
+}

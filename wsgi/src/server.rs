@@ -1,0 +1,147 @@
+//! Serving HTTP/1.1 and HTTP/2 on any set of listeners, handing each request to the bridge.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use torsion_endpoints::Listener;
+use tracing::Instrument;
+
+use crate::bridge::Bridge;
+
+/// How the server behaves; [`ServerConfig::default`] gives the documented defaults.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Python threads running the application (at least 1). Default: 2 × CPU cores, at
+    /// least 4, so that requests waiting on I/O do not hold up the others.
+    pub threads: usize,
+    /// Largest request body accepted, in bytes; larger ones get 413 Content Too Large
+    /// (RFC 9110 §15.5.14). Default: 1 GiB.
+    pub max_body_size: u64,
+    /// Whether a 500 page shows the Python traceback (Twisted's `--display-tracebacks`).
+    /// Default: false; the traceback always goes to the log.
+    pub display_tracebacks: bool,
+    /// How long in-flight requests may run after a shutdown is asked for. Default: 30 s.
+    pub shutdown_timeout: Duration,
+    /// The value of `SERVER_SOFTWARE`. Default: `Torsion/<version>`.
+    pub server_software: String,
+    /// Whether several processes serve the same application (`wsgi.multiprocess`).
+    /// Default: false.
+    pub multiprocess: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ServerConfig {
+            threads: (2 * cores).max(4),
+            max_body_size: 1 << 30,
+            display_tracebacks: false,
+            shutdown_timeout: Duration::from_secs(30),
+            server_software: format!("Torsion/{}", env!("CARGO_PKG_VERSION")),
+            multiprocess: false,
+        }
+    }
+}
+
+/// Accepts connections on every listener and serves them until `shutdown` completes, then
+/// stops accepting and lets in-flight requests finish within the configured timeout.
+///
+/// Each connection speaks HTTP/1.1 (and 1.0) or, when the client opens with the HTTP/2
+/// connection preface, HTTP/2 over cleartext (RFC 9113 §3.3, "prior knowledge"). A failed
+/// accept (such as running out of file descriptors) is logged and retried after a pause;
+/// it never stops the server.
+pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
+    let bridge = Arc::new(bridge);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut accepting = Vec::new();
+    for listener in listeners {
+        accepting.push(tokio::spawn(accept_loop(
+            listener,
+            bridge.clone(),
+            builder.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for task in accepting {
+        let _ = task.await;
+    }
+    let timeout = bridge.config().shutdown_timeout;
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: waiting up to {timeout:?} for requests in flight"
+    );
+    // The accept loops have ended, so this is the last reference.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return;
+    };
+    if tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after {timeout:?}; stopping anyway");
+    }
+}
+
+async fn accept_loop(
+    mut listener: Listener,
+    bridge: Arc<Bridge>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let endpoint = listener.endpoint().to_owned();
+    tracing::info!(%endpoint, address = %listener.local_addr(), "listening");
+    loop {
+        let connection = tokio::select! {
+            _ = async { drop(stop.wait_for(|stop| *stop).await) } => break,
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(err) => {
+                    tracing::error!(%endpoint, "accept failed: {err}; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let info = Arc::new(connection.info().clone());
+        let span = tracing::debug_span!("connection", peer = %info.peer);
+        let bridge = bridge.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let bridge = bridge.clone();
+            let info = info.clone();
+            async move { Ok::<_, Infallible>(bridge.handle(request, info).await) }
+        });
+        let serving = builder
+            .serve_connection(TokioIo::new(connection), service)
+            .into_owned();
+        let serving = graceful.watch(serving);
+        tokio::spawn(
+            async move {
+                if let Err(err) = serving.await {
+                    tracing::debug!("connection ended: {err}");
+                }
+            }
+            .instrument(span),
+        );
+    }
+    tracing::info!(%endpoint, "stopped listening");
+}

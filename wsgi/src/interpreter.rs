@@ -368,46 +368,48 @@ fn is_identifier(part: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
-/// Twisted's `namedAny`: import the longest prefix that is a module, then walk attributes.
+/// Twisted's `namedAny`: import the package, then each deeper module while one exists,
+/// then walk the remaining names as attributes. Importing from the top down attributes an
+/// error to the module that raised it.
 fn named_any<'py>(
     py: Python<'py>,
     name: &str,
     dotted: &str,
 ) -> Result<Bound<'py, PyAny>, LoadError> {
     let parts: Vec<&str> = dotted.split('.').collect();
-    for split in (1..=parts.len()).rev() {
-        let module = parts[..split].join(".");
+    let import_failed = |module: &str, err: PyErr| LoadError::Python {
+        name: name.to_owned(),
+        what: format!("importing module '{module}'"),
+        error: describe(py, &err),
+    };
+    let mut object = py
+        .import(parts[0])
+        .map_err(|err| import_failed(parts[0], err))?
+        .into_any();
+    let mut split = 1;
+    while split < parts.len() {
+        let module = parts[..=split].join(".");
         match py.import(module.as_str()) {
             Ok(found) => {
-                let mut object = found.into_any();
-                for (i, attribute) in parts[split..].iter().enumerate() {
-                    object = object
-                        .getattr(*attribute)
-                        .map_err(|err| LoadError::Python {
-                            name: name.to_owned(),
-                            what: format!(
-                                "looking up '{}' in module '{module}'",
-                                parts[split..=split + i].join(".")
-                            ),
-                            error: describe(py, &err),
-                        })?;
-                }
-                return Ok(object);
+                object = found.into_any();
+                split += 1;
             }
-            Err(err) if split > 1 && is_missing_module(py, &err, &module) => continue,
-            Err(err) => {
-                return Err(LoadError::Python {
-                    name: name.to_owned(),
-                    what: format!("importing module '{module}'"),
-                    error: describe(py, &err),
-                });
-            }
+            Err(err) if is_missing_module(py, &err, &module) => break,
+            Err(err) => return Err(import_failed(&module, err)),
         }
     }
-    Err(LoadError::Name {
-        name: name.to_owned(),
-        reason: "it is empty".into(),
-    })
+    let module = parts[..split].join(".");
+    for i in split..parts.len() {
+        object = object.getattr(parts[i]).map_err(|err| LoadError::Python {
+            name: name.to_owned(),
+            what: format!(
+                "looking up '{}' in module '{module}'",
+                parts[split..=i].join(".")
+            ),
+            error: describe(py, &err),
+        })?;
+    }
+    Ok(object)
 }
 
 /// Whether `err` says that `module` itself (not something it imports) does not exist.
@@ -421,7 +423,7 @@ fn is_missing_module(py: Python<'_>, err: &PyErr, module: &str) -> bool {
         .and_then(|n| n.extract())
         .ok()
         .flatten();
-    missing.is_some_and(|missing| module == missing || module.starts_with(&format!("{missing}.")))
+    missing.is_some_and(|missing| module == missing)
 }
 
 /// gunicorn's `module:expression`: a dotted attribute, or a call with literal arguments.

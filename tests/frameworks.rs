@@ -1,0 +1,2 @@
+//! Framework applications.
+mod common;

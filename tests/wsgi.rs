@@ -1,0 +1,2 @@
+//! PEP 3333 behaviour.
+mod common;

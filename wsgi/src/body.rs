@@ -32,6 +32,10 @@ enum Kind {
     Stream {
         first: Option<Bytes>,
         rest: mpsc::Receiver<Chunk>,
+        /// An abort received but not yet reported: hyper drops its unsent buffer when the
+        /// body fails, so the body first yields once to let hyper flush what the client
+        /// has been promised.
+        aborting: Option<BodyAborted>,
     },
 }
 
@@ -55,6 +59,7 @@ impl ResponseBody {
             kind: Kind::Stream {
                 first: (!first.is_empty()).then_some(first),
                 rest,
+                aborting: None,
             },
         }
     }
@@ -70,12 +75,25 @@ impl http_body::Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
         match &mut self.get_mut().kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream { first, rest } => {
+            Kind::Stream {
+                first,
+                rest,
+                aborting,
+            } => {
                 if let Some(first) = first.take() {
                     return Poll::Ready(Some(Ok(Frame::data(first))));
                 }
-                rest.poll_recv(cx)
-                    .map(|item| item.map(|chunk| chunk.map(Frame::data)))
+                if let Some(reason) = aborting.take() {
+                    return Poll::Ready(Some(Err(reason)));
+                }
+                match std::task::ready!(rest.poll_recv(cx)) {
+                    Some(Err(reason)) => {
+                        *aborting = Some(reason);
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    item => Poll::Ready(item.map(|chunk| chunk.map(Frame::data))),
+                }
             }
         }
     }

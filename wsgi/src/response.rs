@@ -118,7 +118,9 @@ impl Sender {
 pub(crate) struct Responder {
     pub(crate) sender: Sender,
     pending: Option<Head>,
-    /// Bytes still allowed by the application's Content-Length, if it gave one.
+    /// The application's Content-Length, if it gave one.
+    declared: Option<u64>,
+    /// Bytes still allowed by `declared`.
     remaining: Option<u64>,
     truncated: bool,
 }
@@ -128,6 +130,7 @@ impl Responder {
         Responder {
             sender,
             pending: None,
+            declared: None,
             remaining: None,
             truncated: false,
         }
@@ -169,10 +172,10 @@ impl Responder {
     /// (the whole body, from a list); a started stream is checked against Content-Length.
     pub(crate) fn finish(&mut self, body: Bytes) -> PyResult<Result<(), ClientGone>> {
         if self.sender.started() {
-            if let Some(missing) = self.remaining.filter(|r| *r > 0) {
-                let reason = format!(
-                    "the application's body ended {missing} bytes short of its Content-Length; closing the connection"
-                );
+            if let (Some(declared), Some(missing)) =
+                (self.declared, self.remaining.filter(|r| *r > 0))
+            {
+                let reason = short_body(declared - missing, declared);
                 tracing::warn!("{reason}");
                 self.sender.abort(reason);
             }
@@ -183,10 +186,7 @@ impl Responder {
         let mut body = body;
         if let Some(declared) = head.content_length {
             if (body.len() as u64) < declared {
-                let reason = format!(
-                    "the application's body has {} bytes, less than its Content-Length {declared}; closing the connection",
-                    body.len()
-                );
+                let reason = short_body(body.len() as u64, declared);
                 tracing::warn!("{reason}");
                 let sent = self.sender.start_stream(head, body);
                 self.sender.abort(reason);
@@ -214,6 +214,12 @@ impl Responder {
     pub(crate) fn has_head(&self) -> bool {
         self.pending.is_some()
     }
+}
+
+fn short_body(sent: u64, declared: u64) -> String {
+    format!(
+        "the application's body has {sent} bytes, less than its Content-Length {declared}; closing the connection"
+    )
 }
 
 /// The `start_response` callable (PEP 3333, "The start_response() Callable").
@@ -260,6 +266,7 @@ impl StartResponse {
                 ));
             }
             let head = parse_head(status, response_headers)?;
+            responder.declared = head.content_length;
             responder.remaining = head.content_length;
             responder.pending = Some(head);
         }

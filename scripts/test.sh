@@ -19,5 +19,6 @@ fi
 # Build against the interpreter on PATH, not the test venv (same CPython, but the build
 # must not depend on whether a venv happens to be active).
 unset VIRTUAL_ENV
-cargo nextest run --workspace --no-fail-fast "$@"
+# Doc tests first, so that the run ends with nextest's summary of every other test.
 cargo test --workspace --doc --quiet
+cargo nextest run --workspace --no-fail-fast "$@"

@@ -444,6 +444,33 @@ fn close_is_called_when_the_client_goes_away_mid_body() {
 }
 
 #[test]
+fn a_client_that_stops_reading_stops_the_application_producing() {
+    let server = probe(&[]);
+    // 10,000 chunks of 64 KiB (655 MB) to a client that reads none of it.
+    let mut stream = server.connect();
+    send(
+        &mut stream,
+        "GET /counted-stream?n=10000 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    // Let the application run until backpressure stops it, and check it stays stopped.
+    std::thread::sleep(Duration::from_millis(1500));
+    let first: u32 = server.get("/produced").parse().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let second: u32 = server.get("/produced").parse().unwrap();
+    assert!(first > 0, "the application never started");
+    assert_eq!(
+        first, second,
+        "the application kept producing for a client that does not read"
+    );
+    // What is buffered is bounded by the socket buffers and a few chunks, not the body.
+    assert!(
+        first < 500,
+        "{first} chunks (of 10,000) were produced for a stalled client"
+    );
+    drop(stream);
+}
+
+#[test]
 fn a_slow_request_does_not_stall_the_others() {
     let server = probe(&["--threads", "4"]);
     let slow_url = server.url("/sleep?seconds=3");

@@ -83,6 +83,24 @@ fn flask_routes_json_form_upload_and_streaming() {
 }
 
 #[test]
+fn an_unread_request_body_does_not_stall_the_keep_alive_connection() {
+    // Flask keeps environ alive in a reference cycle; a POST to a route that never reads
+    // its body must not hold up the next request on the same connection.
+    let server = serve(&apps(), &["--wsgi", "flask_app:app"]);
+    let mut stream = server.connect();
+    common::send(
+        &mut stream,
+        "POST /no-such-route HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    let (head, _) = common::read_response(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    common::send(&mut stream, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (head, body) = common::read_response(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"Hello from Flask");
+}
+
+#[test]
 fn flask_over_a_unix_socket_and_http2() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("unix:{}", dir.path().join("flask.sock").display());

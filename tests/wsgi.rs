@@ -407,6 +407,91 @@ fn an_exception_after_output_aborts_the_connection_and_close_is_called() {
 }
 
 #[test]
+fn an_exception_after_many_chunks_still_aborts_over_http1_and_http2() {
+    let server = probe(&[]);
+    for _ in 0..3 {
+        let output = server.curl(&[], "/raise-after-many");
+        assert!(
+            !output.status.success(),
+            "a cut body was delivered as complete over HTTP/1.1"
+        );
+        let output = server.curl(&["--http2-prior-knowledge"], "/raise-after-many");
+        assert!(
+            !output.status.success(),
+            "a cut body was delivered as complete over HTTP/2"
+        );
+    }
+    assert_eq!(server.get("/write"), "written then returned");
+}
+
+#[test]
+fn conflicting_content_lengths_are_an_application_error() {
+    let server = probe(&[]);
+    let (status, _, _) = server.fetch(&[], "/two-lengths");
+    assert_eq!(status, 500);
+    server.wait_for_log("two different Content-Length values, 5 and 11");
+}
+
+#[test]
+fn a_304_with_content_length_works_over_http2() {
+    let server = probe(&[]);
+    for args in [&[][..], &["--http2-prior-knowledge"][..]] {
+        let output = server.curl(
+            &[args, &["-o", "/dev/null", "-w", "%{http_code}"]].concat(),
+            "/not-modified",
+        );
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "304");
+    }
+    assert!(
+        !server.logs().contains("less than its Content-Length"),
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn head_on_a_never_ending_generator_frees_the_thread() {
+    let server = probe(&["--threads", "1"]);
+    let (status, _, body) = server.fetch(&["-I"], "/forever");
+    assert_eq!((status, body.as_str()), (200, ""));
+    // The only Python thread is free again.
+    assert_eq!(server.get("/write"), "written then returned");
+}
+
+#[test]
+fn a_client_that_stalls_its_upload_is_given_up_after_the_client_timeout() {
+    let server = probe(&["--threads", "1", "--client-timeout", "1"]);
+    let mut stalled = server.connect();
+    send(
+        &mut stalled,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nonly ten b",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    // Queued behind the stalled upload on the only thread, served once it is given up.
+    let started = Instant::now();
+    assert_eq!(server.get("/write"), "written then returned");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    server.wait_for_log("sent none of the rest of the request body for 1s");
+    let (head, _) = read_response(&mut stalled);
+    assert!(head.starts_with("HTTP/1.1 500"), "{head}");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_given_up_after_the_client_timeout() {
+    let server = probe(&["--threads", "1", "--client-timeout", "1"]);
+    let mut stalled = server.connect();
+    send(
+        &mut stalled,
+        "GET /counted-stream?n=100000 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.get("/write"), "written then returned");
+    server.wait_for_log("the client read nothing for 1s");
+    drop(stalled);
+}
+
+#[test]
 fn a_body_shorter_than_its_content_length_closes_the_connection() {
     let server = probe(&[]);
     let output = server.curl(&[], "/short");

@@ -70,6 +70,11 @@ struct WebArgs {
     /// Seconds in-flight requests may take to finish after SIGINT or SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     shutdown_timeout: f64,
+
+    /// Seconds a client may stay silent while sending a request body or not read the
+    /// response before its request is given up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    client_timeout: f64,
 }
 
 fn main() -> ExitCode {
@@ -112,12 +117,24 @@ fn web(args: WebArgs) -> ExitCode {
             Err(err) => return fail(err),
         }
     }
-    if !args.shutdown_timeout.is_finite() || args.shutdown_timeout < 0.0 {
-        return fail(format!(
-            "--shutdown-timeout {} is not valid; expected a number of seconds, 0 or more",
-            args.shutdown_timeout
-        ));
-    }
+    let seconds = |flag: &str, value: f64| {
+        Duration::try_from_secs_f64(value).map_err(|_| {
+            format!("{flag} {value} is not valid; expected a number of seconds, 0 or more")
+        })
+    };
+    let shutdown_timeout = match seconds("--shutdown-timeout", args.shutdown_timeout) {
+        Ok(timeout) => timeout,
+        Err(message) => return fail(message),
+    };
+    let client_timeout = match seconds("--client-timeout", args.client_timeout) {
+        Ok(timeout) if !timeout.is_zero() => timeout,
+        _ => {
+            return fail(format!(
+                "--client-timeout {} is not valid; expected a number of seconds above 0",
+                args.client_timeout
+            ));
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,7 +168,8 @@ fn web(args: WebArgs) -> ExitCode {
             config.max_body_size = max;
         }
         config.display_tracebacks = args.display_tracebacks;
-        config.shutdown_timeout = Duration::from_secs_f64(args.shutdown_timeout);
+        config.shutdown_timeout = shutdown_timeout;
+        config.client_timeout = client_timeout;
         tracing::info!(
             application = application.name(),
             threads = config.threads,

@@ -2,6 +2,8 @@
 //! bounded channel.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,8 +16,22 @@ use tokio::sync::mpsc;
 #[error("{0}")]
 pub struct BodyAborted(pub String);
 
-/// One item of a streamed body: a chunk, or the reason the stream is aborted.
-pub(crate) type Chunk = Result<Bytes, BodyAborted>;
+/// The sending half of a streamed body. The body is complete only if [`StreamSender::finish`]
+/// was called before the sender went away; dropped otherwise (the application raised, the
+/// Python thread gave up on a stalled client, a panic), the body fails and the connection
+/// is aborted, so that a cut body never looks whole.
+#[derive(Debug)]
+pub(crate) struct StreamSender {
+    pub(crate) chunks: mpsc::Sender<Bytes>,
+    finished: Arc<AtomicBool>,
+}
+
+impl StreamSender {
+    /// Marks the body complete; dropping the sender then ends it cleanly.
+    pub(crate) fn finish(self) {
+        self.finished.store(true, Ordering::Release);
+    }
+}
 
 /// A response body: empty, one buffer, or a stream of chunks from the application.
 ///
@@ -31,11 +47,12 @@ enum Kind {
     Full(Option<Bytes>),
     Stream {
         first: Option<Bytes>,
-        rest: mpsc::Receiver<Chunk>,
-        /// An abort received but not yet reported: hyper drops its unsent buffer when the
-        /// body fails, so the body first yields once to let hyper flush what the client
-        /// has been promised.
-        aborting: Option<BodyAborted>,
+        rest: mpsc::Receiver<Bytes>,
+        finished: Arc<AtomicBool>,
+        /// The sender went away unfinished, and this was seen once: hyper drops its unsent
+        /// buffer when a body fails, so the body first yields once to let hyper flush the
+        /// bytes already produced, then fails.
+        aborting: bool,
     },
 }
 
@@ -54,14 +71,20 @@ impl ResponseBody {
         }
     }
 
-    pub(crate) fn stream(first: Bytes, rest: mpsc::Receiver<Chunk>) -> ResponseBody {
-        ResponseBody {
+    /// A streamed body starting with `first`, and the sender for the rest; `depth` chunks
+    /// may wait in between.
+    pub(crate) fn stream(first: Bytes, depth: usize) -> (ResponseBody, StreamSender) {
+        let (chunks, rest) = mpsc::channel(depth);
+        let finished = Arc::new(AtomicBool::new(false));
+        let body = ResponseBody {
             kind: Kind::Stream {
                 first: (!first.is_empty()).then_some(first),
                 rest,
-                aborting: None,
+                finished: finished.clone(),
+                aborting: false,
             },
-        }
+        };
+        (body, StreamSender { chunks, finished })
     }
 }
 
@@ -78,21 +101,25 @@ impl http_body::Body for ResponseBody {
             Kind::Stream {
                 first,
                 rest,
+                finished,
                 aborting,
             } => {
                 if let Some(first) = first.take() {
                     return Poll::Ready(Some(Ok(Frame::data(first))));
                 }
-                if let Some(reason) = aborting.take() {
-                    return Poll::Ready(Some(Err(reason)));
+                if *aborting {
+                    return Poll::Ready(Some(Err(BodyAborted(
+                        "the response body ended before the application finished it".into(),
+                    ))));
                 }
                 match std::task::ready!(rest.poll_recv(cx)) {
-                    Some(Err(reason)) => {
-                        *aborting = Some(reason);
+                    Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    None if finished.load(Ordering::Acquire) => Poll::Ready(None),
+                    None => {
+                        *aborting = true;
                         cx.waker().wake_by_ref();
                         Poll::Pending
                     }
-                    item => Poll::Ready(item.map(|chunk| chunk.map(Frame::data))),
                 }
             }
         }

@@ -15,7 +15,7 @@ use torsion_endpoints::ConnectionInfo;
 
 use crate::body::ResponseBody;
 use crate::environ::{self, Constants};
-use crate::input::Input;
+use crate::input::{Input, Waiting};
 use crate::interpreter::{Application, LoadError};
 use crate::response::{
     ClientGone, ErrorStream, FileWrapper, Responder, Sender, StartResponse, body_chunk,
@@ -53,17 +53,22 @@ struct Worker {
     application: Py<PyAny>,
     constants: Constants,
     config: Arc<ServerConfig>,
+    waiting: Waiting,
 }
 
 impl Bridge {
-    /// Starts `config.threads` Python threads serving `application`.
+    /// Starts `config.threads` Python threads serving `application`. Must be called within
+    /// the tokio runtime that will serve: the threads use its timers for client timeouts.
     ///
     /// # Errors
     /// [`LoadError::Interpreter`] if the shared objects cannot be created, or a thread
     /// cannot be started.
     pub fn new(application: Application, config: ServerConfig) -> Result<Bridge, LoadError> {
         let config = Arc::new(config);
-        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            LoadError::Interpreter("Bridge::new must be called within a tokio runtime".into())
+        })?;
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(config.max_queued_requests.max(1));
         let worker = Python::attach(|py| -> PyResult<Arc<Worker>> {
             let constants = Constants {
                 version: (1, 0).into_py_any(py)?,
@@ -76,6 +81,10 @@ impl Bridge {
                 application: application.object.clone_ref(py),
                 constants,
                 config: config.clone(),
+                waiting: Waiting {
+                    runtime,
+                    client_timeout: config.client_timeout,
+                },
             }))
         })
         .map_err(|err| LoadError::Interpreter(err.to_string()))?;
@@ -155,19 +164,44 @@ impl Worker {
             info,
             reply,
         } = job;
+        if reply.is_closed() {
+            // The client left (or reset its HTTP/2 stream) while the request waited.
+            tracing::debug!(
+                path = request.uri().path(),
+                "skipping a request nobody waits for"
+            );
+            return;
+        }
         let (parts, body) = request.into_parts();
         let head_only = parts.method == Method::HEAD;
         let too_large = Arc::new(AtomicBool::new(false));
-        let outcome = (|| -> PyResult<(Bound<'_, StartResponse>, Option<Bound<'_, PyAny>>)> {
+        let sender = Sender::new(
+            reply,
+            head_only,
+            self.waiting.runtime.clone(),
+            self.config.client_timeout,
+        );
+        type Called<'py> = (
+            Bound<'py, StartResponse>,
+            Bound<'py, Input>,
+            Option<Bound<'py, PyAny>>,
+        );
+        let outcome = (|| -> PyResult<Called<'_>> {
             let input = Bound::new(
                 py,
-                Input::new(body, self.config.max_body_size, too_large.clone()),
+                Input::new(
+                    body,
+                    self.config.max_body_size,
+                    too_large.clone(),
+                    self.waiting.clone(),
+                ),
             )?;
-            let environ = environ::build(py, &parts, &info, &self.constants, input.into_any())?;
+            let environ =
+                environ::build(py, &parts, &info, &self.constants, input.clone().into_any())?;
             let start_response = Bound::new(
                 py,
                 StartResponse {
-                    responder: std::sync::Mutex::new(Responder::new(Sender::new(reply, head_only))),
+                    responder: std::sync::Mutex::new(Responder::new(sender)),
                 },
             )?;
             let result = self
@@ -175,14 +209,14 @@ impl Worker {
                 .bind(py)
                 .call1((environ, start_response.clone()));
             match result {
-                Ok(result) => Ok((start_response, Some(result))),
+                Ok(result) => Ok((start_response, input, Some(result))),
                 Err(err) => {
                     self.fail(py, &start_response, &parts, err, &too_large);
-                    Ok((start_response, None))
+                    Ok((start_response, input, None))
                 }
             }
         })();
-        let (start_response, result) = match outcome {
+        let (start_response, input, result) = match outcome {
             Ok(pair) => pair,
             Err(err) => {
                 // Building environ or start_response failed: a server defect; the reply was
@@ -195,7 +229,10 @@ impl Worker {
                 return;
             }
         };
-        let Some(result) = result else { return };
+        let Some(result) = result else {
+            input.get().release();
+            return;
+        };
         if let Err(err) = self.respond(py, &start_response, &result) {
             self.fail(py, &start_response, &parts, err, &too_large);
         }
@@ -209,6 +246,7 @@ impl Worker {
                 traceback(py, &err)
             );
         }
+        input.get().release();
     }
 
     /// Sends the application's response: a list or tuple whole, any other iterable chunk by
@@ -241,10 +279,16 @@ impl Worker {
         }
         for item in result.try_iter()? {
             let chunk = body_chunk(&item?)?;
-            let sent = start_response.get().lock()?.write(py, chunk)?;
-            if let Err(ClientGone) = sent {
+            let mut responder = start_response.get().lock()?;
+            if let Err(ClientGone) = responder.write(py, chunk)? {
                 tracing::debug!("the client went away; stopping the response");
+                responder.sender.abort();
                 return Ok(());
+            }
+            // HEAD: once the head is out, the rest of the body would only be thrown away
+            // (and a never-ending generator would hold this thread for good).
+            if responder.sender.head_only && responder.sender.started() {
+                break;
             }
         }
         let _ = start_response.get().lock()?.finish(Bytes::new())?;
@@ -262,8 +306,20 @@ impl Worker {
         too_large: &AtomicBool,
     ) {
         let traceback = traceback(py, &err);
-        let Ok(mut responder) = start_response.get().lock() else {
-            return;
+        // Another thread may hold the responder while it waits for the client: wait for it
+        // without the GIL rather than leave the request unanswered.
+        let state = &start_response.get().responder;
+        let mut responder = loop {
+            match state.try_lock() {
+                Ok(responder) => break responder,
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    py.detach(|| std::thread::sleep(std::time::Duration::from_millis(1)))
+                }
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    tracing::error!("the response state is unusable after a panic:\n{traceback}");
+                    return;
+                }
+            }
         };
         if responder.sender.started() {
             tracing::error!(
@@ -271,9 +327,7 @@ impl Worker {
                 path = parts.uri.path(),
                 "the application raised after the response started; aborting the connection:\n{traceback}"
             );
-            responder
-                .sender
-                .abort("the application raised while producing the body".into());
+            responder.sender.abort();
             return;
         }
         if too_large.load(Ordering::Relaxed) {

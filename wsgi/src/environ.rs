@@ -63,16 +63,14 @@ pub(crate) fn build<'py>(
     let scheme = info.scheme();
     environ.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
 
-    // Fields. HTTP/2 sends the authority as a pseudo-header, not Host.
-    let mut host = parts
-        .headers
-        .get(header::HOST)
-        .map(|v| v.as_bytes().to_vec());
-    if host.is_none()
+    // The target's authority (HTTP/2's :authority, or an absolute-form HTTP/1.1 target)
+    // names the host before the Host field does (RFC 9112 §3.2.2, RFC 9113 §8.3.1).
+    let authority = parts.uri.authority().map(|a| a.as_str().as_bytes());
+    let host = authority.or_else(|| parts.headers.get(header::HOST).map(|v| v.as_bytes()));
+    if !parts.headers.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()
     {
         environ.set_item(intern!(py, "HTTP_HOST"), authority.as_str())?;
-        host = Some(authority.as_str().as_bytes().to_vec());
     }
     for name in parts.headers.keys() {
         let mut values = parts.headers.get_all(name).iter();
@@ -96,7 +94,7 @@ pub(crate) fn build<'py>(
         environ.set_item(key, value)?;
     }
 
-    let (server_name, server_port) = server_name_and_port(host.as_deref(), &info.local, scheme);
+    let (server_name, server_port) = server_name_and_port(host, &info.local, scheme);
     environ.set_item(
         intern!(py, "SERVER_NAME"),
         latin1(py, server_name.as_bytes()),
@@ -201,8 +199,17 @@ pub(crate) fn server_name_and_port(
             Some(i) if !host[i..].contains(']') => (&host[..i], &host[i + 1..]),
             _ => (host, ""),
         };
-        let port = if port.is_empty() { default_port } else { port };
-        return (name.to_owned(), port.to_owned());
+        let port = if port.is_empty() {
+            default_port.to_owned()
+        } else if !port.bytes().all(|b| b.is_ascii_digit()) {
+            // Frameworks read SERVER_PORT as a number; a malformed one is not passed on.
+            local
+                .as_tcp()
+                .map_or(default_port.to_owned(), |a| a.port().to_string())
+        } else {
+            port.to_owned()
+        };
+        return (name.to_owned(), port);
     }
     match local {
         Address::Tcp(addr) => {
@@ -228,12 +235,13 @@ mod tests {
 
     #[test]
     fn server_name_and_port_come_from_host_then_local_address() {
-        let cases: [(Option<&str>, &str, (&str, &str)); 6] = [
+        let cases: [(Option<&str>, &str, (&str, &str)); 7] = [
             (Some("example.org:8443"), "http", ("example.org", "8443")),
             (Some("example.org"), "http", ("example.org", "80")),
             (Some("example.org"), "https", ("example.org", "443")),
             (Some("[::1]:9000"), "http", ("[::1]", "9000")),
             (Some("[::1]"), "http", ("[::1]", "80")),
+            (Some("example.org:xyz"), "http", ("example.org", "8080")),
             (None, "http", ("127.0.0.1", "8080")),
         ];
         for (host, scheme, (name, port)) in cases {

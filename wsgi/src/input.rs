@@ -5,8 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body;
 use hyper::body::Incoming;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
@@ -34,11 +35,29 @@ struct State {
     received: u64,
     limit: u64,
     too_large: Arc<AtomicBool>,
+    /// Why the body cannot be read any further; raised again on every later read, so a
+    /// truncated body is never mistaken for a whole one.
+    failed: Option<String>,
+    runtime: tokio::runtime::Handle,
+    client_timeout: Duration,
+}
+
+/// What a Python thread needs to wait for the client: the runtime that drives timers, and
+/// how long the client may stay silent.
+#[derive(Clone)]
+pub(crate) struct Waiting {
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) client_timeout: Duration,
 }
 
 impl Input {
     /// `too_large` is set when the body passes `limit` bytes.
-    pub(crate) fn new(body: Incoming, limit: u64, too_large: Arc<AtomicBool>) -> Input {
+    pub(crate) fn new(
+        body: Incoming,
+        limit: u64,
+        too_large: Arc<AtomicBool>,
+        waiting: Waiting,
+    ) -> Input {
         let body = (!body.is_end_stream()).then_some(body);
         Input {
             state: Mutex::new(State {
@@ -47,7 +66,18 @@ impl Input {
                 received: 0,
                 limit,
                 too_large,
+                failed: None,
+                runtime: waiting.runtime,
+                client_timeout: waiting.client_timeout,
             }),
+        }
+    }
+
+    /// Lets go of the request body once the response is over, so that hyper can go on
+    /// with the connection even while Python still holds a reference to environ.
+    pub(crate) fn release(&self) {
+        if let Ok(mut state) = self.state.try_lock() {
+            state.body = None;
         }
     }
 
@@ -65,26 +95,44 @@ impl Input {
 impl State {
     /// Receives the next data frame into the buffer; false at the end of the body.
     fn fetch(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if let Some(failed) = &self.failed {
+            return Err(PyOSError::new_err(failed.clone()));
+        }
+        match self.receive(py) {
+            Ok(more) => Ok(more),
+            Err(reason) => {
+                self.body = None;
+                self.failed = Some(reason.clone());
+                Err(PyOSError::new_err(reason))
+            }
+        }
+    }
+
+    fn receive(&mut self, py: Python<'_>) -> Result<bool, String> {
         loop {
             let Some(body) = self.body.as_mut() else {
                 return Ok(false);
             };
+            let (runtime, timeout) = (&self.runtime, self.client_timeout);
             let frame = py.detach(|| {
-                futures_executor::block_on(std::future::poll_fn(|cx| {
-                    Pin::new(&mut *body).poll_frame(cx)
-                }))
+                // The timer is made inside block_on: it needs the runtime's context.
+                runtime.block_on(async {
+                    tokio::time::timeout(
+                        timeout,
+                        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)),
+                    )
+                    .await
+                })
             });
+            let frame = frame.map_err(|_| {
+                format!("the client sent none of the rest of the request body for {timeout:?}")
+            })?;
             match frame {
                 None => {
                     self.body = None;
                     return Ok(false);
                 }
-                Some(Err(err)) => {
-                    self.body = None;
-                    return Err(PyOSError::new_err(format!(
-                        "reading the request body failed: {err}"
-                    )));
-                }
+                Some(Err(err)) => return Err(format!("reading the request body failed: {err}")),
                 Some(Ok(frame)) => {
                     // Trailers carry no body bytes; keep reading.
                     let Ok(data) = frame.into_data() else {
@@ -92,12 +140,11 @@ impl State {
                     };
                     self.received += data.len() as u64;
                     if self.received > self.limit {
-                        self.body = None;
                         self.too_large.store(true, Ordering::Relaxed);
-                        return Err(PyOSError::new_err(format!(
+                        return Err(format!(
                             "the request body is larger than the server's limit of {} bytes",
                             self.limit
-                        )));
+                        ));
                     }
                     if !data.is_empty() {
                         self.buffer.push(data);
@@ -190,35 +237,62 @@ impl Input {
     }
 }
 
-/// Received body bytes not yet read by the application, as the frames arrived.
+/// Received body bytes not yet read by the application.
+///
+/// Small frames are merged into the last block, so a body sent as many tiny chunks costs
+/// few blocks; searches start from the end, where the unsearched bytes are, so reading a
+/// long line frame by frame stays linear.
 #[derive(Default)]
 struct Buffer {
-    chunks: VecDeque<Bytes>,
+    blocks: VecDeque<BytesMut>,
     len: usize,
 }
+
+/// Frames smaller than this are copied into the last block rather than kept apart.
+const SMALL_FRAME: usize = 4096;
+/// Blocks grow by merged frames up to this size.
+const BLOCK: usize = 64 * 1024;
 
 impl Buffer {
     fn push(&mut self, bytes: Bytes) {
         self.len += bytes.len();
-        self.chunks.push_back(bytes);
+        if bytes.len() < SMALL_FRAME
+            && let Some(last) = self.blocks.back_mut()
+            && last.len() + bytes.len() <= BLOCK
+        {
+            last.extend_from_slice(&bytes);
+            return;
+        }
+        let block = bytes
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        self.blocks.push_back(block);
     }
 
     /// The offset of the first `needle` in `[from, to)`.
     fn find(&self, needle: u8, from: usize, to: usize) -> Option<usize> {
-        let mut offset = 0;
-        for chunk in &self.chunks {
-            let end = offset + chunk.len();
-            if end > from && offset < to {
-                let start = from.saturating_sub(offset);
-                let stop = (to - offset).min(chunk.len());
-                if let Some(i) = chunk[start..stop].iter().position(|b| *b == needle) {
-                    return Some(offset + start + i);
-                }
-            }
-            if end >= to {
+        if from >= to {
+            return None;
+        }
+        // Walk back to the block holding `from`: only the blocks after it are new.
+        let mut index = self.blocks.len();
+        let mut start = self.len;
+        while index > 0 && start > from {
+            index -= 1;
+            start -= self.blocks[index].len();
+        }
+        for block in self.blocks.range(index..) {
+            if start >= to {
                 break;
             }
-            offset = end;
+            let lo = from.saturating_sub(start);
+            let hi = (to - start).min(block.len());
+            if lo < hi
+                && let Some(i) = block[lo..hi].iter().position(|b| *b == needle)
+            {
+                return Some(start + lo + i);
+            }
+            start += block.len();
         }
         None
     }
@@ -226,18 +300,18 @@ impl Buffer {
     /// Moves the first `n` bytes (n ≤ len) into a new Python bytes object: one copy.
     fn take<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
         let n = n.min(self.len);
-        let chunks = &mut self.chunks;
+        let blocks = &mut self.blocks;
         let bytes = PyBytes::new_with(py, n, |out| {
             let mut filled = 0;
             while filled < n {
-                let Some(front) = chunks.front_mut() else {
+                let Some(front) = blocks.front_mut() else {
                     break;
                 };
                 let k = front.len().min(n - filled);
                 out[filled..filled + k].copy_from_slice(&front[..k]);
                 front.advance(k);
                 if front.is_empty() {
-                    chunks.pop_front();
+                    blocks.pop_front();
                 }
                 filled += k;
             }
@@ -267,6 +341,33 @@ mod tests {
         assert_eq!(b.find(b'\n', 4, b.len), Some(5));
         assert_eq!(b.find(b'\n', 0, 3), None);
         assert_eq!(b.find(b'x', 0, b.len), None);
+        // Large frames stay separate blocks; the search crosses them.
+        let big = "y".repeat(SMALL_FRAME);
+        let b = buffer(&[&big, &big, "\n", &big]);
+        assert_eq!(
+            b.blocks.len(),
+            3,
+            "the small frame joined the block before it"
+        );
+        assert_eq!(b.find(b'\n', 0, b.len), Some(2 * SMALL_FRAME));
+        assert_eq!(b.find(b'\n', 2 * SMALL_FRAME, b.len), Some(2 * SMALL_FRAME));
+        assert_eq!(b.find(b'\n', 2 * SMALL_FRAME + 1, b.len), None);
+        assert_eq!(b.find(b'y', SMALL_FRAME + 5, b.len), Some(SMALL_FRAME + 5));
+    }
+
+    #[test]
+    fn tiny_frames_are_merged_into_blocks() {
+        let mut b = Buffer::default();
+        for _ in 0..100_000 {
+            b.push(Bytes::from_static(b"z"));
+        }
+        assert_eq!(b.len, 100_000);
+        assert_eq!(
+            b.blocks.len(),
+            2,
+            "100,000 one-byte frames fit in two 64 KiB blocks"
+        );
+        assert_eq!(b.find(b'z', 99_999, b.len), Some(99_999));
     }
 
     #[test]

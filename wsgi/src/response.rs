@@ -2,6 +2,7 @@
 //! the first non-empty chunk, then the body streamed with backpressure.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -9,9 +10,9 @@ use http::{Response, StatusCode};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::body::{BodyAborted, Chunk, ResponseBody};
+use crate::body::{ResponseBody, StreamSender};
 
 /// How many chunks may wait between the Python thread and the connection: small, so a
 /// slow client slows the application instead of growing memory.
@@ -28,6 +29,13 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// Whether the status forbids a body (RFC 9110 §6.4.1: 1xx, 204, 304).
+    fn has_no_body(&self) -> bool {
+        self.status.is_informational()
+            || self.status == StatusCode::NO_CONTENT
+            || self.status == StatusCode::NOT_MODIFIED
+    }
+
     fn into_response(self, body: ResponseBody) -> Response<ResponseBody> {
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
@@ -46,23 +54,34 @@ impl Head {
     }
 }
 
-/// Where the response goes: the head once, then body chunks.
-pub(crate) struct Sender {
-    reply: Option<oneshot::Sender<Response<ResponseBody>>>,
-    stream: Option<mpsc::Sender<Chunk>>,
-    head_only: bool,
-}
-
-/// The client went away (or the request was cancelled): stop producing the body.
+/// The client went away, stopped reading for longer than the client timeout, or the
+/// request was cancelled: stop producing the body.
 #[derive(Debug)]
 pub(crate) struct ClientGone;
 
+/// Where the response goes: the head once, then body chunks.
+pub(crate) struct Sender {
+    reply: Option<oneshot::Sender<Response<ResponseBody>>>,
+    stream: Option<StreamSender>,
+    /// A HEAD request: the head is sent, the body is not.
+    pub(crate) head_only: bool,
+    runtime: tokio::runtime::Handle,
+    client_timeout: Duration,
+}
+
 impl Sender {
-    pub(crate) fn new(reply: oneshot::Sender<Response<ResponseBody>>, head_only: bool) -> Sender {
+    pub(crate) fn new(
+        reply: oneshot::Sender<Response<ResponseBody>>,
+        head_only: bool,
+        runtime: tokio::runtime::Handle,
+        client_timeout: Duration,
+    ) -> Sender {
         Sender {
             reply: Some(reply),
             stream: None,
             head_only,
+            runtime,
+            client_timeout,
         }
     }
 
@@ -82,35 +101,53 @@ impl Sender {
 
     /// Sends the head with the first chunk and opens the stream for the rest.
     fn start_stream(&mut self, head: Head, first: Bytes) -> Result<(), ClientGone> {
-        if self.head_only {
+        if self.head_only || head.has_no_body() {
             return self.send_whole(head.into_response(ResponseBody::empty()));
         }
-        let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-        self.stream = Some(tx);
-        self.send_whole(head.into_response(ResponseBody::stream(first, rx)))
+        let (body, sender) = ResponseBody::stream(first, STREAM_DEPTH);
+        self.stream = Some(sender);
+        self.send_whole(head.into_response(body))
     }
 
-    /// Sends one chunk of a started stream, waiting (without the GIL) while the client
-    /// is behind.
+    /// Sends one chunk of a started stream, waiting (without the GIL) while the client is
+    /// behind, for at most the client timeout.
     fn send_chunk(&mut self, py: Python<'_>, chunk: Bytes) -> Result<(), ClientGone> {
         let Some(stream) = &self.stream else {
-            // HEAD: the body is produced and dropped.
+            // No body is sent for this response (HEAD, 204, 304).
             return Ok(());
         };
-        match stream.try_send(Ok(chunk)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(ClientGone),
-            Err(mpsc::error::TrySendError::Full(item)) => py
-                .detach(|| stream.blocking_send(item))
-                .map_err(|_| ClientGone),
+        let chunk = match stream.chunks.try_send(chunk) {
+            Ok(()) => return Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return Err(ClientGone),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(chunk)) => chunk,
+        };
+        let (runtime, timeout) = (&self.runtime, self.client_timeout);
+        // The timer is made inside block_on: it needs the runtime's context.
+        let sent = py.detach(|| {
+            runtime
+                .block_on(async { tokio::time::timeout(timeout, stream.chunks.send(chunk)).await })
+        });
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ClientGone),
+            Err(_) => {
+                tracing::warn!("the client read nothing for {timeout:?}; abandoning the response");
+                Err(ClientGone)
+            }
         }
     }
 
-    /// Ends the stream by aborting the connection, so the client sees an incomplete body.
-    pub(crate) fn abort(&mut self, reason: String) {
+    /// Ends a started body as complete.
+    fn end_stream(&mut self) {
         if let Some(stream) = self.stream.take() {
-            let _ = stream.try_send(Err(BodyAborted(reason)));
+            stream.finish();
         }
+    }
+
+    /// Ends a started body without completing it: the connection is aborted, so the client
+    /// sees an incomplete body.
+    pub(crate) fn abort(&mut self) {
+        self.stream = None;
     }
 }
 
@@ -123,6 +160,8 @@ pub(crate) struct Responder {
     /// Bytes still allowed by `declared`.
     remaining: Option<u64>,
     truncated: bool,
+    /// The response is over: later writes are errors, not silently dropped data.
+    finished: bool,
 }
 
 impl Responder {
@@ -133,6 +172,7 @@ impl Responder {
             declared: None,
             remaining: None,
             truncated: false,
+            finished: false,
         }
     }
 
@@ -143,6 +183,11 @@ impl Responder {
         py: Python<'_>,
         mut chunk: Bytes,
     ) -> PyResult<Result<(), ClientGone>> {
+        if self.finished {
+            return Err(PyOSError::new_err(
+                "write() after the response was complete",
+            ));
+        }
         if chunk.is_empty() {
             return Ok(Ok(()));
         }
@@ -171,35 +216,44 @@ impl Responder {
     /// Finishes after the iterable is exhausted: a head not yet sent goes out with `body`
     /// (the whole body, from a list); a started stream is checked against Content-Length.
     pub(crate) fn finish(&mut self, body: Bytes) -> PyResult<Result<(), ClientGone>> {
-        if self.sender.started() {
-            if let (Some(declared), Some(missing)) =
-                (self.declared, self.remaining.filter(|r| *r > 0))
-            {
-                let reason = short_body(declared - missing, declared);
-                tracing::warn!("{reason}");
-                self.sender.abort(reason);
-            }
-            self.sender.stream = None;
+        if self.finished {
             return Ok(Ok(()));
         }
-        let head = self.take_head()?;
+        self.finished = true;
+        if self.sender.started() {
+            match (self.declared, self.remaining.filter(|r| *r > 0)) {
+                (Some(declared), Some(missing)) if self.sender.stream.is_some() => {
+                    tracing::warn!("{}", short_body(declared - missing, declared));
+                    self.sender.abort();
+                }
+                _ => self.sender.end_stream(),
+            }
+            return Ok(Ok(()));
+        }
+        let mut head = self.take_head()?;
         let mut body = body;
+        if head.has_no_body() || self.sender.head_only {
+            // The head describes the body GET would have had: its length, when known.
+            if self.sender.head_only && head.content_length.is_none() && !head.has_no_body() {
+                head.headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            }
+            return Ok(self
+                .sender
+                .send_whole(head.into_response(ResponseBody::empty())));
+        }
         if let Some(declared) = head.content_length {
             if (body.len() as u64) < declared {
-                let reason = short_body(body.len() as u64, declared);
-                tracing::warn!("{reason}");
+                tracing::warn!("{}", short_body(body.len() as u64, declared));
                 let sent = self.sender.start_stream(head, body);
-                self.sender.abort(reason);
+                self.sender.abort();
                 return Ok(sent);
             }
             body.truncate(declared as usize);
         }
-        let body = if self.sender.head_only {
-            ResponseBody::empty()
-        } else {
-            ResponseBody::full(body)
-        };
-        Ok(self.sender.send_whole(head.into_response(body)))
+        Ok(self
+            .sender
+            .send_whole(head.into_response(ResponseBody::full(body))))
     }
 
     fn take_head(&mut self) -> PyResult<Head> {
@@ -348,7 +402,8 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         .parse::<u16>()
         .ok()
         .and_then(|c| StatusCode::from_u16(c).ok())
-        .filter(|s| s.as_u16() >= 200 || s.as_u16() == 101)
+        // 1xx are not final responses; upgrades (101) are not supported.
+        .filter(|s| s.as_u16() >= 200)
         .ok_or_else(bad_status)?;
     let reason = latin1_bytes(reason, "reason phrase")?;
     if reason.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -401,12 +456,30 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             continue;
         }
         if name == header::CONTENT_LENGTH {
-            let length = value_text.trim().parse::<u64>().map_err(|_| {
-                PyValueError::new_err(format!(
-                    "start_response(): Content-Length {value_text:?} is not a whole number of bytes"
-                ))
-            })?;
-            content_length = Some(length);
+            // RFC 9110 §8.6: digits only; the same value repeated is one value; two
+            // different values would frame the body two ways.
+            let text = value_text.trim();
+            let length = (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| text.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "start_response(): Content-Length {value_text:?} is not a whole number of bytes"
+                    ))
+                })?;
+            match content_length {
+                Some(earlier) if earlier != length => {
+                    return Err(PyValueError::new_err(format!(
+                        "start_response(): two different Content-Length values, {earlier} and {length}"
+                    )));
+                }
+                Some(_) => continue,
+                None => {
+                    content_length = Some(length);
+                    map.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+                    continue;
+                }
+            }
         }
         map.append(name, value);
     }

@@ -34,6 +34,12 @@ pub struct ServerConfig {
     /// Whether several processes serve the same application (`wsgi.multiprocess`).
     /// Default: false.
     pub multiprocess: bool,
+    /// How long a Python thread waits for a client that has stopped sending the request
+    /// body or stopped reading the response before giving the request up. Default: 60 s.
+    pub client_timeout: Duration,
+    /// Requests that may wait for a free Python thread; beyond that, 503 Service
+    /// Unavailable with Retry-After (RFC 9110 §15.6.4). Default: 2048.
+    pub max_queued_requests: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +52,8 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             server_software: format!("Torsion/{}", env!("CARGO_PKG_VERSION")),
             multiprocess: false,
+            client_timeout: Duration::from_secs(60),
+            max_queued_requests: 2048,
         }
     }
 }

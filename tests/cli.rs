@@ -227,6 +227,14 @@ fn the_application_can_be_named_in_every_supported_form() {
         ],
     );
     assert_eq!(server.get("/"), "from elsewhere");
+    drop(server);
+    // PYTHONPATH works as it does for python itself.
+    let mut command = torsion();
+    command
+        .current_dir(dir.path().parent().unwrap())
+        .env("PYTHONPATH", dir.path());
+    let server = Server::start_with(command, &["--wsgi", "elsewhere.app"]);
+    assert_eq!(server.get("/"), "from elsewhere");
 }
 
 fn python_facts(python: &str) -> (String, String) {

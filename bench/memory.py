@@ -87,7 +87,7 @@ def main():
     parser.add_argument("--binary", help="a torsion binary (default: build target/release/torsion)")
     parser.add_argument("--write", help="append the table to this Markdown file")
     args = parser.parse_args()
-    binary = args.binary
+    binary = os.path.abspath(args.binary) if args.binary else None
     if not binary:
         subprocess.run(["cargo", "build", "--release", "-p", "torsion"], cwd=ROOT, check=True)
         binary = os.path.join(ROOT, "target", "release", "torsion")

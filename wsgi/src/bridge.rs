@@ -17,6 +17,7 @@ use crate::body::ResponseBody;
 use crate::environ::{self, Constants};
 use crate::input::{Input, Waiting};
 use crate::interpreter::{Application, LoadError};
+use crate::pool::{Pool, Refused, Run};
 use crate::response::{
     ClientGone, ErrorStream, FileWrapper, Responder, Sender, StartResponse, body_chunk,
 };
@@ -37,7 +38,7 @@ struct Job {
 /// the body back chunk by chunk. The pool's threads stop when the bridge is dropped and
 /// the queue is empty.
 pub struct Bridge {
-    jobs: crossbeam_channel::Sender<Job>,
+    pool: Pool<Job>,
     config: Arc<ServerConfig>,
 }
 
@@ -68,7 +69,6 @@ impl Bridge {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             LoadError::Interpreter("Bridge::new must be called within a tokio runtime".into())
         })?;
-        let (jobs, queue) = crossbeam_channel::bounded::<Job>(config.max_queued_requests.max(1));
         let worker = Python::attach(|py| -> PyResult<Arc<Worker>> {
             let constants = Constants {
                 version: (1, 0).into_py_any(py)?,
@@ -88,30 +88,11 @@ impl Bridge {
             }))
         })
         .map_err(|err| LoadError::Interpreter(err.to_string()))?;
-        for index in 0..config.threads.max(1) {
-            let queue = queue.clone();
-            let worker = worker.clone();
-            std::thread::Builder::new()
-                .name(format!("torsion-python-{index}"))
-                .spawn(move || {
-                    // Waiting for work happens without the GIL.
-                    while let Ok(job) = queue.recv() {
-                        let outcome =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                Python::attach(|py| worker.run(py, job));
-                            }));
-                        if outcome.is_err() {
-                            tracing::error!(
-                                "a Python thread caught a panic while serving a request"
-                            );
-                        }
-                    }
-                })
-                .map_err(|err| {
-                    LoadError::Interpreter(format!("cannot start a Python thread: {err}"))
-                })?;
-        }
-        Ok(Bridge { jobs, config })
+        let pool =
+            Pool::start(config.threads, config.max_queued_requests, worker).map_err(|err| {
+                LoadError::Interpreter(format!("cannot start a Python thread: {err}"))
+            })?;
+        Ok(Bridge { pool, config })
     }
 
     /// The configuration the bridge serves with.
@@ -135,19 +116,31 @@ impl Bridge {
             return too_large_response(self.config.max_body_size);
         }
         let (reply, response) = oneshot::channel();
-        if self
-            .jobs
-            .send(Job {
-                request,
-                info,
-                reply,
-            })
-            .is_err()
-        {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The server is shutting down.\n",
-            );
+        match self.pool.submit(Job {
+            request,
+            info,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(Refused::Full(_)) => {
+                tracing::warn!(
+                    "{} requests are already waiting for a Python thread; answering 503",
+                    self.config.max_queued_requests
+                );
+                let mut busy = plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is busy; try again shortly.\n",
+                );
+                busy.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return busy;
+            }
+            Err(Refused::Closed(_)) => {
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is shutting down.\n",
+                );
+            }
         }
         match response.await {
             Ok(response) => response,
@@ -157,8 +150,14 @@ impl Bridge {
     }
 }
 
-impl Worker {
+impl Run<Job> for Worker {
     fn run(&self, py: Python<'_>, job: Job) {
+        self.serve(py, job);
+    }
+}
+
+impl Worker {
+    fn serve(&self, py: Python<'_>, job: Job) {
         let Job {
             request,
             info,

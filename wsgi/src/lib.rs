@@ -27,6 +27,7 @@ mod bridge;
 mod environ;
 mod input;
 mod interpreter;
+mod pool;
 mod response;
 mod server;
 

@@ -1,0 +1,712 @@
+#!/usr/bin/env python3
+"""Throughput against the field: Torsion, granian, gunicorn, uWSGI, waitress and twist web
+serving the same WSGI application (bench/apps.py), scenario by scenario.
+
+Usage: python3 bench/run.py [--duration 5] [--rounds 2] [--only SCENARIO[,..]]
+                            [--servers NAME[,..]] [--binary target/release/torsion]
+                            [--write bench/RESULTS.md]
+
+One command does everything: it creates or updates bench/.venv from bench/requirements.txt
+when the venv is missing or the file changed (a hash stamp, as scripts/test.sh does for
+.venv), builds Torsion with `cargo build --release -p torsion` unless --binary is given,
+checks that wrk and h2load are installed (Debian packages wrk and nghttp2-client), then runs
+every scenario against every server. Each (round, scenario, server) gets a fresh server on a
+free loopback port, started from bench/ and pinned to CPU 0 with taskset; the load generator
+(and this script, which samples memory) runs on CPU 1. The server order is reversed on odd
+rounds and rotated on later ones, so that drift hits every server alike; the tables give
+the median of the rounds.
+
+Scenarios (--only): hello, close, 64k, stream, echo, h2c, sleep, idle.
+Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist.
+
+Load: wrk -t1 -c64 --latency (req/s, p50, p99, errors = non-2xx/3xx plus socket errors) for
+HTTP/1.1, with -c256 for the 10 ms sleep; h2load -c64 -m10 for HTTP/2 cleartext with prior
+knowledge (req/s and the mean and sd of request time, as h2load reports them; "n/a" for a
+server that cannot speak h2c). Peak RSS is the sum of VmRSS over the server's process tree,
+sampled every 50 ms during the load. The idle scenario opens 1,000 keep-alive connections
+that each made one request, holds them 2 s and reports the server's RSS.
+
+With --write FILE, the section headed "## Throughput against the field" of FILE is
+replaced (other sections are kept; the section is appended if missing).
+"""
+
+import argparse
+import datetime
+import errno
+import hashlib
+import http.client
+import os
+import platform
+import re
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+VENV = os.path.join(BENCH, ".venv")
+REQUIREMENTS = os.path.join(BENCH, "requirements.txt")
+STAMP = os.path.join(VENV, ".requirements.sha256")
+SECTION = "## Throughput against the field"
+
+SERVER_CPU, LOAD_CPU = "0", "1"
+THREADS = 16
+WRK_TIMEOUT = "10s"  # slow answers count in the latencies rather than as timeouts
+IDLE_CONNECTIONS, IDLE_HOLD, IDLE_DEADLINE, IDLE_IN_FLIGHT = 1000, 2.0, 8.0, 32
+SAMPLE_EVERY = 0.05
+RUN_OVERHEAD = 1.0  # seconds to start, probe and stop a server, for the estimate
+IDLE_ESTIMATE = 4.0
+
+# Scenario key -> title, kind and load options. "not yet" ones are printed as such.
+SCENARIOS = {
+    "hello": dict(title="HTTP/1.1 hello, keep-alive", kind="wrk", path="/", connections=64),
+    "close": dict(title="HTTP/1.1 hello, Connection: close", kind="wrk", path="/", connections=64,
+                  wrk=["-H", "Connection: close"]),
+    "64k": dict(title="HTTP/1.1 64 KiB response", kind="wrk", path="/64k", connections=64),
+    "stream": dict(title="HTTP/1.1 1 MiB streamed response (16 x 64 KiB from a generator)", kind="wrk",
+                   path="/stream", connections=64),
+    "echo": dict(title="HTTP/1.1 1 MiB POST echo", kind="wrk", path="/echo", connections=64,
+                 wrk=["-s", os.path.join(BENCH, "post.lua")]),
+    "h2c": dict(title="HTTP/2 cleartext hello (prior knowledge)", kind="h2", path="/", connections=64),
+    "sleep": dict(title="HTTP/1.1 sleep 10 ms, 256 connections", kind="wrk", path="/sleep", connections=256),
+    "idle": dict(title=f"{IDLE_CONNECTIONS:,} idle keep-alive connections", kind="idle", path="/"),
+}
+NOT_YET = ["HTTPS HTTP/1.1 hello", "HTTPS HTTP/2 hello", "static file (/static.bin)"]
+
+# Targets (issue): Torsion's req/s over granian's and over twist web's; idle: RSS over granian's.
+GRANIAN_TARGET = {"hello": 1.3, "h2c": 1.5}  # every other load scenario: 1.0
+TWIST_TARGET = 10.0
+
+
+def venv_bin(name):
+    return os.path.join(VENV, "bin", name)
+
+
+def server_commands(binary, port):
+    """Each server's argv: same application, 16 threads (or 1 sync worker), logging off."""
+    return {
+        "torsion": [binary, "web", "--wsgi", "apps:app", "--listen", f"tcp:{port}:interface=127.0.0.1",
+                    "--threads", str(THREADS)],
+        "granian": [venv_bin("granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                    "--workers", "1", "--blocking-threads", str(THREADS), "--http", "auto", "--no-log",
+                    "apps:app"],
+        "gunicorn": [venv_bin("gunicorn"), "--workers", "1", "--worker-class", "sync",
+                     "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "apps:app"],
+        # --http11-socket: the plain --http-socket closes every connection (no keep-alive).
+        "uwsgi": [venv_bin("uwsgi"), "--http11-socket", f"127.0.0.1:{port}", "--module", "apps:app",
+                  "--processes", "1", "--threads", str(THREADS), "--disable-logging", "--need-app"],
+        "waitress": [venv_bin("waitress-serve"), "--threads", str(THREADS), "--listen", f"127.0.0.1:{port}",
+                     "apps:app"],
+        "twist": [venv_bin("twist"), "--log-level=error", "web", "--wsgi", "apps.app",
+                  "--listen", f"tcp:{port}:interface=127.0.0.1"],
+    }
+
+
+SERVERS = ["torsion", "granian", "gunicorn", "uwsgi", "waitress", "twist"]
+LABEL = {"twist": "twist web"}
+
+
+# --- set-up ------------------------------------------------------------------------------------
+
+def ensure_venv():
+    with open(REQUIREMENTS, "rb") as f:
+        wanted = hashlib.sha256(f.read()).hexdigest()
+    try:
+        with open(STAMP) as f:
+            stamped = f.read().strip()
+    except OSError:
+        stamped = None
+    if os.access(venv_bin("python"), os.X_OK) and stamped == wanted:
+        return
+    python = os.environ.get("PYTHON", "python3")
+    if not os.access(venv_bin("python"), os.X_OK):
+        print("creating bench/.venv from bench/requirements.txt", file=sys.stderr)
+        shutil.rmtree(VENV, ignore_errors=True)
+        subprocess.run([python, "-m", "venv", VENV], check=True)
+    else:
+        print("updating bench/.venv from bench/requirements.txt", file=sys.stderr)
+    subprocess.run([venv_bin("pip"), "install", "--quiet", "--disable-pip-version-check", "-r", REQUIREMENTS],
+                   check=True)
+    with open(STAMP, "w") as f:
+        f.write(wanted + "\n")
+
+
+def build_torsion():
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    subprocess.run(["cargo", "build", "--release", "-p", "torsion"], cwd=ROOT, env=env, check=True)
+    return os.path.join(ROOT, "target", "release", "torsion")
+
+
+def check_tools():
+    missing = [tool for tool in ("wrk", "h2load", "taskset") if not shutil.which(tool)]
+    if missing:
+        raise SystemExit(f"bench/run.py needs {', '.join(missing)} on PATH: install the Debian packages "
+                         "wrk and nghttp2-client (h2load), and util-linux (taskset):\n"
+                         "    sudo apt-get install wrk nghttp2-client util-linux")
+    cpus = os.sched_getaffinity(0)
+    if not {0, 1} <= cpus:
+        raise SystemExit(f"bench/run.py pins servers to CPU 0 and the load to CPU 1, but may only use CPUs {sorted(cpus)}")
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * IDLE_CONNECTIONS + 1024
+    if soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < 2 * IDLE_CONNECTIONS + 64:
+            print(f"warning: RLIMIT_NOFILE is {new}; the idle scenario needs ~{2 * IDLE_CONNECTIONS}",
+                  file=sys.stderr)
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid):
+    """pid and every process below it, from the parent pids in /proc/*/stat."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, ()))
+    return tree
+
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Sampler(threading.Thread):
+    """Peak of the summed VmRSS of a process tree, every 50 ms; the tree is re-read each second."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0, True
+        self.tree, self.tree_at = descendants(pid), time.monotonic()
+
+    def run(self):
+        while self.running:
+            if time.monotonic() - self.tree_at > 1.0:
+                self.tree, self.tree_at = descendants(self.pid), time.monotonic()
+            self.peak = max(self.peak, sum(rss_kb(p) for p in self.tree))
+            time.sleep(SAMPLE_EVERY)
+
+    def reset(self):
+        self.peak = 0
+
+    def stop(self):
+        self.running = False
+        self.join()
+        return self.peak
+
+
+class Server:
+    def __init__(self, name, binary):
+        self.name, self.port = name, free_port()
+        argv = server_commands(binary, self.port)[name]
+        env = dict(os.environ)
+        env.pop("VIRTUAL_ENV", None)
+        env["PATH"] = os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")
+        env["PYTHONPATH"] = BENCH  # twist web does not put the current directory on sys.path
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], cwd=BENCH, env=env,
+                                        stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    def log_tail(self):
+        self.log.seek(0)
+        lines = [line for line in self.log.read().decode(errors="replace").splitlines() if line.strip()]
+        return lines[-1][:160] if lines else "(no output)"
+
+    def wait_ready(self, timeout=30.0):
+        """Until it accepts a connection and answers GET / with 200; else a reason."""
+        deadline, last = time.monotonic() + timeout, "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return f"exited with status {self.process.returncode}: {self.log_tail()}"
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status == 200:
+                    return None
+                last = f"GET / answered {response.status}"
+            except (OSError, http.client.HTTPException) as e:
+                last = str(e) or type(e).__name__
+            time.sleep(0.025)
+        return f"not ready after {timeout:.0f} s ({last})"
+
+    def stop(self):
+        tree = descendants(self.process.pid)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in tree:  # anything that left the process group
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+        self.log.close()
+
+
+# --- load --------------------------------------------------------------------------------------
+
+def to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(scenario, port, duration):
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{scenario['connections']}", f"-d{duration}s",
+            "--latency", "--timeout", WRK_TIMEOUT, *scenario.get("wrk", []),
+            f"http://127.0.0.1:{port}{scenario['path']}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    out = done.stdout
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    p50 = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s|m)\b", out, re.M)
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\b", out, re.M)
+    if not rps or not p50 or not p99:
+        return dict(na=f"wrk failed: {(done.stderr or out).strip().splitlines()[-1:] or done.returncode}")
+    errors = {}
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        for kind, n in zip(("connect", "read", "write", "timeout"), socket_errors.groups()):
+            errors[kind] = int(n)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors["non-2xx"] = int(non2xx.group(1)) if non2xx else 0
+    return dict(rps=float(rps.group(1)), p50=to_ms(*p50.groups()), p99=to_ms(*p99.groups()), errors=errors)
+
+
+def h2c_probe(port):
+    """None if the server answers one request over h2c with prior knowledge, else why not."""
+    try:
+        done = subprocess.run(["h2load", "-n1", "-c1", "-N3", f"http://127.0.0.1:{port}/"],
+                              capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return "no h2c: one prior-knowledge request timed out"
+    if re.search(r"\b1 succeeded\b", done.stdout):
+        return None
+    return "no h2c (prior knowledge): the request failed"
+
+
+def run_h2load(scenario, port, duration):
+    argv = ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{scenario['connections']}", "-m10",
+            "-D", str(duration), f"http://127.0.0.1:{port}{scenario['path']}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    out = done.stdout
+    rps = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
+    requests = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                         r"(\d+) errored, (\d+) timeout", out, re.M)
+    codes = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    timing = re.search(r"^time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)"
+                       r"\s+([\d.]+)(us|ms|s)", out, re.M)
+    if not rps or not requests or not codes or not timing:
+        return dict(na=f"h2load failed: {(done.stderr or out).strip().splitlines()[-1:] or done.returncode}")
+    if int(requests.group(4)) == 0:
+        return dict(na="no h2c (prior knowledge): no request succeeded")
+    errors = {"failed": int(requests.group(5)), "4xx": int(codes.group(3)), "5xx": int(codes.group(4))}
+    t = timing.groups()
+    return dict(rps=float(rps.group(1)), mean=to_ms(t[4], t[5]), sd=to_ms(t[6], t[7]), errors=errors)
+
+
+def response_complete(buf):
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", bytes(buf[:end]))
+    return length is None or len(buf) - end - 4 >= int(length.group(1))
+
+
+def run_idle(port, sampler):
+    """Open IDLE_CONNECTIONS keep-alive connections, one GET / each (at most IDLE_IN_FLIGHT
+    unanswered at a time), hold them IDLE_HOLD seconds, and report the peak RSS of the hold."""
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    sel = selectors.DefaultSelector()
+    sockets, opened, answered, refused, closed_early = [], 0, [], 0, 0
+    deadline = time.monotonic() + IDLE_DEADLINE
+    while time.monotonic() < deadline and (opened < IDLE_CONNECTIONS or sel.get_map()):
+        while opened < IDLE_CONNECTIONS and len(sel.get_map()) < IDLE_IN_FLIGHT:
+            s = socket.socket()
+            s.setblocking(False)
+            sockets.append(s)
+            opened += 1
+            code = s.connect_ex(("127.0.0.1", port))
+            if code not in (0, errno.EINPROGRESS):
+                refused += 1
+                continue
+            sel.register(s, selectors.EVENT_WRITE, None)
+        for key, _ in sel.select(timeout=0.05):
+            s = key.fileobj
+            if key.data is None:  # connected (or not)
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    refused += 1
+                    sel.unregister(s)
+                    continue
+                s.send(request)
+                sel.modify(s, selectors.EVENT_READ, bytearray())
+                continue
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                closed_early += 1
+                sel.unregister(s)
+                continue
+            key.data.extend(chunk)
+            if response_complete(key.data):
+                answered.append(s)
+                sel.unregister(s)
+    unanswered = IDLE_CONNECTIONS - len(answered) - refused - closed_early
+    sampler.reset()
+    time.sleep(IDLE_HOLD)
+    rss = sampler.peak
+    closed = 0
+    for s in answered:
+        try:
+            if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    for s in sockets:
+        s.close()
+    sel.close()
+    errors = {"unanswered": unanswered, "refused": refused, "closed before answering": closed_early,
+              "closed by server after answering": closed}
+    return dict(rss=rss, errors=errors)
+
+
+def run_one(name, key, binary, duration):
+    scenario = SCENARIOS[key]
+    server = Server(name, binary)
+    try:
+        reason = server.wait_ready()
+        if reason:
+            return dict(na=f"did not start: {reason}")
+        if scenario["kind"] == "h2":
+            reason = h2c_probe(server.port)
+            if reason:
+                return dict(na=reason)
+        sampler = Sampler(server.process.pid)
+        sampler.start()
+        try:
+            if scenario["kind"] == "wrk":
+                result = run_wrk(scenario, server.port, duration)
+            elif scenario["kind"] == "h2":
+                result = run_h2load(scenario, server.port, duration)
+            else:
+                result = run_idle(server.port, sampler)
+        finally:
+            peak = sampler.stop()
+        result.setdefault("rss", peak)
+        if server.process.poll() is not None:
+            result = dict(na=f"server died during the load: {server.log_tail()}")
+        return result
+    finally:
+        server.stop()
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def median_result(rounds):
+    good = [r for r in rounds if "na" not in r]
+    if not good:
+        return dict(na=rounds[0]["na"] if rounds else "not run")
+    merged = {}
+    for field in ("rps", "p50", "p99", "mean", "sd", "rss"):
+        values = [r[field] for r in good if field in r]
+        if values:
+            merged[field] = statistics.median(values)
+    kinds = {kind for r in good for kind in r["errors"]}
+    merged["errors"] = {kind: statistics.median([r["errors"].get(kind, 0) for r in good]) for kind in kinds}
+    if len(good) < len(rounds):
+        merged["note"] = f"{len(rounds) - len(good)} of {len(rounds)} rounds n/a: " + \
+                         next(r["na"] for r in rounds if "na" in r)
+    return merged
+
+
+def fmt_ms(ms):
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    if ms >= 100:
+        return f"{ms:.0f} ms"
+    if ms >= 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:.2f} ms"
+
+
+def fmt_count(n):
+    return f"{n:,.0f}" if n == int(n) else f"{n:,.1f}"
+
+
+def fmt_errors(errors):
+    total = sum(errors.values())
+    if not total:
+        return "0"
+    parts = ", ".join(f"{kind} {fmt_count(n)}" for kind, n in sorted(errors.items()) if n)
+    return f"{fmt_count(total)} ({parts})"
+
+
+def scenario_table(key, servers, results):
+    scenario = SCENARIOS[key]
+    if scenario["kind"] == "h2":
+        head = "| server | req/s | mean | sd | peak RSS MB | errors |"
+    else:
+        head = "| server | req/s | p50 | p99 | peak RSS MB | errors |"
+    lines = [f"### {scenario['title']}", "", head, "|---|---|---|---|---|---|"]
+    notes = []
+    for name in servers:
+        r = results[key][name]
+        label = LABEL.get(name, name)
+        if "na" in r:
+            lines.append(f"| {label} | n/a | n/a | n/a | n/a | {r['na']} |")
+            continue
+        rss = f"{r['rss'] / 1024:.1f}"
+        if scenario["kind"] == "idle":
+            lines.append(f"| {label} | — | — | — | {rss} | {fmt_errors(r['errors'])} |")
+        elif scenario["kind"] == "h2":
+            lines.append(f"| {label} | {r['rps']:,.0f} | {fmt_ms(r['mean'])} | {fmt_ms(r['sd'])} | {rss} | "
+                         f"{fmt_errors(r['errors'])} |")
+        else:
+            lines.append(f"| {label} | {r['rps']:,.0f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | {rss} | "
+                         f"{fmt_errors(r['errors'])} |")
+        if "note" in r:
+            notes.append(f"{label}: {r['note']}")
+    if notes:
+        lines += [""] + [f"Note: {note}." for note in notes]
+    return lines
+
+
+def ratio(results, key, name, field):
+    mine, theirs = results.get(key, {}).get("torsion"), results.get(key, {}).get(name)
+    if not mine or not theirs or "na" in mine or "na" in theirs or not theirs.get(field):
+        return None
+    return mine[field] / theirs[field]
+
+
+def verdict(value, target, at_most=False):
+    if value is None:
+        return "n/a"
+    return "met" if (value <= target if at_most else value >= target) else "not met"
+
+
+def ratio_table(keys, results):
+    lines = ["### Against the targets", "",
+             "Torsion's req/s divided by granian's and by twist web's (idle: RSS divided by RSS).", "",
+             "| scenario | Torsion/granian | target | | Torsion/twist web | target | |",
+             "|---|---|---|---|---|---|---|"]
+    for key in keys:
+        title = SCENARIOS[key]["title"]
+        if SCENARIOS[key]["kind"] == "idle":
+            g, t = ratio(results, key, "granian", "rss"), ratio(results, key, "twist", "rss")
+            lines.append(f"| {title}: RSS | {fmt_ratio(g)} | ≤ 1.0x | {verdict(g, 1.0, at_most=True)} | "
+                         f"{fmt_ratio(t)} | — | |")
+            continue
+        target = GRANIAN_TARGET.get(key, 1.0)
+        g, t = ratio(results, key, "granian", "rps"), ratio(results, key, "twist", "rps")
+        lines.append(f"| {title} | {fmt_ratio(g)} | ≥ {target}x | {verdict(g, target)} | "
+                     f"{fmt_ratio(t)} | ≥ {TWIST_TARGET:.0f}x | {verdict(t, TWIST_TARGET)} |")
+    for title in NOT_YET:
+        lines.append(f"| {title} | not yet | | | not yet | | |")
+    return lines
+
+
+def fmt_ratio(value):
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores (nproc), Linux {platform.release()}"
+
+
+def versions(binary, servers):
+    out = []
+    if "torsion" in servers:
+        torsion = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+        out.append(torsion or "torsion (unknown version)")
+    freeze = subprocess.run([venv_bin("pip"), "freeze", "--disable-pip-version-check"],
+                            capture_output=True, text=True).stdout
+    pins = dict(line.split("==", 1) for line in freeze.splitlines() if "==" in line)
+    packages = {"granian": "granian", "gunicorn": "gunicorn", "uwsgi": "uWSGI", "waitress": "waitress",
+                "twist": "Twisted"}
+    for name in servers:
+        if name in packages:
+            out.append(f"{packages[name]} {pins.get(packages[name], '?')}")
+    python = subprocess.run([venv_bin("python"), "--version"], capture_output=True, text=True).stdout.strip()
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    wrk = (wrk.stdout + wrk.stderr).split()[1] if (wrk.stdout + wrk.stderr).split()[1:] else "?"
+    h2load = subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip()
+    return ", ".join(out) + f"; {python}; wrk {wrk}, {h2load}"
+
+
+def write_section(path, text):
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = ["# Benchmark results"]
+    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION)), None)
+    new = text.rstrip("\n").splitlines()
+    if start is None:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines += [""] + new
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        tail = lines[end:]
+        lines = lines[:start] + new + ([""] + tail if tail else [])
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def names(value, known, what):
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in known]
+    if unknown or not chosen:
+        raise SystemExit(f"unknown {what} {', '.join(unknown) or '(none)'}; known: {', '.join(known)}")
+    return [k for k in known if k in chosen]
+
+
+def server_order(servers, round_index):
+    """Round 0 as given, round 1 reversed, then rotated and reversed in turn."""
+    shift = (round_index // 2) % len(servers)
+    order = servers[shift:] + servers[:shift]
+    return order[::-1] if round_index % 2 else order
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    parser.add_argument("--duration", type=int, default=5, help="seconds of load per run (default 5)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds; the tables give the median (default 2)")
+    parser.add_argument("--only", help=f"scenarios, comma-separated: {','.join(SCENARIOS)}")
+    parser.add_argument("--servers", help=f"servers, comma-separated: {','.join(SERVERS)}")
+    parser.add_argument("--binary", help="a torsion binary (default: build target/release/torsion)")
+    parser.add_argument("--write", help=f"replace the '{SECTION}' section of this Markdown file")
+    args = parser.parse_args()
+    if args.duration < 1 or args.rounds < 1:
+        raise SystemExit("--duration and --rounds must be at least 1")
+    keys = names(args.only, list(SCENARIOS), "scenario") if args.only else list(SCENARIOS)
+    servers = names(args.servers, SERVERS, "server") if args.servers else list(SERVERS)
+    command = shlex.join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), os.getcwd()), *sys.argv[1:]])
+
+    check_tools()
+    ensure_venv()
+    if "torsion" in servers:
+        binary = os.path.abspath(args.binary) if args.binary else build_torsion()
+        if not os.access(binary, os.X_OK):
+            raise SystemExit(f"no torsion binary at {binary}")
+    else:
+        binary = None
+    raise_nofile()
+    os.sched_setaffinity(0, {int(LOAD_CPU)})  # this script samples memory: keep it off the server's CPU
+
+    loads = sum(1 for k in keys if SCENARIOS[k]["kind"] != "idle") * len(servers) * args.rounds
+    idles = sum(1 for k in keys if SCENARIOS[k]["kind"] == "idle") * len(servers) * args.rounds
+    estimate = loads * (args.duration + RUN_OVERHEAD) + idles * IDLE_ESTIMATE
+    print(f"{loads + idles} runs ({len(keys)} scenarios x {len(servers)} servers x {args.rounds} rounds): "
+          f"about {estimate / 60:.1f} min", file=sys.stderr)
+
+    started = time.monotonic()
+    per_round = {key: {name: [] for name in servers} for key in keys}
+    done = 0
+    for round_index in range(args.rounds):
+        order = server_order(servers, round_index)
+        for key in keys:
+            for name in order:
+                done += 1
+                run_started = time.monotonic()
+                result = run_one(name, key, binary, args.duration)
+                per_round[key][name].append(result)
+                if "na" in result:
+                    summary = f"n/a: {result['na']}"
+                elif "rps" in result:
+                    summary = f"{result['rps']:,.0f} req/s, {result['rss'] / 1024:.1f} MB"
+                else:
+                    summary = f"{result['rss'] / 1024:.1f} MB, {fmt_errors(result['errors'])}"
+                print(f"[{done}/{loads + idles}] round {round_index + 1} {key} {name}: {summary} "
+                      f"({time.monotonic() - run_started:.1f} s)", file=sys.stderr)
+    elapsed = time.monotonic() - started
+    results = {key: {name: median_result(rounds) for name, rounds in by_server.items()}
+               for key, by_server in per_round.items()}
+
+    date = datetime.date.today().isoformat()
+    lines = [
+        f"{SECTION} ({date})",
+        "",
+        f"`{command}` on {machine()}; {date}; took {elapsed / 60:.1f} min.",
+        "",
+        f"Versions: {versions(binary, servers)}.",
+        "",
+        f"Each server serves bench/apps.py, pinned to CPU {SERVER_CPU} (taskset), {THREADS} threads "
+        "(gunicorn: 1 sync worker), logging off; the load generator runs on CPU "
+        f"{LOAD_CPU}: `wrk -t1 -c64 --latency --timeout {WRK_TIMEOUT}` (`-c256` for the sleep), "
+        "`h2load -t1 -c64 -m10` for HTTP/2. "
+        f"Median of {args.rounds} round(s) of {args.duration} s, a fresh server for every run, the server "
+        "order reversed between rounds. Peak RSS: the server's process tree, sampled every 50 ms. Errors: "
+        "non-2xx/3xx responses and socket errors (h2load: failed requests, 4xx, 5xx).",
+        "",
+    ]
+    for key in keys:
+        lines += scenario_table(key, servers, results) + [""]
+    lines += ratio_table(keys, results)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+        print(f"wrote the '{SECTION}' section of {args.write}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+//! The Python thread pool: a queue of requests, threads that take them in batches with one
+//! GIL acquisition per batch, and a watchdog that wakes more threads only when the running
+//! ones stop making progress (the application is blocked in I/O).
+//!
+//! Why not one thread per request from a plain channel: every hand-off would cost two
+//! context switches and a GIL acquisition, and every idle thread a send woke would then
+//! wait for the GIL held by the others. Under load, a thread that holds the GIL keeps
+//! taking queued requests until the queue is empty; a second thread is woken only when no
+//! request has started for [`STALL`] while no running thread is runnable: that is what a
+//! request waiting on I/O (or sleeping) looks like, so blocking applications still get
+//! every thread. A thread that is merely waiting for a CPU (the event loop has the core)
+//! is runnable, and does not count as stalled; without that check, a server pinned to one
+//! core woke threads that could only fight over the GIL.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// How long the queue may wait with no request starting before another thread is woken.
+const STALL: Duration = Duration::from_millis(1);
+
+/// What a pool runs: one job at a time, on a thread attached to the interpreter.
+pub(crate) trait Run<J>: Send + Sync + 'static {
+    /// Runs one job while attached (the callee may release the GIL inside).
+    fn run(&self, py: pyo3::Python<'_>, job: J);
+}
+
+struct Shared<J> {
+    queue: Mutex<Queue<J>>,
+    /// Signalled when a job arrives for an idle thread, or at shutdown.
+    work: Condvar,
+    /// Signalled when the queue becomes non-empty, for the watchdog.
+    pending: Condvar,
+    /// Jobs started so far: the watchdog's measure of progress.
+    started: AtomicU64,
+    /// Threads attached and taking jobs.
+    running: AtomicUsize,
+    limit: usize,
+    closed: AtomicBool,
+    /// Each thread's kernel thread ID while it is attached and taking jobs, else 0.
+    working: Vec<AtomicI32>,
+}
+
+struct Queue<J> {
+    jobs: VecDeque<J>,
+    idle: usize,
+    /// A thread has been woken for the queue and has not taken a job yet: waking another
+    /// would only add a thread competing for the same jobs.
+    waking: bool,
+    /// The watchdog waits for jobs with no timeout: a submit must wake it.
+    watchdog_parked: bool,
+}
+
+/// Why a job was not queued.
+pub(crate) enum Refused<J> {
+    /// The queue holds its limit already.
+    Full(J),
+    /// The pool is shutting down.
+    Closed(J),
+}
+
+/// A pool of `threads` Python threads running jobs with `runner`.
+pub(crate) struct Pool<J> {
+    shared: Arc<Shared<J>>,
+}
+
+impl<J: Send + 'static> Pool<J> {
+    /// Starts the threads and the watchdog.
+    ///
+    /// # Errors
+    /// The operating system's error when a thread cannot be started.
+    pub(crate) fn start(
+        threads: usize,
+        limit: usize,
+        runner: Arc<impl Run<J>>,
+    ) -> std::io::Result<Pool<J>> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                idle: 0,
+                waking: false,
+                watchdog_parked: false,
+            }),
+            work: Condvar::new(),
+            pending: Condvar::new(),
+            started: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            limit: limit.max(1),
+            closed: AtomicBool::new(false),
+            working: (0..threads.max(1)).map(|_| AtomicI32::new(0)).collect(),
+        });
+        for index in 0..threads.max(1) {
+            let shared = shared.clone();
+            let runner = runner.clone();
+            std::thread::Builder::new()
+                .name(format!("torsion-python-{index}"))
+                .spawn(move || worker(&shared, &*runner, index))?;
+        }
+        let watched = shared.clone();
+        std::thread::Builder::new()
+            .name("torsion-watchdog".into())
+            .spawn(move || watchdog(&watched))?;
+        Ok(Pool { shared })
+    }
+
+    /// Queues a job; wakes a thread if none is running.
+    pub(crate) fn submit(&self, job: J) -> Result<(), Refused<J>> {
+        let shared = &*self.shared;
+        if shared.closed.load(Ordering::Relaxed) {
+            return Err(Refused::Closed(job));
+        }
+        let Ok(mut queue) = shared.queue.lock() else {
+            return Err(Refused::Closed(job));
+        };
+        if queue.jobs.len() >= shared.limit {
+            return Err(Refused::Full(job));
+        }
+        queue.jobs.push_back(job);
+        let wake = shared.running.load(Ordering::Acquire) == 0 && queue.idle > 0 && !queue.waking;
+        queue.waking |= wake;
+        let arm = std::mem::take(&mut queue.watchdog_parked);
+        drop(queue);
+        if wake {
+            shared.work.notify_one();
+        }
+        if arm {
+            shared.pending.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl<J> Drop for Pool<J> {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        // Take the lock so no thread is between its check and its wait.
+        drop(self.shared.queue.lock());
+        self.shared.work.notify_all();
+        self.shared.pending.notify_all();
+    }
+}
+
+fn next<J>(shared: &Shared<J>) -> Option<J> {
+    let job = shared.queue.lock().ok()?.jobs.pop_front();
+    if job.is_some() {
+        shared.started.fetch_add(1, Ordering::Relaxed);
+    }
+    job
+}
+
+fn worker<J>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    loop {
+        // Wait for work without the GIL.
+        let first = {
+            let Ok(mut queue) = shared.queue.lock() else {
+                return;
+            };
+            loop {
+                if let Some(job) = queue.jobs.pop_front() {
+                    queue.waking = false;
+                    break job;
+                }
+                if shared.closed.load(Ordering::Relaxed) {
+                    return;
+                }
+                queue.idle += 1;
+                queue = match shared.work.wait(queue) {
+                    Ok(queue) => queue,
+                    Err(_) => return,
+                };
+                queue.idle -= 1;
+            }
+        };
+        shared.started.fetch_add(1, Ordering::Relaxed);
+        shared.running.fetch_add(1, Ordering::AcqRel);
+        shared.working[index].store(tid, Ordering::Release);
+        // The event loop that queued this job is usually still handling other ready
+        // connections (on a shared core, this thread preempted it): let it finish, so
+        // that this batch takes all the requests it queues.
+        rustix::thread::sched_yield();
+        // One GIL acquisition for as many jobs as are waiting.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pyo3::Python::attach(|py| {
+                runner.run(py, first);
+                while let Some(job) = next(shared) {
+                    runner.run(py, job);
+                }
+            })
+        }));
+        shared.working[index].store(0, Ordering::Release);
+        shared.running.fetch_sub(1, Ordering::AcqRel);
+        if outcome.is_err() {
+            tracing::error!("a Python thread caught a panic while serving a request");
+        }
+    }
+}
+
+/// While jobs wait, checks every [`STALL`] that one has started since the last check, and
+/// wakes another thread when none has.
+fn watchdog<J>(shared: &Shared<J>) {
+    let mut seen = shared.started.load(Ordering::Relaxed);
+    let Ok(mut queue) = shared.queue.lock() else {
+        return;
+    };
+    loop {
+        if shared.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        if queue.jobs.is_empty() && shared.running.load(Ordering::Acquire) == 0 {
+            // Nothing to watch: sleep until a submit arms the watchdog again.
+            queue.watchdog_parked = true;
+            queue = match shared.pending.wait(queue) {
+                Ok(queue) => queue,
+                Err(_) => return,
+            };
+            seen = shared.started.load(Ordering::Relaxed);
+            continue;
+        }
+        queue = match shared.pending.wait_timeout(queue, STALL) {
+            Ok((queue, _)) => queue,
+            Err(_) => return,
+        };
+        let now = shared.started.load(Ordering::Relaxed);
+        if now == seen && !queue.jobs.is_empty() && queue.idle > 0 && !any_runnable(shared) {
+            shared.work.notify_one();
+        }
+        seen = now;
+    }
+}
+
+/// Whether a working thread is running or waiting for a CPU (state `R` in
+/// `/proc/self/task/TID/stat`, proc(5)), as opposed to blocked.
+fn any_runnable<J>(shared: &Shared<J>) -> bool {
+    shared.working.iter().any(|slot| {
+        let tid = slot.load(Ordering::Acquire);
+        tid != 0
+            && std::fs::read(format!("/proc/self/task/{tid}/stat")).is_ok_and(|stat| {
+                // "TID (COMM) STATE ...": the state follows the last ')'.
+                let after = stat
+                    .iter()
+                    .rposition(|b| *b == b')')
+                    .map_or(&stat[..0], |i| &stat[i + 1..]);
+                after.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'R')
+            })
+    })
+}

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use hyper::body::Incoming;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
-use pyo3::{IntoPyObjectExt, intern};
 use tokio::sync::oneshot;
 use torsion_endpoints::ConnectionInfo;
 
@@ -70,13 +70,13 @@ impl Bridge {
             LoadError::Interpreter("Bridge::new must be called within a tokio runtime".into())
         })?;
         let worker = Python::attach(|py| -> PyResult<Arc<Worker>> {
-            let constants = Constants {
-                version: (1, 0).into_py_any(py)?,
-                errors: Bound::new(py, ErrorStream::new())?.into_any().unbind(),
-                file_wrapper: py.get_type::<FileWrapper>().into_any().unbind(),
-                software: PyString::new(py, &config.server_software).unbind(),
-                multiprocess: config.multiprocess,
-            };
+            let constants = Constants::new(
+                py,
+                &config.server_software,
+                config.multiprocess,
+                Bound::new(py, ErrorStream::new())?.into_any(),
+                py.get_type::<FileWrapper>().into_any(),
+            )?;
             Ok(Arc::new(Worker {
                 application: application.object.clone_ref(py),
                 constants,
@@ -236,7 +236,12 @@ impl Worker {
             self.fail(py, &start_response, &parts, err, &too_large);
         }
         // PEP 3333: close() is called whatever happened, client gone or error included.
-        if let Ok(true) = result.hasattr(intern!(py, "close"))
+        // Lists and tuples have none; looking it up would raise and catch an
+        // AttributeError on every request.
+        let plain_sequence =
+            result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+        if !plain_sequence
+            && let Ok(true) = result.hasattr(intern!(py, "close"))
             && let Err(err) = result.call_method0(intern!(py, "close"))
         {
             tracing::error!(

@@ -11,13 +11,34 @@ use pyo3::types::{PyDict, PyString};
 use pyo3::{IntoPyObjectExt, intern};
 use torsion_endpoints::{Address, ConnectionInfo};
 
-/// Objects every environ shares, made once per server.
+/// The entries every environ shares, made once per server: each environ starts as a copy
+/// of this dict (one C-level copy instead of nine insertions).
 pub(crate) struct Constants {
-    pub(crate) version: Py<PyAny>,
-    pub(crate) errors: Py<PyAny>,
-    pub(crate) file_wrapper: Py<PyAny>,
-    pub(crate) software: Py<PyString>,
-    pub(crate) multiprocess: bool,
+    template: Py<PyDict>,
+}
+
+impl Constants {
+    pub(crate) fn new(
+        py: Python<'_>,
+        software: &str,
+        multiprocess: bool,
+        errors: Bound<'_, PyAny>,
+        file_wrapper: Bound<'_, PyAny>,
+    ) -> PyResult<Constants> {
+        let template = PyDict::new(py);
+        template.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+        template.set_item(intern!(py, "SERVER_SOFTWARE"), software)?;
+        template.set_item(intern!(py, "wsgi.version"), (1, 0))?;
+        template.set_item(intern!(py, "wsgi.errors"), errors)?;
+        template.set_item(intern!(py, "wsgi.multithread"), true)?;
+        template.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
+        template.set_item(intern!(py, "wsgi.run_once"), false)?;
+        template.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        template.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
+        Ok(Constants {
+            template: template.unbind(),
+        })
+    }
 }
 
 /// A `str` holding `bytes` one code point per byte: PEP 3333's "native strings" for
@@ -44,9 +65,8 @@ pub(crate) fn build<'py>(
     constants: &Constants,
     input: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let environ = PyDict::new(py);
+    let environ = constants.template.bind(py).copy()?;
     environ.set_item(intern!(py, "REQUEST_METHOD"), method(py, &parts.method))?;
-    environ.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
     let path = parts.uri.path();
     let decoded: std::borrow::Cow<'_, [u8]> = percent_decode(path.as_bytes()).into();
     environ.set_item(intern!(py, "PATH_INFO"), latin1(py, &decoded))?;
@@ -119,19 +139,7 @@ pub(crate) fn build<'py>(
             environ.set_item(intern!(py, "SSL_PROTOCOL"), version)?;
         }
     }
-    environ.set_item(intern!(py, "SERVER_SOFTWARE"), constants.software.bind(py))?;
-
-    environ.set_item(intern!(py, "wsgi.version"), constants.version.bind(py))?;
     environ.set_item(intern!(py, "wsgi.input"), input)?;
-    environ.set_item(intern!(py, "wsgi.errors"), constants.errors.bind(py))?;
-    environ.set_item(intern!(py, "wsgi.multithread"), true)?;
-    environ.set_item(intern!(py, "wsgi.multiprocess"), constants.multiprocess)?;
-    environ.set_item(intern!(py, "wsgi.run_once"), false)?;
-    environ.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    environ.set_item(
-        intern!(py, "wsgi.file_wrapper"),
-        constants.file_wrapper.bind(py),
-    )?;
     Ok(environ)
 }
 

@@ -149,52 +149,56 @@ fn next<J>(shared: &Shared<J>) -> Option<J> {
     job
 }
 
-fn worker<J>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
-    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+/// Waits, without the GIL, for a job; `None` at shutdown.
+fn wait<J>(shared: &Shared<J>) -> Option<J> {
+    let mut queue = shared.queue.lock().ok()?;
     loop {
-        // Wait for work without the GIL.
-        let first = {
-            let Ok(mut queue) = shared.queue.lock() else {
-                return;
-            };
-            loop {
-                if let Some(job) = queue.jobs.pop_front() {
-                    queue.waking = false;
-                    break job;
-                }
-                if shared.closed.load(Ordering::Relaxed) {
-                    return;
-                }
-                queue.idle += 1;
-                queue = match shared.work.wait(queue) {
-                    Ok(queue) => queue,
-                    Err(_) => return,
-                };
-                queue.idle -= 1;
-            }
-        };
-        shared.started.fetch_add(1, Ordering::Relaxed);
-        shared.running.fetch_add(1, Ordering::AcqRel);
-        shared.working[index].store(tid, Ordering::Release);
-        // The event loop that queued this job is usually still handling other ready
-        // connections (on a shared core, this thread preempted it): let it finish, so
-        // that this batch takes all the requests it queues.
-        rustix::thread::sched_yield();
-        // One GIL acquisition for as many jobs as are waiting.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pyo3::Python::attach(|py| {
+        if let Some(job) = queue.jobs.pop_front() {
+            queue.waking = false;
+            return Some(job);
+        }
+        if shared.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        queue.idle += 1;
+        queue = shared.work.wait(queue).ok()?;
+        queue.idle -= 1;
+    }
+}
+
+fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    // The thread stays attached for its whole life, so its Python thread state is made
+    // once (attaching afresh makes and frees one each time); it releases the GIL whenever
+    // it waits.
+    pyo3::Python::attach(|py| {
+        loop {
+            let first = py.detach(|| {
+                let first = wait(shared)?;
+                shared.started.fetch_add(1, Ordering::Relaxed);
+                shared.running.fetch_add(1, Ordering::AcqRel);
+                shared.working[index].store(tid, Ordering::Release);
+                // The event loop that queued this job is usually still handling other
+                // ready connections (on a shared core, this thread preempted it): let it
+                // finish, so that this batch takes all the requests it queues.
+                rustix::thread::sched_yield();
+                Some(first)
+            });
+            let Some(first) = first else { return };
+            // As many jobs as are waiting, under one acquisition of the GIL.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 runner.run(py, first);
                 while let Some(job) = next(shared) {
                     runner.run(py, job);
                 }
-            })
-        }));
-        shared.working[index].store(0, Ordering::Release);
-        shared.running.fetch_sub(1, Ordering::AcqRel);
-        if outcome.is_err() {
-            tracing::error!("a Python thread caught a panic while serving a request");
+            }));
+            shared.working[index].store(0, Ordering::Release);
+            shared.running.fetch_sub(1, Ordering::AcqRel);
+            if outcome.is_err() {
+                tracing::error!("a Python thread caught a panic while serving a request");
+            }
         }
-    }
+    });
 }
 
 /// While jobs wait, checks every [`STALL`] that one has started since the last check, and

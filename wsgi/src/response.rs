@@ -377,6 +377,9 @@ fn native_str<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<std::borr
 
 /// Latin-1 bytes of a native string; PEP 3333 headers are latin-1.
 fn latin1_bytes(text: &str, what: &str) -> PyResult<Vec<u8>> {
+    if text.is_ascii() {
+        return Ok(text.as_bytes().to_vec());
+    }
     text.chars()
         .map(|c| u8::try_from(c as u32).ok())
         .collect::<Option<Vec<u8>>>()

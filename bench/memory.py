@@ -13,45 +13,15 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys
-import threading
 import time
+
+from run import Sampler, free_port, rss_kb, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_MB = 64
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-class Sampler(threading.Thread):
-    def __init__(self, pid):
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.running = pid, 0, True
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, rss_kb(self.pid))
-            time.sleep(0.01)
-
-    def stop(self):
-        self.running = False
-        self.join()
-        return self.peak
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(binary, port):
@@ -130,8 +100,7 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
-        with open(args.write, "a") as out:
-            out.write("\n" + text)
+        write_section(args.write, text, section="## Memory under large bodies")
     return 0 if ok else 1
 
 

@@ -619,13 +619,13 @@ def versions(binary, servers):
     return ", ".join(out) + f"; {python}; wrk {wrk}, {h2load}"
 
 
-def write_section(path, text):
+def write_section(path, text, section=SECTION):
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         lines = ["# Benchmark results"]
-    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION)), None)
+    start = next((i for i, line in enumerate(lines) if line.startswith(section)), None)
     new = text.rstrip("\n").splitlines()
     if start is None:
         while lines and not lines[-1].strip():

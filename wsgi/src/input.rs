@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -113,20 +114,30 @@ impl State {
             let Some(body) = self.body.as_mut() else {
                 return Ok(false);
             };
-            let (runtime, timeout) = (&self.runtime, self.client_timeout);
-            let frame = py.detach(|| {
-                // The timer is made inside block_on: it needs the runtime's context.
-                runtime.block_on(async {
-                    tokio::time::timeout(
-                        timeout,
-                        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)),
-                    )
-                    .await
-                })
-            });
-            let frame = frame.map_err(|_| {
-                format!("the client sent none of the rest of the request body for {timeout:?}")
-            })?;
+            // A frame hyper has already received is taken without releasing the GIL; only
+            // waiting for the client does that.
+            let mut ready = Context::from_waker(Waker::noop());
+            let frame = match Pin::new(&mut *body).poll_frame(&mut ready) {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    let (runtime, timeout) = (&self.runtime, self.client_timeout);
+                    py.detach(|| {
+                        // The timer is made inside block_on: it needs the runtime's context.
+                        runtime.block_on(async {
+                            tokio::time::timeout(
+                                timeout,
+                                std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)),
+                            )
+                            .await
+                        })
+                    })
+                    .map_err(|_| {
+                        format!(
+                            "the client sent none of the rest of the request body for {timeout:?}"
+                        )
+                    })?
+                }
+            };
             match frame {
                 None => {
                     self.body = None;
@@ -239,38 +250,46 @@ impl Input {
 
 /// Received body bytes not yet read by the application.
 ///
-/// Small frames are merged into the last block, so a body sent as many tiny chunks costs
-/// few blocks; searches start from the end, where the unsearched bytes are, so reading a
-/// long line frame by frame stays linear.
+/// Large frames are kept as hyper delivered them (no copy); small ones are gathered into
+/// one growing block, so a body sent as many tiny chunks costs few blocks. Searches start
+/// from the end, where the unsearched bytes are, so reading a long line frame by frame
+/// stays linear.
 #[derive(Default)]
 struct Buffer {
-    blocks: VecDeque<BytesMut>,
+    blocks: VecDeque<Bytes>,
+    /// Small frames received after the last block, not yet sealed into one.
+    tail: BytesMut,
     len: usize,
 }
 
-/// Frames smaller than this are copied into the last block rather than kept apart.
+/// Frames smaller than this are copied into the tail rather than kept apart.
 const SMALL_FRAME: usize = 4096;
-/// Blocks grow by merged frames up to this size.
+/// The tail is sealed into a block at this size.
 const BLOCK: usize = 64 * 1024;
 
 impl Buffer {
     fn push(&mut self, bytes: Bytes) {
         self.len += bytes.len();
-        if bytes.len() < SMALL_FRAME
-            && let Some(last) = self.blocks.back_mut()
-            && last.len() + bytes.len() <= BLOCK
-        {
-            last.extend_from_slice(&bytes);
-            return;
+        if bytes.len() < SMALL_FRAME {
+            self.tail.extend_from_slice(&bytes);
+            if self.tail.len() >= BLOCK {
+                self.seal();
+            }
+        } else {
+            self.seal();
+            self.blocks.push_back(bytes);
         }
-        let block = bytes
-            .try_into_mut()
-            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        self.blocks.push_back(block);
+    }
+
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.blocks.push_back(self.tail.split().freeze());
+        }
     }
 
     /// The offset of the first `needle` in `[from, to)`.
-    fn find(&self, needle: u8, from: usize, to: usize) -> Option<usize> {
+    fn find(&mut self, needle: u8, from: usize, to: usize) -> Option<usize> {
+        self.seal();
         if from >= to {
             return None;
         }
@@ -299,6 +318,7 @@ impl Buffer {
 
     /// Moves the first `n` bytes (n ≤ len) into a new Python bytes object: one copy.
     fn take<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+        self.seal();
         let n = n.min(self.len);
         let blocks = &mut self.blocks;
         let bytes = PyBytes::new_with(py, n, |out| {
@@ -336,19 +356,15 @@ mod tests {
 
     #[test]
     fn find_searches_across_frames_within_the_window() {
-        let b = buffer(&["ab", "c\nd", "\n"]);
+        let mut b = buffer(&["ab", "c\nd", "\n"]);
         assert_eq!(b.find(b'\n', 0, b.len), Some(3));
         assert_eq!(b.find(b'\n', 4, b.len), Some(5));
         assert_eq!(b.find(b'\n', 0, 3), None);
         assert_eq!(b.find(b'x', 0, b.len), None);
         // Large frames stay separate blocks; the search crosses them.
         let big = "y".repeat(SMALL_FRAME);
-        let b = buffer(&[&big, &big, "\n", &big]);
-        assert_eq!(
-            b.blocks.len(),
-            3,
-            "the small frame joined the block before it"
-        );
+        let mut b = buffer(&[&big, &big, "\n", &big]);
+        assert_eq!(b.blocks.len(), 4, "large frames are kept apart, uncopied");
         assert_eq!(b.find(b'\n', 0, b.len), Some(2 * SMALL_FRAME));
         assert_eq!(b.find(b'\n', 2 * SMALL_FRAME, b.len), Some(2 * SMALL_FRAME));
         assert_eq!(b.find(b'\n', 2 * SMALL_FRAME + 1, b.len), None);
@@ -362,12 +378,12 @@ mod tests {
             b.push(Bytes::from_static(b"z"));
         }
         assert_eq!(b.len, 100_000);
+        assert_eq!(b.find(b'z', 99_999, b.len), Some(99_999));
         assert_eq!(
             b.blocks.len(),
             2,
             "100,000 one-byte frames fit in two 64 KiB blocks"
         );
-        assert_eq!(b.find(b'z', 99_999, b.len), Some(99_999));
     }
 
     #[test]

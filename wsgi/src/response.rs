@@ -338,9 +338,16 @@ impl StartResponse {
     }
 }
 
+/// Body items at least this long are sent without copying: the bytes object itself is
+/// kept alive until hyper has written it.
+const ZERO_COPY_FROM: usize = 4096;
+
 /// A body item as bytes; PEP 3333 allows only bytestrings.
 pub(crate) fn body_chunk(item: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     match item.cast::<PyBytes>() {
+        Ok(bytes) if bytes.as_bytes().len() >= ZERO_COPY_FROM => Ok(Bytes::from_owner(
+            pyo3::pybacked::PyBackedBytes::from(bytes.clone()),
+        )),
         Ok(bytes) => Ok(Bytes::copy_from_slice(bytes.as_bytes())),
         Err(_) => Err(PyTypeError::new_err(format!(
             "the response body must be an iterable of bytes, but it yielded a {}",

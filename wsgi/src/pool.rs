@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+/// At most this many times a woken thread yields the CPU while the event loop is busy.
+const MAX_YIELDS: usize = 16;
+
 /// How long the queue may wait with no request starting before another thread is woken.
 const STALL: Duration = Duration::from_millis(1);
 
@@ -181,7 +184,14 @@ fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
                 // The event loop that queued this job is usually still handling other
                 // ready connections (on a shared core, this thread preempted it): let it
                 // finish, so that this batch takes all the requests it queues.
-                rustix::thread::sched_yield();
+                let mut spins = 0;
+                loop {
+                    rustix::thread::sched_yield();
+                    spins += 1;
+                    if spins >= MAX_YIELDS || crate::server::event_loop_idle() {
+                        break;
+                    }
+                }
                 Some(first)
             });
             let Some(first) = first else { return };

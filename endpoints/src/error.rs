@@ -7,9 +7,10 @@ use std::path::PathBuf;
 ///
 /// Every message names the descriptor at fault, the piece of it that is wrong, and what
 /// would be accepted, so that a command-line tool can print it as it is and exit.
-/// Parse-time variants ([`Error::Syntax`] to [`Error::TooManyArguments`]) mean the
-/// configuration is wrong; [`Error::Listen`] and [`Error::Systemd`] mean the
-/// configuration is valid but the operating system refused it.
+/// Parse-time variants ([`Error::Syntax`] to [`Error::InvalidValue`]) mean the descriptor
+/// is wrong; the listen-time variants ([`Error::Listen`], [`Error::AddressInUse`],
+/// [`Error::Systemd`]) mean opening it failed: the operating system refused, the address
+/// is taken, or the inherited sockets do not match what the descriptor asks for.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -32,7 +33,7 @@ pub enum Error {
     UnknownKind {
         /// The descriptor as the user wrote it.
         descriptor: String,
-        /// The prefix as written.
+        /// The prefix, lower-cased, with escapes resolved.
         kind: String,
         /// The registered prefixes, sorted.
         known: Vec<String>,
@@ -134,7 +135,8 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// A `unix:` socket path is in use by a live process, or is not a socket.
+    /// A `unix:` socket path is in use by a live process or is not a socket, or its lock
+    /// file is held or unreadable.
     #[error("cannot listen on {endpoint}: {path}: {reason}")]
     AddressInUse {
         /// The endpoint in canonical descriptor form.

@@ -2,7 +2,7 @@
 //! (`sd_listen_fds(3)`), as Twisted's `systemd:` plugin adopts them.
 
 use std::fmt;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock};
 
 use rustix::net::{AddressFamily, SocketType};
@@ -44,7 +44,8 @@ pub enum SocketSelector {
     /// By 0-based position among the inherited sockets (`index=0` is descriptor 3).
     Index(usize),
     /// By the name systemd gives in `LISTEN_FDNAMES` (the socket unit's
-    /// `FileDescriptorName=`, by default the unit's name); the first socket with the name.
+    /// `FileDescriptorName=`, by default the unit's name); the first socket with the name
+    /// that no other listener has taken.
     Name(String),
 }
 
@@ -58,7 +59,9 @@ pub enum SocketSelector {
 /// Differences from Twisted: `domain` is matched case-insensitively; `index=` works
 /// without `LISTEN_FDNAMES`; the socket's type and family are checked, so that a wrong
 /// `domain` or a socket that is not listening is reported at start-up; and each inherited
-/// socket can be taken by one listener only. The environment is left as it is.
+/// socket can be taken by one listener only, and `name=` takes the first socket of that
+/// name not yet taken (Twisted takes the last one); a descriptor that fails a check is left
+/// open. The environment is left as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SystemdEndpoint {
     domain: SocketDomain,
@@ -103,34 +106,34 @@ impl SystemdEndpoint {
                 LISTEN_FDS_START + index as RawFd
             )));
         }
+        // Bounded by LISTEN_FDS, itself at most i32::MAX - 3 (as libsystemd checks).
         let raw = LISTEN_FDS_START + index as RawFd;
-        // Only turn a descriptor that is really open into an owner: dropping an OwnedFd for a
-        // closed number would close whatever the number is reused for.
-        if std::fs::symlink_metadata(format!("/proc/self/fd/{raw}")).is_err() {
+        if std::path::Path::new("/proc/self/fd").is_dir()
+            && std::fs::symlink_metadata(format!("/proc/self/fd/{raw}")).is_err()
+        {
             return Err(self.error(format!(
                 "LISTEN_FDS promises descriptor {raw}, but it is not open in this process"
             )));
         }
-        activation.taken[index] = true;
+        // Everything is checked on a borrow: a descriptor that turns out not to be the
+        // inherited socket is left open, to whatever owns it.
         #[allow(unsafe_code)]
-        // SAFETY: by the socket-activation protocol (LISTEN_PID is ours, checked when the
-        // table was read), descriptors 3 .. 3+LISTEN_FDS belong to this process; the
-        // descriptor is open (checked above), and the `taken` table ensures that only one
-        // owner is ever made for it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        drop(activation);
-
+        // SAFETY: the descriptor is open (checked above where /proc exists; otherwise the
+        // socket-activation protocol, with LISTEN_PID checked when the table was read,
+        // promises descriptors 3 .. 3+LISTEN_FDS to this process), and the borrow does not
+        // outlive this call, which holds the activation table's lock throughout.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
         let what =
             |e: rustix::io::Errno| self.error(format!("descriptor {raw} is not usable: {e}"));
-        if rustix::net::sockopt::socket_type(&fd).map_err(what)? != SocketType::STREAM {
+        if rustix::net::sockopt::socket_type(borrowed).map_err(what)? != SocketType::STREAM {
             return Err(self.error(format!("descriptor {raw} is not a stream socket")));
         }
-        let family = rustix::net::sockopt::socket_domain(&fd).map_err(what)?;
+        let family = rustix::net::sockopt::socket_domain(borrowed).map_err(what)?;
         let family_name = match family {
-            AddressFamily::INET => "INET",
-            AddressFamily::INET6 => "INET6",
-            AddressFamily::UNIX => "UNIX",
-            _ => "another family",
+            AddressFamily::INET => "INET".to_owned(),
+            AddressFamily::INET6 => "INET6".to_owned(),
+            AddressFamily::UNIX => "UNIX".to_owned(),
+            other => format!("address family {}", other.as_raw()),
         };
         let fits = match self.domain {
             SocketDomain::Inet => family == AddressFamily::INET || family == AddressFamily::INET6,
@@ -139,15 +142,22 @@ impl SystemdEndpoint {
         };
         if !fits {
             return Err(self.error(format!(
-                "descriptor {raw} is an {family_name} socket, not {}; use domain={family_name}",
+                "descriptor {raw} is a socket of {family_name}, not {}; use domain={family_name}",
                 self.domain
             )));
         }
-        if !rustix::net::sockopt::socket_acceptconn(&fd).map_err(what)? {
+        if !rustix::net::sockopt::socket_acceptconn(borrowed).map_err(what)? {
             return Err(self.error(format!(
                 "descriptor {raw} is not listening (the socket unit needs ListenStream= and Accept=no)"
             )));
         }
+        activation.taken[index] = true;
+        #[allow(unsafe_code)]
+        // SAFETY: the descriptor is open and is the listening socket systemd passed (checked
+        // above); the `taken` table, updated under the same lock, ensures that this crate
+        // makes only one owner for it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        drop(activation);
         rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).map_err(what)?;
         let io_error = |action: &str, source| Error::Listen {
             endpoint: endpoint.clone(),
@@ -226,7 +236,11 @@ impl Activation {
             Some(_) => {}
         }
         let count = match var("LISTEN_FDS").as_deref().map(parse_decimal) {
-            Some(Some(count)) => count as usize,
+            // libsystemd's bound: descriptors are ints, starting at 3.
+            Some(Some(count)) if count <= (i32::MAX - LISTEN_FDS_START) as u64 => count as usize,
+            Some(Some(_)) => {
+                return none("LISTEN_FDS is larger than any number of descriptors".into());
+            }
             Some(None) => return none("LISTEN_FDS is not a number of descriptors".into()),
             None => return none("LISTEN_PID is set but LISTEN_FDS is not".into()),
         };
@@ -262,6 +276,17 @@ impl Activation {
                         "LISTEN_FDNAMES names {} socket(s) but LISTEN_FDS passes {}; use index= instead",
                         names.len(),
                         self.count
+                    ));
+                }
+                // The first socket with the name that no listener has taken yet, so that
+                // `name=web` twice takes both sockets of a unit with two ListenStream= lines
+                // (Twisted keeps only the last socket of each name).
+                if let Some(free) = (0..self.count).find(|&i| names[i] == *name && !self.taken[i]) {
+                    return Ok(free);
+                }
+                if names.iter().any(|n| n == name) {
+                    return Err(format!(
+                        "every inherited socket named {name:?} is already used by another listener"
                     ));
                 }
                 names.iter().position(|n| n == name).ok_or_else(|| {

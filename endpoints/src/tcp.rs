@@ -224,8 +224,8 @@ impl Accept for TcpAccept {
         // Small responses must not wait for Nagle's algorithm; failure here only costs
         // latency, so it is not worth refusing the connection.
         let _ = stream.set_nodelay(true);
-        // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; the local address
-        // is the listener's (a wildcard), not the one the client reached.
+        // The address the client reached (not the listener's wildcard); a dual-stack
+        // listener reports IPv4 ones as ::ffff:a.b.c.d.
         let local = stream
             .local_addr()
             .map(Address::Tcp)

@@ -196,6 +196,7 @@ impl UnixEndpoint {
             let owner = target
                 .to_str()
                 .and_then(|t| t.parse::<i32>().ok())
+                .filter(|pid| *pid > 0)
                 .and_then(rustix::process::Pid::from_raw);
             let Some(owner) = owner else {
                 return Err(self.in_use(
@@ -203,8 +204,25 @@ impl UnixEndpoint {
                     format!("lock file points to {:?}, which is not a process ID; remove it if no server uses it", target),
                 ));
             };
+            // A lock naming this very process was left by an earlier run with the same
+            // process ID (PID 1 in a restarted container); the socket probe that follows
+            // still refuses a socket this process serves.
+            let ours = owner.as_raw_nonzero().get() == pid;
             match rustix::process::test_kill_process(owner) {
                 // ESRCH: no such process, so the lock is stale.
+                _ if ours => {
+                    tracing::info!(lock = %lock.display(), "removing a lock file left by an earlier run with this process ID");
+                    match std::fs::remove_file(&lock) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(self.listen_error(
+                                format!("remove stale lock file {}", lock.display()),
+                                e,
+                            ));
+                        }
+                    }
+                }
                 Err(rustix::io::Errno::SRCH) => {
                     tracing::info!(lock = %lock.display(), pid = owner.as_raw_nonzero().get(), "removing stale lock file");
                     match std::fs::remove_file(&lock) {
@@ -247,28 +265,41 @@ impl UnixEndpoint {
                 "exists and is not a socket; refusing to replace it".to_owned(),
             ));
         }
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => Err(self.in_use(
+        // A non-blocking probe: a hung server with a full backlog answers EAGAIN at once
+        // instead of holding start-up forever, and counts as live.
+        let probe = Socket::new(Domain::UNIX, Type::STREAM, None)
+            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+            .and_then(|socket| SockAddr::unix(path).map(|address| (socket, address)))
+            .and_then(|(socket, address)| socket.connect(&address));
+        let probe_failed = |e: io::Error| Error::Listen {
+            endpoint: self.descriptor().to_string(),
+            action: format!("check whether a server still uses {}", path.display()),
+            hint: String::new(),
+            source: e,
+        };
+        match probe {
+            Ok(()) => Err(self.in_use(
                 path,
                 "another process is accepting connections on this socket".to_owned(),
             )),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) =>
+            {
+                Err(self.in_use(
+                    path,
+                    "a process holds this socket but is not accepting connections (its queue is full)".to_owned(),
+                ))
+            }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 tracing::info!(socket = %path.display(), "replacing stale socket file");
-                std::fs::remove_file(path)
-                    .or_else(|e| {
-                        if e.kind() == io::ErrorKind::NotFound {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(|e| {
-                        self.listen_error(format!("remove stale socket {}", path.display()), e)
-                    })
+                match std::fs::remove_file(path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(probe_failed(e)),
+                }
             }
-            Err(e) => {
-                Err(self.listen_error(format!("check existing socket {}", path.display()), e))
-            }
+            Err(e) => Err(probe_failed(e)),
         }
     }
 }

@@ -203,6 +203,19 @@ async fn unix_takes_over_a_stale_lock_and_respects_a_live_one() {
     assert_eq!(lock_target(&lock), std::process::id().to_string());
     drop(listener);
 
+    // A lock naming this very process was left by an earlier run with the same PID.
+    std::os::unix::fs::symlink(std::process::id().to_string(), &lock).unwrap();
+    drop(Endpoint::parse(&text).unwrap().listen().await.unwrap());
+
+    // A lock that names no process at all is reported, not taken over.
+    std::os::unix::fs::symlink("-1", &lock).unwrap();
+    let err = Endpoint::parse(&text).unwrap().listen().await.unwrap_err();
+    assert!(
+        err.to_string().contains("which is not a process ID"),
+        "{err}"
+    );
+    std::fs::remove_file(&lock).unwrap();
+
     // A lock held by a running process (PID 1 always runs).
     std::os::unix::fs::symlink("1", &lock).unwrap();
     let err = Endpoint::parse(&text).unwrap().listen().await.unwrap_err();

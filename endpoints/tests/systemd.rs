@@ -96,16 +96,23 @@ fn systemd_adopts_inherited_tcp_and_unix_sockets_by_name_and_index() {
 }
 
 #[test]
-fn systemd_reports_a_wrong_domain_and_a_missing_socket() {
+fn systemd_reports_a_wrong_domain_and_a_missing_socket_and_keeps_the_socket() {
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_addr = tcp.local_addr().unwrap();
     let child = activate(
         vec![tcp.into()],
         "web",
-        "!systemd:domain=UNIX:index=0 !systemd:domain=INET:index=1 !systemd:domain=INET:name=api",
+        "!systemd:domain=UNIX:index=0 !systemd:domain=INET:index=1 !systemd:domain=INET:name=api systemd:domain=INET:index=0",
+    );
+    // The failed attempt with the wrong domain left the socket open: the corrected
+    // descriptor adopts it and serves.
+    assert_eq!(
+        exchange(TcpStream::connect(tcp_addr).unwrap()),
+        format!("pong {tcp_addr}")
     );
     let stdout = finish(child);
     assert!(
-        stdout.contains("descriptor 3 is an INET socket, not UNIX; use domain=INET"),
+        stdout.contains("descriptor 3 is a socket of INET, not UNIX; use domain=INET"),
         "{stdout}"
     );
     assert!(

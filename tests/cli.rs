@@ -139,7 +139,8 @@ fn a_bad_descriptor_stops_start_up_with_status_2() {
         "error: invalid endpoint descriptor \"tcp:99999\": tcp: port \"99999\" is not valid; expected a port number from 0 to 65535 (0 picks a free port)"
     );
     assert!(
-        start_failure(&["--listen", "tcpp:80"]).ends_with("known types: systemd, tcp, tcp6, unix")
+        start_failure(&["--listen", "tcpp:80"])
+            .ends_with("known types: ssl, systemd, tcp, tcp6, unix")
     );
     assert!(
         start_failure(&["--listen", "tcp:0", "--listen", "unix:/tmp/x.sock:mode=999"])
@@ -287,4 +288,47 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "slept");
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serves_https_with_h2_by_alpn_and_tls_facts_in_environ() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (key_path, cert_path) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    let listen = format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        torsion_endpoints::quote(key_path.to_str().unwrap()),
+        torsion_endpoints::quote(cert_path.to_str().unwrap())
+    );
+    let server = Server::start(&["--wsgi", "probe:application", "--listen", &listen]);
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
+    let output = Command::new("curl")
+        .args(["-sS", "--cacert", cert_path.to_str().unwrap()])
+        .args([
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+            "-w",
+            "\n%{http_version}",
+        ])
+        .arg(format!("https://localhost:{port}/environ"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    let (body, version) = out
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("{output:?}"));
+    assert_eq!(version, "2", "HTTP/2 is negotiated by ALPN");
+    let e = environ(body);
+    assert_eq!(text(&e, "wsgi.url_scheme"), "https");
+    assert_eq!(text(&e, "HTTPS"), "on");
+    assert_eq!(text(&e, "SSL_TLS_SNI"), "localhost");
+    assert_eq!(text(&e, "SSL_PROTOCOL"), "TLSv1.3");
+    assert_eq!(text(&e, "SERVER_PROTOCOL"), "HTTP/2");
+    assert_eq!(text(&e, "SERVER_PORT"), port);
 }

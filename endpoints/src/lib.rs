@@ -6,6 +6,7 @@
 //! tcp6:8080:interface=\:\:1                 IPv6 loopback (colons escaped)
 //! unix:/run/app.sock:mode=660               a unix socket file, group-writable
 //! systemd:domain=INET6:name=web             a socket passed by systemd socket activation
+//! ssl:8443:privateKey=key.pem:certKey=cert.pem   TLS (rustls) with one certificate
 //! ```
 //!
 //! A descriptor is parsed into an [`Endpoint`], a value that can be inspected and printed
@@ -36,8 +37,11 @@
 //! | `tcp6:port[:backlog][:interface]` | port, backlog, interface | `::`, 50 |
 //! | `unix:address[:mode][:backlog][:lockfile]` | address, mode, backlog, lockfile | 666, 50, 1 |
 //! | `systemd:domain[:index][:name]` | domain, index, name | exactly one of index and name |
+//! | `ssl:port:privateKey=[:certKey=][:extraCertChain=]...` | port, privateKey, certKey, sslmethod, interface, backlog, extraCertChain, dhParameters | `server.pem`, certKey = privateKey |
 //!
-//! See [`TcpEndpoint`], [`UnixEndpoint`] and [`SystemdEndpoint`] for each kind's behaviour.
+//! See [`TcpEndpoint`], [`UnixEndpoint`], [`SystemdEndpoint`] and [`SslEndpoint`] for each
+//! kind's behaviour. TLS kinds share one [`CertificateResolver`] design (exact name, then
+//! wildcard, then DEFAULT) and fill [`TlsInfo`] (SNI, ALPN, version) on each connection.
 //! More kinds plug in through [`Registry::register`] and [`EndpointKind`], including kinds
 //! that wrap an inner descriptor (`txsni:/certs:tcp:443`), through
 //! [`Arguments::into_inner_endpoint`].
@@ -86,14 +90,20 @@ mod descriptor;
 mod error;
 mod listener;
 mod registry;
+mod ssl;
 mod systemd;
 mod tcp;
+mod tls;
 mod unix;
 
 pub use descriptor::{Descriptor, quote};
 pub use error::{Error, Result};
 pub use listener::{Accept, Address, Connection, ConnectionInfo, Io, Listener, TlsInfo};
 pub use registry::{Arguments, Bound, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
+pub use ssl::SslEndpoint;
 pub use systemd::{SocketDomain, SocketSelector, SystemdEndpoint};
 pub use tcp::TcpEndpoint;
+pub use tls::{
+    CertificateResolver, DEFAULT_NAME, MinimumVersion, TlsAccept, load_certified_key, server_config,
+};
 pub use unix::UnixEndpoint;

@@ -140,7 +140,7 @@ fn a_bad_descriptor_stops_start_up_with_status_2() {
     );
     assert!(
         start_failure(&["--listen", "tcpp:80"])
-            .ends_with("known types: ssl, systemd, tcp, tcp6, unix")
+            .ends_with("known types: ssl, systemd, tcp, tcp6, txsni, unix")
     );
     assert!(
         start_failure(&["--listen", "tcp:0", "--listen", "unix:/tmp/x.sock:mode=999"])
@@ -331,4 +331,34 @@ fn serves_https_with_h2_by_alpn_and_tls_facts_in_environ() {
     assert_eq!(text(&e, "SSL_PROTOCOL"), "TLSv1.3");
     assert_eq!(text(&e, "SERVER_PROTOCOL"), "HTTP/2");
     assert_eq!(text(&e, "SERVER_PORT"), port);
+}
+
+#[test]
+fn txsni_logs_a_broken_certificate_file_and_serves_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(
+        dir.path().join("DEFAULT.pem"),
+        key.serialize_pem() + &cert.pem(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.example.pem"), "half-written").unwrap();
+    let listen = format!(
+        "txsni:{}:tcp:0:interface=127.0.0.1",
+        torsion_endpoints::quote(dir.path().to_str().unwrap())
+    );
+    let server = Server::start(&["--wsgi", "hello:application", "--listen", &listen]);
+    let line = server.wait_for_log("certificate not loaded");
+    assert!(line.contains("broken.example.pem"), "{line}");
+    assert!(line.contains("no private key"), "{line}");
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
+    let output = Command::new("curl")
+        .args(["-sS", "--insecure", &format!("https://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "Hello, world!");
 }

@@ -7,6 +7,7 @@
 //! unix:/run/app.sock:mode=660               a unix socket file, group-writable
 //! systemd:domain=INET6:name=web             a socket passed by systemd socket activation
 //! ssl:8443:privateKey=key.pem:certKey=cert.pem   TLS (rustls) with one certificate
+//! txsni:/etc/certs:tcp:443                  TLS with a certificate per host name
 //! ```
 //!
 //! A descriptor is parsed into an [`Endpoint`], a value that can be inspected and printed
@@ -40,7 +41,7 @@
 //! | `ssl:port:privateKey=[:certKey=][:extraCertChain=]...` | port, privateKey, certKey, sslmethod, interface, backlog, extraCertChain, dhParameters | `server.pem`, certKey = privateKey |
 //!
 //! See [`TcpEndpoint`], [`UnixEndpoint`], [`SystemdEndpoint`] and [`SslEndpoint`] for each
-//! kind's behaviour. TLS kinds share one [`CertificateResolver`] design (exact name, then
+//! kind's behaviour, and [`TxsniEndpoint`] for certificate directories. TLS kinds share one [`CertificateResolver`] design (exact name, then
 //! wildcard, then DEFAULT) and fill [`TlsInfo`] (SNI, ALPN, version) on each connection.
 //! More kinds plug in through [`Registry::register`] and [`EndpointKind`], including kinds
 //! that wrap an inner descriptor (`txsni:/certs:tcp:443`), through
@@ -94,6 +95,7 @@ mod ssl;
 mod systemd;
 mod tcp;
 mod tls;
+mod txsni;
 mod unix;
 
 pub use descriptor::{Descriptor, quote};
@@ -106,4 +108,5 @@ pub use tcp::TcpEndpoint;
 pub use tls::{
     CertificateResolver, DEFAULT_NAME, MinimumVersion, TlsAccept, load_certified_key, server_config,
 };
+pub use txsni::TxsniEndpoint;
 pub use unix::UnixEndpoint;

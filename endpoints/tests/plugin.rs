@@ -112,7 +112,7 @@ fn a_wrapping_kind_parses_its_inner_descriptor_with_the_same_registry() {
     assert!(
         registry
             .prefixes()
-            .eq(["ssl", "systemd", "tagged", "tcp", "tcp6", "unix"])
+            .eq(["ssl", "systemd", "tagged", "tcp", "tcp6", "txsni", "unix"])
     );
 }
 
@@ -134,7 +134,7 @@ fn inner_errors_quote_the_whole_descriptor() {
     let err = registry.parse("tagged:example.org:tcpp:80").unwrap_err();
     assert!(
         err.to_string().contains(
-            "unknown endpoint type \"tcpp\"; known types: ssl, systemd, tagged, tcp, tcp6, unix"
+            "unknown endpoint type \"tcpp\"; known types: ssl, systemd, tagged, tcp, tcp6, txsni, unix"
         ),
         "{err}"
     );
@@ -142,7 +142,7 @@ fn inner_errors_quote_the_whole_descriptor() {
     let err = Endpoint::parse("tagged:x:tcp:80").unwrap_err();
     assert!(
         err.to_string()
-            .ends_with("known types: ssl, systemd, tcp, tcp6, unix"),
+            .ends_with("known types: ssl, systemd, tcp, tcp6, txsni, unix"),
         "{err}"
     );
     let err = Endpoint::parse("8080").unwrap_err();

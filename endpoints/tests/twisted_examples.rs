@@ -157,7 +157,7 @@ fn unknown_types_are_errors_naming_the_type() {
                 kind: found, known, ..
             } => {
                 assert_eq!(found, kind);
-                assert_eq!(known, ["ssl", "systemd", "tcp", "tcp6", "unix"]);
+                assert_eq!(known, ["ssl", "systemd", "tcp", "tcp6", "txsni", "unix"]);
             }
             other => panic!("{text}: {other:?}"),
         }

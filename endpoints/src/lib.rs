@@ -8,6 +8,7 @@
 //! systemd:domain=INET6:name=web             a socket passed by systemd socket activation
 //! ssl:8443:privateKey=key.pem:certKey=cert.pem   TLS (rustls) with one certificate
 //! txsni:/etc/certs:tcp:443                  TLS with a certificate per host name
+//! tls:/etc/certs:port=443                   TLS, names from each certificate's subjectAltName
 //! ```
 //!
 //! A descriptor is parsed into an [`Endpoint`], a value that can be inspected and printed
@@ -41,7 +42,7 @@
 //! | `ssl:port:privateKey=[:certKey=][:extraCertChain=]...` | port, privateKey, certKey, sslmethod, interface, backlog, extraCertChain, dhParameters | `server.pem`, certKey = privateKey |
 //!
 //! See [`TcpEndpoint`], [`UnixEndpoint`], [`SystemdEndpoint`] and [`SslEndpoint`] for each
-//! kind's behaviour, and [`TxsniEndpoint`] for certificate directories. TLS kinds share one [`CertificateResolver`] design (exact name, then
+//! kind's behaviour, and [`TxsniEndpoint`] and [`TlsDirEndpoint`] for certificate directories. TLS kinds share one [`CertificateResolver`] design (exact name, then
 //! wildcard, then DEFAULT) and fill [`TlsInfo`] (SNI, ALPN, version) on each connection.
 //! More kinds plug in through [`Registry::register`] and [`EndpointKind`], including kinds
 //! that wrap an inner descriptor (`txsni:/certs:tcp:443`), through
@@ -95,6 +96,7 @@ mod ssl;
 mod systemd;
 mod tcp;
 mod tls;
+mod tlsdir;
 mod txsni;
 mod unix;
 
@@ -108,5 +110,6 @@ pub use tcp::TcpEndpoint;
 pub use tls::{
     CertificateResolver, DEFAULT_NAME, MinimumVersion, TlsAccept, load_certified_key, server_config,
 };
+pub use tlsdir::TlsDirEndpoint;
 pub use txsni::TxsniEndpoint;
 pub use unix::UnixEndpoint;

@@ -139,7 +139,7 @@ impl std::str::FromStr for Endpoint {
 
 /// The endpoint kinds known by prefix.
 ///
-/// [`Registry::default`] holds the built-in kinds (`tcp`, `tcp6`, `unix`, `systemd`, `ssl`, `txsni`);
+/// [`Registry::default`] holds the built-in kinds (`tcp`, `tcp6`, `unix`, `systemd`, `ssl`, `txsni`, `tls`);
 /// [`Registry::register`] adds more or replaces one.
 ///
 /// ```
@@ -175,6 +175,7 @@ impl Default for Registry {
         registry.register(crate::systemd::SystemdKind);
         registry.register(crate::ssl::SslKind);
         registry.register(crate::txsni::TxsniKind);
+        registry.register(crate::tlsdir::TlsDirKind);
         registry
     }
 }

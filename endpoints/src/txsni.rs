@@ -1,7 +1,6 @@
 //! `txsni:DIR:<inner descriptor>`: one certificate per host name from a directory of PEM
 //! files, reloaded when the directory changes (txsni's layout, served by rustls).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
@@ -93,7 +92,7 @@ impl ServerEndpoint for TxsniEndpoint {
                 ));
             }
             let resolver = Arc::new(CertificateResolver::new());
-            let mut store = Store::new(self.directory.clone());
+            let mut store = Store::new(self.directory.clone(), Naming::FileName);
             store.rescan(&resolver);
             let config = server_config(resolver.clone(), MinimumVersion::Tls12)
                 .map_err(|message| listen_error("configure TLS", std::io::Error::other(message)))?;
@@ -109,81 +108,228 @@ impl ServerEndpoint for TxsniEndpoint {
     }
 }
 
-/// What was loaded from the directory: each file's name, modification time and size.
-struct Store {
+/// How the files of a certificate directory name the hosts they serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Naming {
+    /// txsni: `<hostname>.pem` in the directory itself; `DEFAULT.pem` is the default.
+    FileName,
+    /// Twisted's `tls:`: every file below the directory, named by its certificate's
+    /// subjectAltName DNS entries; the first file (in path order) is the default.
+    SubjectAltNames,
+}
+
+/// One loaded file: its stamp when read, the names it serves, and its certificate (the
+/// last one that loaded, which stays in service while a newer version fails).
+struct Loaded {
+    stamp: (Option<SystemTime>, u64),
+    names: Vec<String>,
+    key: Option<Arc<rustls::sign::CertifiedKey>>,
+}
+
+/// What was loaded from the directory, by file.
+pub(crate) struct Store {
     directory: PathBuf,
-    seen: HashMap<PathBuf, (String, Option<SystemTime>, u64)>,
+    naming: Naming,
+    files: std::collections::BTreeMap<PathBuf, Loaded>,
 }
 
 impl Store {
-    fn new(directory: PathBuf) -> Store {
+    pub(crate) fn new(directory: PathBuf, naming: Naming) -> Store {
         Store {
             directory,
-            seen: HashMap::new(),
+            naming,
+            files: std::collections::BTreeMap::new(),
         }
     }
 
-    /// Loads new and changed `*.pem` files into `resolver` and drops removed ones.
-    fn rescan(&mut self, resolver: &CertificateResolver) {
-        let entries = match std::fs::read_dir(&self.directory) {
-            Ok(entries) => entries,
-            Err(err) => {
-                tracing::warn!(directory = %self.directory.display(), "cannot read the certificate directory: {err}; keeping the certificates loaded");
-                return;
-            }
-        };
-        let mut present = HashMap::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".pem"))
-                .map(str::to_owned)
-            else {
-                continue;
+    /// The candidate files with their stamps, in path order.
+    fn list(&self) -> Option<Vec<(PathBuf, (Option<SystemTime>, u64))>> {
+        let mut found = Vec::new();
+        let mut pending = vec![self.directory.clone()];
+        while let Some(dir) = pending.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if dir == self.directory => {
+                    tracing::warn!(directory = %dir.display(), "cannot read the certificate directory: {err}; keeping the certificates loaded");
+                    return None;
+                }
+                Err(_) => continue,
             };
-            let Ok(metadata) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if !metadata.is_file() {
-                continue;
-            }
-            let stamp = (name.clone(), metadata.modified().ok(), metadata.len());
-            present.insert(path.clone(), ());
-            if self.seen.get(&path) == Some(&stamp) {
-                continue;
-            }
-            // Remember the stamp even when loading fails, so a broken file is reported once
-            // per change, not at every rescan.
-            self.seen.insert(path.clone(), stamp);
-            match load_certified_key(&path, &path, None)
-                .and_then(|key| resolver.set(&name, Arc::new(key)))
-            {
-                Ok(()) => tracing::info!(file = %path.display(), name, "certificate loaded"),
-                Err(reason) => tracing::warn!(
-                    file = %path.display(),
-                    "certificate not loaded, the previous one for {name} stays in service: {reason}"
-                ),
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(metadata) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if metadata.is_dir() {
+                    if self.naming == Naming::SubjectAltNames {
+                        pending.push(path);
+                    }
+                    continue;
+                }
+                let wanted = match self.naming {
+                    Naming::FileName => path.extension().is_some_and(|e| e == "pem"),
+                    Naming::SubjectAltNames => !path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.')),
+                };
+                if metadata.is_file() && wanted {
+                    found.push((path, (metadata.modified().ok(), metadata.len())));
+                }
             }
         }
+        found.sort();
+        Some(found)
+    }
+
+    /// Loads new and changed files into `resolver` and drops removed ones.
+    pub(crate) fn rescan(&mut self, resolver: &CertificateResolver) {
+        let Some(found) = self.list() else { return };
+        let mut changed = false;
+        let present: std::collections::BTreeSet<&PathBuf> = found.iter().map(|(p, _)| p).collect();
         let removed: Vec<PathBuf> = self
-            .seen
+            .files
             .keys()
-            .filter(|p| !present.contains_key(*p))
+            .filter(|p| !present.contains(p))
             .cloned()
             .collect();
         for path in removed {
-            if let Some((name, _, _)) = self.seen.remove(&path) {
-                resolver.remove(&name);
-                tracing::info!(file = %path.display(), name, "certificate file removed; no longer serving it");
+            if let Some(gone) = self.files.remove(&path) {
+                for name in &gone.names {
+                    resolver.remove(name);
+                }
+                tracing::info!(file = %path.display(), "certificate file removed; no longer serving it");
+                changed = true;
+            }
+        }
+        for (path, stamp) in found {
+            if self
+                .files
+                .get(&path)
+                .is_some_and(|loaded| loaded.stamp == stamp)
+            {
+                continue;
+            }
+            changed = true;
+            let previous = self.files.remove(&path);
+            // The stamp is remembered even when loading fails, so a broken file is
+            // reported once per change, not at every rescan.
+            let loaded = match self.load(&path) {
+                Ok((names, key)) => {
+                    tracing::info!(file = %path.display(), names = %names.join(", "), "certificate loaded");
+                    if let Some(previous) = &previous {
+                        for name in previous.names.iter().filter(|n| !names.contains(n)) {
+                            resolver.remove(name);
+                        }
+                    }
+                    Loaded {
+                        stamp,
+                        names,
+                        key: Some(Arc::new(key)),
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "certificate not loaded, the previous one for this file stays in service: {reason}"
+                    );
+                    match previous {
+                        Some(previous) => Loaded { stamp, ..previous },
+                        None => Loaded {
+                            stamp,
+                            names: Vec::new(),
+                            key: None,
+                        },
+                    }
+                }
+            };
+            self.files.insert(path, loaded);
+        }
+        if changed {
+            self.publish(resolver);
+        }
+    }
+
+    fn load(
+        &self,
+        path: &Path,
+    ) -> std::result::Result<(Vec<String>, rustls::sign::CertifiedKey), String> {
+        let key = load_certified_key(path, path, None)?;
+        let names = match self.naming {
+            Naming::FileName => {
+                let stem = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".pem"));
+                vec![
+                    stem.ok_or_else(|| format!("{}: not a <hostname>.pem file", path.display()))?
+                        .to_owned(),
+                ]
+            }
+            Naming::SubjectAltNames => {
+                let leaf = key
+                    .cert
+                    .first()
+                    .ok_or_else(|| format!("{}: no certificate", path.display()))?;
+                let names = dns_names(leaf.as_ref())
+                    .map_err(|e| format!("{}: cannot read the certificate: {e}", path.display()))?;
+                if names.is_empty() {
+                    return Err(format!(
+                        "{}: the certificate names no DNS host in subjectAltName",
+                        path.display()
+                    ));
+                }
+                names
+            }
+        };
+        Ok((names, key))
+    }
+
+    /// Puts every loaded certificate in the resolver; for `tls:`, the first file's is also
+    /// the default.
+    fn publish(&self, resolver: &CertificateResolver) {
+        let mut default_set = false;
+        for (path, loaded) in &self.files {
+            let Some(key) = &loaded.key else { continue };
+            for name in &loaded.names {
+                if let Err(reason) = resolver.set(name, key.clone()) {
+                    tracing::warn!(file = %path.display(), "{reason}");
+                }
+            }
+            if self.naming == Naming::SubjectAltNames && !default_set {
+                let _ = resolver.set(crate::tls::DEFAULT_NAME, key.clone());
+                default_set = true;
             }
         }
     }
+
+    pub(crate) fn directory(&self) -> &Path {
+        &self.directory
+    }
+}
+
+/// The DNS names in a certificate's subjectAltName extension.
+fn dns_names(der: &[u8]) -> std::result::Result<Vec<String>, String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let Some(san) = certificate
+        .subject_alternative_name()
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Keeps `store` current until the resolver is gone (its listener dropped).
-fn watch(mut store: Store, resolver: Weak<CertificateResolver>) {
+pub(crate) fn watch(mut store: Store, resolver: Weak<CertificateResolver>) {
     let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -201,7 +347,7 @@ fn watch(mut store: Store, resolver: Weak<CertificateResolver>) {
     let watcher = match watcher {
         Ok(watcher) => Some(watcher),
         Err(err) => {
-            tracing::warn!(directory = %store.directory.display(), "no change notifications ({err}); rescanning every {RESCAN_EVERY:?}");
+            tracing::warn!(directory = %store.directory().display(), "no change notifications ({err}); rescanning every {RESCAN_EVERY:?}");
             None
         }
     };

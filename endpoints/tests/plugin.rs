@@ -109,11 +109,9 @@ fn a_wrapping_kind_parses_its_inner_descriptor_with_the_same_registry() {
     let outer = nested.downcast_ref::<Tagged>().unwrap();
     let inner = outer.inner.downcast_ref::<Tagged>().unwrap();
     assert_eq!(inner.inner.to_string(), r"unix:/tmp/a\:b.sock:lockfile=0");
-    assert!(
-        registry
-            .prefixes()
-            .eq(["ssl", "systemd", "tagged", "tcp", "tcp6", "txsni", "unix"])
-    );
+    assert!(registry.prefixes().eq([
+        "ssl", "systemd", "tagged", "tcp", "tcp6", "tls", "txsni", "unix"
+    ]));
 }
 
 #[test]
@@ -134,7 +132,7 @@ fn inner_errors_quote_the_whole_descriptor() {
     let err = registry.parse("tagged:example.org:tcpp:80").unwrap_err();
     assert!(
         err.to_string().contains(
-            "unknown endpoint type \"tcpp\"; known types: ssl, systemd, tagged, tcp, tcp6, txsni, unix"
+            "unknown endpoint type \"tcpp\"; known types: ssl, systemd, tagged, tcp, tcp6, tls, txsni, unix"
         ),
         "{err}"
     );
@@ -142,7 +140,7 @@ fn inner_errors_quote_the_whole_descriptor() {
     let err = Endpoint::parse("tagged:x:tcp:80").unwrap_err();
     assert!(
         err.to_string()
-            .ends_with("known types: ssl, systemd, tcp, tcp6, txsni, unix"),
+            .ends_with("known types: ssl, systemd, tcp, tcp6, tls, txsni, unix"),
         "{err}"
     );
     let err = Endpoint::parse("8080").unwrap_err();

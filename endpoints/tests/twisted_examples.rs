@@ -157,7 +157,10 @@ fn unknown_types_are_errors_naming_the_type() {
                 kind: found, known, ..
             } => {
                 assert_eq!(found, kind);
-                assert_eq!(known, ["ssl", "systemd", "tcp", "tcp6", "txsni", "unix"]);
+                assert_eq!(
+                    known,
+                    ["ssl", "systemd", "tcp", "tcp6", "tls", "txsni", "unix"]
+                );
             }
             other => panic!("{text}: {other:?}"),
         }

@@ -187,3 +187,106 @@ async fn txsni_descriptors_and_errors() {
         "{err}"
     );
 }
+
+/// Like `pem`, with several subjectAltName DNS entries.
+fn pem_names(dir: &Path, file: &str, names: &[&str], cn: &str) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+    std::fs::write(dir.join(file), key.serialize_pem() + &cert.pem()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_names_come_from_subject_alt_names_found_recursively() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    pem_names(
+        certs,
+        "a/site1.pem",
+        &["one.example", "*.multi.example"],
+        "torsion-site1",
+    );
+    pem_names(certs, "b/c/site2.pem", &["two.example"], "torsion-site2");
+    std::fs::write(certs.join("b/README"), "not a certificate").unwrap();
+    let text = format!(
+        "tls:{}:port=0:interface=127.0.0.1",
+        quote(certs.to_str().unwrap())
+    );
+    let endpoint = Endpoint::parse(&text).unwrap();
+    assert_eq!(endpoint.to_string(), text);
+    let listener = endpoint.listen().await.unwrap();
+    let port = listener.local_addr().as_tcp().unwrap().port();
+    accept_forever(listener);
+    let check =
+        move |name: Option<&'static str>| tokio::task::spawn_blocking(move || served(port, name));
+    assert!(
+        check(Some("one.example"))
+            .await
+            .unwrap()
+            .contains("torsion-site1")
+    );
+    assert!(
+        check(Some("x.multi.example"))
+            .await
+            .unwrap()
+            .contains("torsion-site1")
+    );
+    assert!(
+        check(Some("two.example"))
+            .await
+            .unwrap()
+            .contains("torsion-site2")
+    );
+    // The first certificate (in path order) serves clients without SNI and unknown names.
+    assert!(check(None).await.unwrap().contains("torsion-site1"));
+    assert!(
+        check(Some("three.example"))
+            .await
+            .unwrap()
+            .contains("torsion-site1")
+    );
+
+    // A certificate added in a new subdirectory is picked up.
+    pem_names(certs, "d/site3.pem", &["three.example"], "torsion-site3");
+    tokio::task::spawn_blocking(move || {
+        wait_until("the new certificate is served", || {
+            served(port, Some("three.example")).contains("torsion-site3")
+        })
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn tls_descriptors_and_an_empty_directory() {
+    let endpoint = Endpoint::parse("tls:/etc/certs").unwrap();
+    assert_eq!(endpoint.to_string(), "tls:/etc/certs");
+    let endpoint =
+        Endpoint::parse("TLS:/etc/certs:port=8443:interface=127.0.0.1:backlog=9").unwrap();
+    assert_eq!(
+        endpoint.to_string(),
+        "tls:/etc/certs:port=8443:interface=127.0.0.1:backlog=9"
+    );
+    let err = Endpoint::parse("tls:/etc/certs:port=http").unwrap_err();
+    assert!(
+        err.to_string().contains("port \"http\" is not valid"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "tls:{}:port=0:interface=127.0.0.1",
+        quote(dir.path().to_str().unwrap())
+    );
+    let err = Endpoint::parse(&text).unwrap().listen().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no file below it holds a private key"),
+        "{err}"
+    );
+}

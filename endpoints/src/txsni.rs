@@ -118,10 +118,13 @@ pub(crate) enum Naming {
     SubjectAltNames,
 }
 
+/// What identifies a version of a file: its modification time and size.
+type Stamp = (Option<SystemTime>, u64);
+
 /// One loaded file: its stamp when read, the names it serves, and its certificate (the
 /// last one that loaded, which stays in service while a newer version fails).
 struct Loaded {
-    stamp: (Option<SystemTime>, u64),
+    stamp: Stamp,
     names: Vec<String>,
     key: Option<Arc<rustls::sign::CertifiedKey>>,
 }
@@ -143,7 +146,7 @@ impl Store {
     }
 
     /// The candidate files with their stamps, in path order.
-    fn list(&self) -> Option<Vec<(PathBuf, (Option<SystemTime>, u64))>> {
+    fn list(&self) -> Option<Vec<(PathBuf, Stamp)>> {
         let mut found = Vec::new();
         let mut pending = vec![self.directory.clone()];
         while let Some(dir) = pending.pop() {

@@ -9,21 +9,25 @@ Usage: python3 bench/run.py [--duration 5] [--rounds 2] [--only SCENARIO[,..]]
 One command does everything: it creates or updates bench/.venv from bench/requirements.txt
 when the venv is missing or the file changed (a hash stamp, as scripts/test.sh does for
 .venv), builds Torsion with `cargo build --release -p torsion` unless --binary is given,
-checks that wrk and h2load are installed (Debian packages wrk and nghttp2-client), then runs
+checks that wrk and h2load (and openssl, for the HTTPS scenarios) are installed (Debian packages
+wrk, nghttp2-client and openssl), then runs
 every scenario against every server. Each (round, scenario, server) gets a fresh server on a
 free loopback port, started from bench/ and pinned to CPU 0 with taskset; the load generator
 (and this script, which samples memory) runs on CPU 1. The server order is reversed on odd
 rounds and rotated on later ones, so that drift hits every server alike; the tables give
 the median of the rounds.
 
-Scenarios (--only): hello, close, 64k, stream, echo, h2c, sleep, idle.
+Scenarios (--only): hello, close, 64k, stream, echo, h2c, https, h2s, sleep, idle.
 Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist.
 
 Load: wrk -t1 -c64 --latency --timeout 2s (req/s, p50, p99, errors = non-2xx/3xx plus socket
 errors) for HTTP/1.1, with -c256 for the 10 ms sleep and bench/post.lua for the 1 MiB POST;
 h2load -t1 -c64 -m10 for HTTP/2 cleartext with prior knowledge (req/s and the mean and sd of
 request time, as h2load reports them; "n/a" for a server that fails one prior-knowledge
-request). Peak RSS is the sum of VmRSS over the server's process tree (the pid and its
+request). The HTTPS scenarios (https: wrk as for hello; h2s: h2load as for h2c, offering only h2
+by ALPN, "n/a" for a server that does not negotiate it) use a self-signed P-256 certificate for
+127.0.0.1 and localhost, made with the openssl CLI once per run in a temporary directory that is
+removed at the end; servers without TLS support are "n/a". Peak RSS is the sum of VmRSS over the server's process tree (the pid and its
 descendants in /proc), sampled every 50 ms during the load. The idle scenario opens 1,000
 keep-alive connections that each made one request (GET /), gives the server 8 s to answer
 them all, holds them 2 s and reports the server's peak RSS during the hold; its errors
@@ -47,6 +51,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -80,13 +85,15 @@ SCENARIOS = {
     "echo": dict(title="HTTP/1.1 1 MiB POST echo", kind="wrk", path="/echo", connections=64,
                  wrk=["-s", os.path.join(BENCH, "post.lua")]),
     "h2c": dict(title="HTTP/2 cleartext hello (prior knowledge)", kind="h2", path="/", connections=64),
+    "https": dict(title="HTTPS HTTP/1.1 hello, keep-alive", kind="wrk", path="/", connections=64, tls=True),
+    "h2s": dict(title="HTTPS HTTP/2 hello (ALPN h2)", kind="h2", path="/", connections=64, tls=True),
     "sleep": dict(title="HTTP/1.1 sleep 10 ms, 256 connections", kind="wrk", path="/sleep", connections=256),
     "idle": dict(title=f"{IDLE_CONNECTIONS:,} idle keep-alive connections", kind="idle", path="/"),
 }
-NOT_YET = ["HTTPS HTTP/1.1 hello", "HTTPS HTTP/2 hello", "static file (/static.bin)"]
+NOT_YET = ["static file (/static.bin)"]
 
 # Targets (issue): Torsion's req/s over granian's and over twist web's; idle: RSS over granian's.
-GRANIAN_TARGET = {"hello": 1.3, "h2c": 1.5}  # every other load scenario: 1.0
+GRANIAN_TARGET = {"hello": 1.3, "h2c": 1.5, "h2s": 1.5}  # every other load scenario: 1.0
 TWIST_TARGET = 10.0
 
 
@@ -94,24 +101,39 @@ def venv_bin(name):
     return os.path.join(VENV, "bin", name)
 
 
-def server_commands(binary, port):
-    """Each server's argv: same application, 16 threads (or 1 sync worker), logging off."""
-    return {
-        "torsion": [binary, "web", "--wsgi", "apps:app", "--listen", f"tcp:{port}:interface=127.0.0.1",
-                    "--threads", str(THREADS)],
+# Servers that cannot serve HTTPS themselves: their HTTPS rows are n/a with this reason.
+NO_TLS = {"waitress": "no TLS: waitress serves plain HTTP only (its docs put TLS in a proxy in front)"}
+
+
+def server_commands(binary, port, tls=None):
+    """Each server's argv: same application, 16 threads (or 1 sync worker), logging off; with
+    tls=(key, cert), HTTPS on the same port (servers in NO_TLS are left out)."""
+    if tls:
+        key, cert = tls
+        listen = "ssl:{}:interface=127.0.0.1:privateKey={}:certKey={}".format(
+            port, key.replace(":", "\\:"), cert.replace(":", "\\:"))
+    else:
+        listen = f"tcp:{port}:interface=127.0.0.1"
+    commands = {
+        "torsion": [binary, "web", "--wsgi", "apps:app", "--listen", listen, "--threads", str(THREADS)],
         "granian": [venv_bin("granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
                     "--workers", "1", "--blocking-threads", str(THREADS), "--http", "auto", "--no-log",
-                    "apps:app"],
+                    *(["--ssl-certificate", cert, "--ssl-keyfile", key] if tls else []), "apps:app"],
         "gunicorn": [venv_bin("gunicorn"), "--workers", "1", "--worker-class", "sync",
-                     "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "apps:app"],
-        # --http11-socket: the plain --http-socket closes every connection (no keep-alive).
-        "uwsgi": [venv_bin("uwsgi"), "--http11-socket", f"127.0.0.1:{port}", "--module", "apps:app",
-                  "--processes", "1", "--threads", str(THREADS), "--disable-logging", "--need-app"],
+                     "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+                     *(["--certfile", cert, "--keyfile", key] if tls else []), "apps:app"],
+        # --http11-socket: the plain --http-socket closes every connection (no keep-alive);
+        # --https-socket has no HTTP/1.1 variant.
+        "uwsgi": [venv_bin("uwsgi"),
+                  *(["--https-socket", f"127.0.0.1:{port},{cert},{key}"] if tls
+                    else ["--http11-socket", f"127.0.0.1:{port}"]),
+                  "--module", "apps:app", "--processes", "1", "--threads", str(THREADS), "--disable-logging",
+                  "--need-app"],
         "waitress": [venv_bin("waitress-serve"), "--threads", str(THREADS), "--listen", f"127.0.0.1:{port}",
                      "apps:app"],
-        "twist": [venv_bin("twist"), "--log-level=error", "web", "--wsgi", "apps.app",
-                  "--listen", f"tcp:{port}:interface=127.0.0.1"],
+        "twist": [venv_bin("twist"), "--log-level=error", "web", "--wsgi", "apps.app", "--listen", listen],
     }
+    return {name: argv for name, argv in commands.items() if not (tls and name in NO_TLS)}
 
 
 # How the peers behave with these flags and the pinned versions (seen while writing this
@@ -127,7 +149,10 @@ PEER_NOTES = [
     "time (its default `connection_limit`) and closes the connection after a streamed response. "
     "gunicorn's sync worker answers `Connection: close`, then waits up to its keep-alive time (2 s) for "
     "the client to close, one connection at a time, so idle clients stall it. Only Torsion and granian "
-    "answer HTTP/2 with prior knowledge over cleartext.",
+    "answer HTTP/2 with prior knowledge over cleartext. Over TLS: uWSGI's `--https-socket` has no "
+    "HTTP/1.1 variant and closes every connection without saying so (wrk's read errors), waitress has no "
+    "TLS, and only Torsion and granian negotiate h2 by ALPN (gunicorn has no HTTP/2; twist web would need "
+    "the h2 package).",
 ]
 
 SERVERS = ["torsion", "granian", "gunicorn", "uwsgi", "waitress", "twist"]
@@ -166,8 +191,8 @@ def build_torsion():
     return os.path.join(ROOT, "target", "release", "torsion")
 
 
-def check_tools():
-    packages = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
+def check_tools(tls=False):
+    packages = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux", **({"openssl": "openssl"} if tls else {})}
     missing = [tool for tool in packages if not shutil.which(tool)]
     if missing:
         raise SystemExit(f"bench/run.py needs {', '.join(missing)} on PATH; on Debian or Ubuntu:\n"
@@ -175,6 +200,15 @@ def check_tools():
     cpus = os.sched_getaffinity(0)
     if not {0, 1} <= cpus:
         raise SystemExit(f"bench/run.py pins servers to CPU 0 and the load to CPU 1, but may only use CPUs {sorted(cpus)}")
+
+
+def make_certificate(directory):
+    """A self-signed P-256 certificate for localhost and 127.0.0.1: (key, cert) paths."""
+    key, cert = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return key, cert
 
 
 def raise_nofile():
@@ -253,9 +287,9 @@ class Sampler(threading.Thread):
 
 
 class Server:
-    def __init__(self, name, binary):
-        self.name, self.port = name, free_port()
-        argv = server_commands(binary, self.port)[name]
+    def __init__(self, name, binary, tls=None):
+        self.name, self.port, self.tls = name, free_port(), tls
+        argv = server_commands(binary, self.port, tls)[name]
         env = dict(os.environ)
         env.pop("VIRTUAL_ENV", None)
         env["PATH"] = os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")
@@ -277,7 +311,11 @@ class Server:
             if self.process.poll() is not None:
                 return f"exited with status {self.process.returncode}: {self.log_tail()}"
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                if self.tls:  # and the certificate must be ours, for 127.0.0.1
+                    conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2,
+                                                       context=ssl.create_default_context(cafile=self.tls[1]))
+                else:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/")
                 response = conn.getresponse()
                 response.read()
@@ -314,7 +352,7 @@ def to_ms(value, unit):
 def run_wrk(scenario, port, duration):
     argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{scenario['connections']}", f"-d{duration}s",
             "--latency", "--timeout", WRK_TIMEOUT, *scenario.get("wrk", []),
-            f"http://127.0.0.1:{port}{scenario['path']}"]
+            f"{url_base(scenario, port)}{scenario['path']}"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     out = done.stdout
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
@@ -335,21 +373,36 @@ def run_wrk(scenario, port, duration):
     return dict(rps=float(rps.group(1)), p50=to_ms(*p50.groups()), p99=to_ms(*p99.groups()), errors=errors)
 
 
-def h2c_probe(port):
-    """None if the server answers one request over h2c with prior knowledge, else why not."""
+def url_base(scenario, port):
+    return f"{'https' if scenario.get('tls') else 'http'}://127.0.0.1:{port}"
+
+
+# h2load over https offers only h2 by ALPN, so that it cannot fall back to HTTP/1.1.
+H2_TLS = ["--npn-list=h2"]
+
+
+def no_h2(scenario):
+    return "no h2 over TLS (ALPN)" if scenario.get("tls") else "no h2c (prior knowledge)"
+
+
+def h2c_probe(scenario, port):
+    """None if the server answers one HTTP/2 request (h2c with prior knowledge, or h2 by ALPN
+    over TLS), else why not."""
+    tls = H2_TLS if scenario.get("tls") else []
     try:
-        done = subprocess.run(["h2load", "-n1", "-c1", "-N3", f"http://127.0.0.1:{port}/"],
+        done = subprocess.run(["h2load", "-n1", "-c1", "-N3", *tls, f"{url_base(scenario, port)}/"],
                               capture_output=True, text=True, timeout=15)
     except subprocess.TimeoutExpired:
-        return "no h2c: one prior-knowledge request timed out"
-    if re.search(r"\b1 succeeded\b", done.stdout):
+        return f"{no_h2(scenario)}: one request timed out"
+    if re.search(r"\b1 succeeded\b", done.stdout) and (not tls or "Application protocol: h2" in done.stdout):
         return None
-    return "no h2c (prior knowledge): the request failed"
+    return f"{no_h2(scenario)}: the request failed"
 
 
 def run_h2load(scenario, port, duration):
     argv = ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{scenario['connections']}", "-m10",
-            "-D", str(duration), f"http://127.0.0.1:{port}{scenario['path']}"]
+            "-D", str(duration), *(H2_TLS if scenario.get("tls") else []),
+            f"{url_base(scenario, port)}{scenario['path']}"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     out = done.stdout
     rps = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
@@ -361,7 +414,7 @@ def run_h2load(scenario, port, duration):
     if not rps or not requests or not codes or not timing:
         return dict(na=f"h2load failed: {(done.stderr or out).strip().splitlines()[-1:] or done.returncode}")
     if int(requests.group(4)) == 0:
-        return dict(na="no h2c (prior knowledge): no request succeeded")
+        return dict(na=f"{no_h2(scenario)}: no request succeeded")
     errors = {"failed": int(requests.group(5)), "4xx": int(codes.group(3)), "5xx": int(codes.group(4))}
     t = timing.groups()
     return dict(rps=float(rps.group(1)), mean=to_ms(t[4], t[5]), sd=to_ms(t[6], t[7]), errors=errors)
@@ -436,9 +489,11 @@ def run_idle(port, sampler):
     return dict(rss=rss, errors=errors)
 
 
-def run_one(name, key, binary, duration):
+def run_one(name, key, binary, duration, tls=None):
     scenario = SCENARIOS[key]
-    server = Server(name, binary)
+    if scenario.get("tls") and name in NO_TLS:
+        return dict(na=NO_TLS[name])
+    server = Server(name, binary, tls if scenario.get("tls") else None)
     try:
         started = time.monotonic()
         reason = server.wait_ready()
@@ -446,7 +501,7 @@ def run_one(name, key, binary, duration):
             return dict(na=f"did not start: {reason}")
         ready = time.monotonic() - started
         if scenario["kind"] == "h2":
-            reason = h2c_probe(server.port)
+            reason = h2c_probe(scenario, server.port)
             if reason:
                 return dict(na=reason)
         sampler = Sampler(server.process.pid)
@@ -673,7 +728,8 @@ def main():
     servers = names(args.servers, SERVERS, "server") if args.servers else list(SERVERS)
     command = shlex.join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), os.getcwd()), *sys.argv[1:]])
 
-    check_tools()
+    need_tls = any(SCENARIOS[k].get("tls") for k in keys)
+    check_tools(need_tls)
     ensure_venv()
     if "torsion" in servers:
         binary = os.path.abspath(args.binary) if args.binary else build_torsion()
@@ -690,6 +746,9 @@ def main():
     print(f"{loads + idles} runs ({len(keys)} scenarios x {len(servers)} servers x {args.rounds} rounds): "
           f"about {estimate / 60:.1f} min", file=sys.stderr)
 
+    certificates = tempfile.TemporaryDirectory(prefix="torsion-bench-tls-")  # removed at exit
+    tls = make_certificate(certificates.name) if need_tls else None
+
     started = time.monotonic()
     per_round = {key: {name: [] for name in servers} for key in keys}
     done = 0
@@ -699,7 +758,7 @@ def main():
             for name in order:
                 done += 1
                 run_started = time.monotonic()
-                result = run_one(name, key, binary, args.duration)
+                result = run_one(name, key, binary, args.duration, tls)
                 per_round[key][name].append(result)
                 if "na" in result:
                     summary = f"n/a: {result['na']}"
@@ -725,7 +784,8 @@ def main():
         f"Each server serves bench/apps.py, pinned to CPU {SERVER_CPU} (taskset), {THREADS} threads "
         "(gunicorn: 1 sync worker), logging off; the load generator runs on CPU "
         f"{LOAD_CPU}: `wrk -t1 -c64 --latency --timeout {WRK_TIMEOUT}` (`-c256` for the sleep), "
-        "`h2load -t1 -c64 -m10` for HTTP/2. "
+        "`h2load -t1 -c64 -m10` for HTTP/2 (over TLS: `--npn-list=h2`, i.e. ALPN h2 only); HTTPS with a "
+        "self-signed P-256 certificate made by `openssl req` for the run. "
         f"Median of {args.rounds} round(s) of {args.duration} s, a fresh server for every run, the server "
         "order reversed between rounds. Peak RSS: the server's process tree, sampled every 50 ms. Errors: "
         "non-2xx/3xx responses and socket errors (h2load: failed requests, 4xx, 5xx).",

@@ -369,3 +369,78 @@ fn pki_other(dir: &Path) -> PathBuf {
     std::fs::write(&path, key.serialize_pem()).unwrap();
     path
 }
+
+#[tokio::test]
+async fn a_sec1_ec_key_with_an_extra_cert_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ec.pem");
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl").args(args).output().unwrap();
+        assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    };
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .starts_with("-----BEGIN EC PRIVATE KEY-----")
+    );
+    // A CA made by rcgen signs the SEC1 key's certificate, passed as extraCertChain.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::from_pem(&sec1_to_pkcs8(&key)).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let (cert, chain) = (dir.path().join("leaf.pem"), dir.path().join("chain.pem"));
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&chain, ca.pem()).unwrap();
+    let text = format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}:extraCertChain={}",
+        quote(key.to_str().unwrap()),
+        quote(cert.to_str().unwrap()),
+        quote(chain.to_str().unwrap())
+    );
+    let listener = Endpoint::parse(&text).unwrap().listen().await.unwrap();
+    let addr = listener.local_addr().as_tcp().unwrap();
+    let server = tokio::spawn(serve_one(listener));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector(&ca.der().clone(), &[b"http/1.1"])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    // The server sent the leaf and the chain.
+    assert_eq!(
+        tls.get_ref().1.peer_certificates().map(|c| c.len()),
+        Some(2)
+    );
+    tls.write_all(b"ping").await.unwrap();
+    let mut reply = String::new();
+    tls.read_to_string(&mut reply).await.unwrap();
+    assert!(
+        reply.starts_with("https sni=Some(\"localhost\")"),
+        "{reply}"
+    );
+    server.await.unwrap();
+}
+
+/// The same EC key in PKCS#8, which rcgen reads, through openssl.
+fn sec1_to_pkcs8(key: &Path) -> String {
+    let output = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}

@@ -1,6 +1,5 @@
 //! `ssl:` endpoints (Twisted's `SSL4ServerEndpoint` string form), served with rustls.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,9 +7,7 @@ use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
 use crate::listener::Listener;
 use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
-use crate::tcp::{
-    BACKLOG_EXPECTED, DEFAULT_BACKLOG, PORT_EXPECTED, TcpEndpoint, parse_backlog, parse_port,
-};
+use crate::tcp::{DEFAULT_BACKLOG, TcpEndpoint, tcp_from_bound};
 use crate::tls::{
     CertificateResolver, DEFAULT_NAME, MinimumVersion, TlsAccept, load_certified_key, server_config,
 };
@@ -127,11 +124,10 @@ impl ServerEndpoint for SslEndpoint {
             let config = server_config(resolver, self.minimum)
                 .map_err(|message| self.listen_error("configure TLS".into(), message))?;
             let inner = self.tcp.listen().await?;
-            let local = inner.local_addr().clone();
-            Ok(Listener::new(
+            Ok(TlsAccept::listener(
                 self.descriptor().to_string(),
-                local,
-                TlsAccept::new(inner, Arc::new(config)),
+                inner,
+                config,
             ))
         })
     }
@@ -160,23 +156,7 @@ impl EndpointKind for SslKind {
             "extraCertChain",
             "dhParameters",
         ])?;
-        let port = bound.parse_required("port", PORT_EXPECTED, parse_port)?;
-        let backlog =
-            bound.parse_or("backlog", DEFAULT_BACKLOG, BACKLOG_EXPECTED, parse_backlog)?;
-        let mut tcp = TcpEndpoint::new(port).with_backlog(backlog);
-        match bound.get("interface").map(str::trim) {
-            None | Some("") => {}
-            Some(text) => {
-                let interface = text.parse::<IpAddr>().map_err(|_| {
-                    bound.invalid(
-                        "interface",
-                        text,
-                        r"an IP address of this machine, such as 127.0.0.1 (escape IPv6 colons: \:\:1)",
-                    )
-                })?;
-                tcp = tcp.with_interface(interface);
-            }
-        }
+        let tcp = tcp_from_bound(&bound, None)?;
         let non_empty = |name: &str| bound.get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         let mut endpoint = SslEndpoint::new(
             tcp,

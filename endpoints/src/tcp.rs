@@ -238,6 +238,34 @@ impl Accept for TcpAccept {
     }
 }
 
+/// The TCP part of a kind that runs on TCP (`ssl:`, `tls:`): `port` (required, or
+/// `default_port`), `backlog` and `interface` (any IP address) from `bound`.
+pub(crate) fn tcp_from_bound(
+    bound: &crate::registry::Bound,
+    default_port: Option<u16>,
+) -> Result<TcpEndpoint> {
+    let port = match default_port {
+        Some(default) => bound.parse_or("port", default, PORT_EXPECTED, parse_port)?,
+        None => bound.parse_required("port", PORT_EXPECTED, parse_port)?,
+    };
+    let backlog = bound.parse_or("backlog", DEFAULT_BACKLOG, BACKLOG_EXPECTED, parse_backlog)?;
+    let mut tcp = TcpEndpoint::new(port).with_backlog(backlog);
+    match bound.get("interface").map(str::trim) {
+        None | Some("") => {}
+        Some(text) => {
+            let interface = text.parse::<IpAddr>().map_err(|_| {
+                bound.invalid(
+                    "interface",
+                    text,
+                    r"an IP address of this machine, such as 127.0.0.1 (escape IPv6 colons: \:\:1)",
+                )
+            })?;
+            tcp = tcp.with_interface(interface);
+        }
+    }
+    Ok(tcp)
+}
+
 /// The `tcp:` kind: `tcp:port[:interface][:backlog]`.
 pub(crate) struct TcpKind;
 

@@ -290,6 +290,12 @@ impl TlsAccept {
         }
     }
 
+    /// A listener for `endpoint` serving TLS with `config` over `inner`, at its address.
+    pub fn listener(endpoint: String, inner: Listener, config: rustls::ServerConfig) -> Listener {
+        let local = inner.local_addr().clone();
+        Listener::new(endpoint, local, TlsAccept::new(inner, Arc::new(config)))
+    }
+
     fn start(&mut self, plain: Connection) {
         let acceptor = self.acceptor.clone();
         self.handshakes.spawn(async move {

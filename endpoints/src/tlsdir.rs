@@ -1,19 +1,14 @@
 //! `tls:DIR`: Twisted's newer TLS server endpoint, serving every certificate found below a
 //! directory under the host names its certificate carries.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::descriptor::Descriptor;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::listener::Listener;
 use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
-use crate::tcp::{
-    BACKLOG_EXPECTED, DEFAULT_BACKLOG, PORT_EXPECTED, TcpEndpoint, parse_backlog, parse_port,
-};
-use crate::tls::{CertificateResolver, MinimumVersion, TlsAccept, server_config};
-use crate::txsni::{Naming, Store, watch};
+use crate::tcp::{DEFAULT_BACKLOG, TcpEndpoint, tcp_from_bound};
+use crate::txsni::{Naming, listen_directory};
 
 /// TLS on TCP with the certificates below a directory:
 /// `tls:DIR[:port=443][:interface=][:backlog=50]`.
@@ -66,43 +61,12 @@ impl ServerEndpoint for TlsDirEndpoint {
     }
 
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
-        Box::pin(async move {
-            let endpoint = self.descriptor().to_string();
-            let listen_error = |action: String, message: String| Error::Listen {
-                endpoint: endpoint.clone(),
-                action,
-                hint: String::new(),
-                source: std::io::Error::other(message),
-            };
-            if !self.directory.is_dir() {
-                return Err(listen_error(
-                    format!(
-                        "read the certificate directory {}",
-                        self.directory.display()
-                    ),
-                    "not a directory".into(),
-                ));
-            }
-            let resolver = Arc::new(CertificateResolver::new());
-            let mut store = Store::new(self.directory.clone(), Naming::SubjectAltNames);
-            store.rescan(&resolver);
-            if resolver.lookup(None).is_none() {
-                return Err(listen_error(
-                    format!("load certificates from {}", self.directory.display()),
-                    "no file below it holds a private key with a matching certificate naming a DNS host".into(),
-                ));
-            }
-            let config = server_config(resolver.clone(), MinimumVersion::Tls12)
-                .map_err(|message| listen_error("configure TLS".into(), message))?;
-            watch(store, Arc::downgrade(&resolver));
-            let inner = self.tcp.listen().await?;
-            let local = inner.local_addr().clone();
-            Ok(Listener::new(
-                endpoint,
-                local,
-                TlsAccept::new(inner, Arc::new(config)),
-            ))
-        })
+        Box::pin(listen_directory(
+            self.descriptor().to_string(),
+            &self.directory,
+            Naming::SubjectAltNames,
+            self.tcp.listen(),
+        ))
     }
 }
 
@@ -124,23 +88,7 @@ impl EndpointKind for TlsDirKind {
         if directory.is_empty() {
             return Err(bound.invalid("path", directory, "the directory holding the certificates"));
         }
-        let port = bound.parse_or("port", 443, PORT_EXPECTED, parse_port)?;
-        let backlog =
-            bound.parse_or("backlog", DEFAULT_BACKLOG, BACKLOG_EXPECTED, parse_backlog)?;
-        let mut tcp = TcpEndpoint::new(port).with_backlog(backlog);
-        match bound.get("interface").map(str::trim) {
-            None | Some("") => {}
-            Some(text) => {
-                let interface = text.parse::<IpAddr>().map_err(|_| {
-                    bound.invalid(
-                        "interface",
-                        text,
-                        r"an IP address of this machine, such as 127.0.0.1 (escape IPv6 colons: \:\:1)",
-                    )
-                })?;
-                tcp = tcp.with_interface(interface);
-            }
-        }
+        let tcp = tcp_from_bound(&bound, Some(443))?;
         Ok(Endpoint::new(TlsDirEndpoint::new(directory, tcp)))
     }
 }

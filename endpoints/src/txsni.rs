@@ -74,38 +74,50 @@ impl ServerEndpoint for TxsniEndpoint {
     }
 
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
-        Box::pin(async move {
-            let endpoint = self.descriptor().to_string();
-            let listen_error = |action: &str, source: std::io::Error| Error::Listen {
-                endpoint: endpoint.clone(),
-                action: action.to_owned(),
-                hint: String::new(),
-                source,
-            };
-            if !self.directory.is_dir() {
-                return Err(listen_error(
-                    &format!(
-                        "read the certificate directory {}",
-                        self.directory.display()
-                    ),
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
-                ));
-            }
-            let resolver = Arc::new(CertificateResolver::new());
-            let mut store = Store::new(self.directory.clone(), Naming::FileName);
-            store.rescan(&resolver);
-            let config = server_config(resolver.clone(), MinimumVersion::Tls12)
-                .map_err(|message| listen_error("configure TLS", std::io::Error::other(message)))?;
-            watch(store, Arc::downgrade(&resolver));
-            let inner = self.inner.listen().await?;
-            let local = inner.local_addr().clone();
-            Ok(Listener::new(
-                endpoint,
-                local,
-                TlsAccept::new(inner, Arc::new(config)),
-            ))
-        })
+        Box::pin(listen_directory(
+            self.descriptor().to_string(),
+            &self.directory,
+            Naming::FileName,
+            self.inner.listen(),
+        ))
     }
+}
+
+/// Loads `directory`, keeps it watched, and serves TLS from it over `inner` (shared by
+/// `txsni:` and `tls:`). With [`Naming::SubjectAltNames`] a directory yielding no
+/// certificate at all is an error, since nothing could be served.
+pub(crate) async fn listen_directory(
+    endpoint: String,
+    directory: &Path,
+    naming: Naming,
+    inner: impl std::future::Future<Output = Result<Listener>>,
+) -> Result<Listener> {
+    let listen_error = |action: String, message: &str| Error::Listen {
+        endpoint: endpoint.clone(),
+        action,
+        hint: String::new(),
+        source: std::io::Error::other(message.to_owned()),
+    };
+    if !directory.is_dir() {
+        return Err(listen_error(
+            format!("read the certificate directory {}", directory.display()),
+            "not a directory",
+        ));
+    }
+    let resolver = Arc::new(CertificateResolver::new());
+    let mut store = Store::new(directory.to_path_buf(), naming);
+    store.rescan(&resolver);
+    if naming == Naming::SubjectAltNames && resolver.lookup(None).is_none() {
+        return Err(listen_error(
+            format!("load certificates from {}", directory.display()),
+            "no file below it holds a private key with a matching certificate naming a DNS host",
+        ));
+    }
+    let config = server_config(resolver.clone(), MinimumVersion::Tls12)
+        .map_err(|message| listen_error("configure TLS".into(), &message))?;
+    watch(store, Arc::downgrade(&resolver));
+    let inner = inner.await?;
+    Ok(TlsAccept::listener(endpoint, inner, config))
 }
 
 /// How the files of a certificate directory name the hosts they serve.

@@ -19,6 +19,9 @@ use crate::listener::{Accept, Connection, Listener, TlsInfo};
 
 /// How long a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at most; beyond that, new connections wait in the kernel's
+/// accept queue, so a flood of clients that never finish cannot grow memory without bound.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// The name under which the certificate for clients without SNI (and for names with no
 /// certificate of their own) is kept, as txsni's `DEFAULT.pem`.
@@ -272,8 +275,9 @@ pub fn server_config(
 }
 
 /// Accepts TLS connections: takes plain connections from an inner listener and runs their
-/// handshakes concurrently, so that a slow or failing client holds up no other. A failed
-/// handshake is logged at debug level and dropped.
+/// handshakes concurrently (at most 1,024 at a time, each for at most 10 s), so that a slow
+/// or failing client holds up no other. A failed handshake is logged at debug level and
+/// dropped.
 pub struct TlsAccept {
     inner: Listener,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -330,7 +334,7 @@ impl TlsAccept {
 
 impl Accept for TlsAccept {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
-        loop {
+        while self.handshakes.len() < MAX_HANDSHAKES {
             match self.inner.poll_accept(cx) {
                 Poll::Ready(Ok(plain)) => self.start(plain),
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),

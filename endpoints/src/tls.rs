@@ -87,44 +87,37 @@ impl CertificateResolver {
     /// A message when `name` is none of these.
     pub fn set(&self, name: &str, key: Arc<CertifiedKey>) -> Result<(), String> {
         let slot = Slot::of(name)?;
-        self.table.rcu(|table| {
-            let mut next = Certificates {
-                exact: table.exact.clone(),
-                wildcard: table.wildcard.clone(),
-                default: table.default.clone(),
-            };
-            match &slot {
-                Slot::Exact(name) => {
-                    next.exact.insert(name.clone(), key.clone());
-                }
-                Slot::Wildcard(parent) => {
-                    next.wildcard.insert(parent.clone(), key.clone());
-                }
-                Slot::Default => next.default = Some(key.clone()),
-            }
-            next
-        });
+        self.update(&slot, Some(&key));
         Ok(())
     }
 
     /// Stops serving a certificate for `name`.
     pub fn remove(&self, name: &str) {
-        let Ok(slot) = Slot::of(name) else { return };
+        if let Ok(slot) = Slot::of(name) {
+            self.update(&slot, None);
+        }
+    }
+
+    /// Replaces the table with a copy where `slot` holds `key` (or nothing).
+    fn update(&self, slot: &Slot, key: Option<&Arc<CertifiedKey>>) {
         self.table.rcu(|table| {
             let mut next = Certificates {
                 exact: table.exact.clone(),
                 wildcard: table.wildcard.clone(),
                 default: table.default.clone(),
             };
-            match &slot {
-                Slot::Exact(name) => {
-                    next.exact.remove(name);
+            let (map, name) = match slot {
+                Slot::Exact(name) => (&mut next.exact, name),
+                Slot::Wildcard(parent) => (&mut next.wildcard, parent),
+                Slot::Default => {
+                    next.default = key.cloned();
+                    return next;
                 }
-                Slot::Wildcard(parent) => {
-                    next.wildcard.remove(parent);
-                }
-                Slot::Default => next.default = None,
-            }
+            };
+            match key {
+                Some(key) => map.insert(name.clone(), key.clone()),
+                None => map.remove(name),
+            };
             next
         });
     }

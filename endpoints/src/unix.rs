@@ -208,22 +208,11 @@ impl UnixEndpoint {
             // process ID (PID 1 in a restarted container); the socket probe that follows
             // still refuses a socket this process serves.
             let ours = owner.as_raw_nonzero().get() == pid;
-            match rustix::process::test_kill_process(owner) {
-                // ESRCH: no such process, so the lock is stale.
-                _ if ours => {
-                    tracing::info!(lock = %lock.display(), "removing a lock file left by an earlier run with this process ID");
-                    match std::fs::remove_file(&lock) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(self.listen_error(
-                                format!("remove stale lock file {}", lock.display()),
-                                e,
-                            ));
-                        }
-                    }
-                }
-                Err(rustix::io::Errno::SRCH) => {
+            let stale =
+                ours || rustix::process::test_kill_process(owner) == Err(rustix::io::Errno::SRCH);
+            match stale {
+                // Ours from an earlier run, or ESRCH: no such process.
+                true => {
                     tracing::info!(lock = %lock.display(), pid = owner.as_raw_nonzero().get(), "removing stale lock file");
                     match std::fs::remove_file(&lock) {
                         Ok(()) => {}
@@ -237,7 +226,7 @@ impl UnixEndpoint {
                     }
                 }
                 // Alive (EPERM means alive but another user's).
-                _ => {
+                false => {
                     return Err(self.in_use(
                         &lock,
                         format!("locked by running process {}", owner.as_raw_nonzero().get()),

@@ -140,7 +140,7 @@ fn a_bad_descriptor_stops_start_up_with_status_2() {
     );
     assert!(
         start_failure(&["--listen", "tcpp:80"])
-            .ends_with("known types: ssl, systemd, tcp, tcp6, tls, txsni, unix")
+            .ends_with("known types: le, lets, ssl, systemd, tcp, tcp6, tls, txacme, txsni, unix")
     );
     assert!(
         start_failure(&["--listen", "tcp:0", "--listen", "unix:/tmp/x.sock:mode=999"])

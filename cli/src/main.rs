@@ -7,10 +7,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
-use torsion_endpoints::Endpoint;
+use torsion_endpoints::{
+    AcmeEndpoint, AcmeManager, CertificateResolver, CertificateState, CertificateStore, Challenge,
+    Descriptor, Endpoint, NameStatus, challenge_listener,
+};
 use torsion_wsgi::{Application, Bridge, PythonOptions, ServerConfig};
 
 /// Exit status for configuration errors (bad descriptor, bad application name).
@@ -31,6 +35,63 @@ struct Cli {
 enum Command {
     /// Serve a WSGI application (or the built-in demo page) over HTTP/1.1 and HTTP/2.
     Web(WebArgs),
+    /// Inspect, obtain or renew the ACME certificates of a txacme: directory, once (for
+    /// cron jobs and automation outside the server).
+    Certs(CertsArgs),
+}
+
+/// `torsion certs DIR ACTION`, with the keywords of `txacme:` as options of the same names.
+#[derive(Debug, clap::Args)]
+struct CertsArgs {
+    /// The certificate directory (txsni layout: NAME.pem files, client.key).
+    #[arg(value_name = "DIR")]
+    path: PathBuf,
+
+    #[command(subcommand)]
+    action: CertsAction,
+
+    /// The ACME directory URL [default: Let's Encrypt production].
+    #[arg(long, global = true, value_name = "URL")]
+    directory: Option<String>,
+
+    /// The account's contact e-mail address.
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    email: Option<String>,
+
+    /// Extra trust anchors (PEM) for the ACME server's own HTTPS.
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+
+    /// tls-alpn-01 or http-01 [default: tls-alpn-01].
+    #[arg(long, global = true, value_name = "TYPE")]
+    challenge: Option<String>,
+
+    /// Names to manage besides the directory's NAME.pem files, comma-separated.
+    #[arg(long, global = true, value_name = "NAMES")]
+    domains: Option<String>,
+
+    /// Seconds one issuance may wait for validation [default: 120].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    timeout: Option<String>,
+
+    /// Where to answer challenges while issuing [default: tcp:443 for tls-alpn-01, tcp:80
+    /// for http-01]. The port must be free: a running server renews its own certificates.
+    #[arg(long, global = true, value_name = "DESCRIPTOR")]
+    listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsAction {
+    /// Per name: issuer, expiry, days left and next renewal (no network access).
+    Status,
+    /// Obtain a certificate for each NAME now, whatever the directory holds.
+    Issue {
+        /// Host names.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Obtain a certificate for every name that is missing or due for renewal.
+    Renew,
 }
 
 /// `twist web`'s options, with the same names.
@@ -88,6 +149,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Web(args) => web(args),
+        Command::Certs(args) => certs(args),
     }
 }
 
@@ -187,6 +249,195 @@ fn web(args: WebArgs) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+fn certs(args: CertsArgs) -> ExitCode {
+    // The options are the descriptor keywords: build `txacme:` keyword arguments from them
+    // and let the endpoints crate check them exactly as it checks a --listen descriptor.
+    let mut descriptor = Descriptor::new("txacme").with_arg(args.path.to_string_lossy());
+    for (key, value) in [
+        ("directory", args.directory.clone()),
+        ("email", args.email.clone()),
+        (
+            "cacert",
+            args.cacert
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        ),
+        ("challenge", args.challenge.clone()),
+        ("domains", args.domains.clone()),
+        ("timeout", args.timeout.clone()),
+    ] {
+        if let Some(value) = value {
+            descriptor = descriptor.with_kwarg(key, value);
+        }
+    }
+    let default_listen = match args
+        .challenge
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("http-01") => "tcp:80",
+        _ => "tcp:443",
+    };
+    let listen = args.listen.clone().unwrap_or_else(|| default_listen.into());
+    let endpoint = match Endpoint::parse(
+        &descriptor
+            .with_inner(&match Descriptor::parse(&listen) {
+                Ok(inner) => inner,
+                Err(err) => return fail(err),
+            })
+            .to_string(),
+    ) {
+        Ok(endpoint) => endpoint,
+        Err(err) => return fail(err),
+    };
+    let Some(acme) = endpoint.downcast_ref::<AcmeEndpoint>() else {
+        return fail("internal error: txacme: did not parse as an ACME endpoint");
+    };
+    let store = match CertificateStore::open(acme.path()) {
+        Ok(store) => store,
+        Err(err) => return fail(format!("{}: {err}", acme.path().display())),
+    };
+    let resolver = Arc::new(CertificateResolver::new());
+    let manager = match AcmeManager::new(store, acme.settings().clone(), resolver.clone()) {
+        Ok(manager) => manager,
+        Err(err) => return fail(err),
+    };
+    if let CertsAction::Status = args.action {
+        print!("{}", status_table(&manager.status(), SystemTime::now()));
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format!("cannot start the async runtime: {err}")),
+    };
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        match acme.settings().challenge {
+            Challenge::TlsAlpn01 => {
+                let mut listener = match challenge_listener(acme.inner(), resolver.clone()).await {
+                    Ok(listener) => listener,
+                    Err(err) => return fail(err),
+                };
+                // Validations are answered inside the handshake; anything else is dropped.
+                tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+            }
+            Challenge::Http01 => {
+                let listener = match acme.inner().listen().await {
+                    Ok(listener) => listener,
+                    Err(err) => return fail(err),
+                };
+                tokio::spawn(torsion_wsgi::serve_http01(vec![listener], async move {
+                    let _ = stop_rx.await;
+                }));
+            }
+        }
+        let outcomes = match &args.action {
+            CertsAction::Issue { names } => {
+                let mut outcomes = Vec::new();
+                for name in names {
+                    outcomes.push((
+                        name.clone(),
+                        manager.issue(&name.to_ascii_lowercase()).await,
+                    ));
+                }
+                outcomes
+            }
+            _ => manager.renew_due().await,
+        };
+        let _ = stop_tx.send(());
+        if outcomes.is_empty() {
+            println!(
+                "nothing to do: every certificate in {} is current",
+                manager.store().path().display()
+            );
+        }
+        let mut failed = false;
+        for (name, outcome) in outcomes {
+            match outcome {
+                Ok(facts) => println!(
+                    "{name}: issued by {}, valid until {} ({} days)",
+                    facts.issuer,
+                    utc(facts.not_after),
+                    facts.days_left(SystemTime::now())
+                ),
+                Err(err) => {
+                    failed = true;
+                    eprintln!("error: {err}");
+                }
+            }
+        }
+        if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+/// `torsion certs status` output: one line per name, in columns.
+fn status_table(names: &[NameStatus], now: SystemTime) -> String {
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "ISSUER".to_owned(),
+        "EXPIRES".to_owned(),
+        "DAYS LEFT".to_owned(),
+        "NEXT RENEWAL".to_owned(),
+    ]];
+    for status in names {
+        let when = |at: SystemTime| if at <= now { "now".to_owned() } else { utc(at) };
+        rows.push(match &status.state {
+            CertificateState::Present(facts) => [
+                status.name.clone(),
+                facts.issuer.clone(),
+                utc(facts.not_after),
+                facts.days_left(now).to_string(),
+                when(status.renew_at),
+            ],
+            CertificateState::Requested => row(&status.name, "(requested: empty file)", "now"),
+            CertificateState::Missing => row(&status.name, "(no file: from --domains)", "now"),
+            CertificateState::Unreadable(reason) => {
+                row(&status.name, &format!("(unusable: {reason})"), "now")
+            }
+        });
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn row(name: &str, issuer: &str, renewal: &str) -> [String; 5] {
+    [
+        name.to_owned(),
+        issuer.to_owned(),
+        "-".into(),
+        "-".into(),
+        renewal.to_owned(),
+    ]
+}
+
+/// `2026-11-21 13:45 UTC`.
+fn utc(at: SystemTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from(at)
+        .format(&format)
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -155,6 +155,18 @@ pub enum Error {
         /// What is missing or mismatched, naming the variables involved.
         reason: String,
     },
+
+    /// Getting or renewing a certificate over ACME failed (RFC 8555); the certificate in
+    /// service, if any, stays in service.
+    #[error("ACME: {name}: {message}")]
+    Acme {
+        /// The host name the certificate is for, or the directory for account errors.
+        name: String,
+        /// What failed, with the ACME server's problem document when it sent one.
+        message: String,
+        /// When the server asked to be contacted again (`Retry-After`), if it did.
+        retry_at: Option<std::time::SystemTime>,
+    },
 }
 
 /// Shorthand for `Result<T, torsion_endpoints::Error>`.

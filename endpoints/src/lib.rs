@@ -88,6 +88,7 @@
 
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+mod acme;
 mod descriptor;
 mod error;
 mod listener;
@@ -100,6 +101,12 @@ mod tlsdir;
 mod txsni;
 mod unix;
 
+pub use acme::{
+    ACCOUNT_KEY_FILE, AcmeEndpoint, AcmeManager, AcmeSettings, CHECK_EVERY, CertificateFacts,
+    CertificateState, CertificateStore, Challenge, DEFAULT_TIMEOUT, HTTP01_PATH_PREFIX,
+    KEYWORDS as ACME_KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING, LOCK_FILE, NameStatus,
+    challenge_listener, http01_answer, http01_key_authorization, take_settings,
+};
 pub use descriptor::{Descriptor, quote};
 pub use error::{Error, Result};
 pub use listener::{Accept, Address, Connection, ConnectionInfo, Io, Listener, TlsInfo};
@@ -108,7 +115,8 @@ pub use ssl::SslEndpoint;
 pub use systemd::{SocketDomain, SocketSelector, SystemdEndpoint};
 pub use tcp::TcpEndpoint;
 pub use tls::{
-    CertificateResolver, DEFAULT_NAME, MinimumVersion, TlsAccept, load_certified_key, server_config,
+    ACME_TLS_ALPN, CertificateResolver, DEFAULT_NAME, MinimumVersion, TlsAccept,
+    load_certified_key, server_config,
 };
 pub use tlsdir::TlsDirEndpoint;
 pub use txsni::TxsniEndpoint;

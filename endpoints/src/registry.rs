@@ -176,6 +176,9 @@ impl Default for Registry {
         registry.register(crate::ssl::SslKind);
         registry.register(crate::txsni::TxsniKind);
         registry.register(crate::tlsdir::TlsDirKind);
+        registry.register(crate::acme::AcmeKind::TXACME);
+        registry.register(crate::acme::AcmeKind::LE);
+        registry.register(crate::acme::AcmeKind::LETS);
         registry
     }
 }

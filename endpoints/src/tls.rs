@@ -27,12 +27,19 @@ const MAX_HANDSHAKES: usize = 1024;
 /// certificate of their own) is kept, as txsni's `DEFAULT.pem`.
 pub const DEFAULT_NAME: &str = "DEFAULT";
 
+/// The ALPN protocol an ACME server offers when it validates a tls-alpn-01 challenge
+/// (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 #[derive(Default)]
 struct Certificates {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// Keyed by the parent domain: `*.example.com` is kept under `example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
+    /// RFC 8737 validation certificates, by host name: served only to a ClientHello that
+    /// offers ALPN `acme-tls/1`, and never to any other.
+    challenges: HashMap<String, Arc<CertifiedKey>>,
 }
 
 /// Chooses the certificate for every TLS handshake: the exact host name, then a wildcard
@@ -55,6 +62,7 @@ impl std::fmt::Debug for CertificateResolver {
             .field("exact", &table.exact.keys().collect::<Vec<_>>())
             .field("wildcard", &table.wildcard.keys().collect::<Vec<_>>())
             .field("default", &table.default.is_some())
+            .field("challenges", &table.challenges.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -98,6 +106,26 @@ impl CertificateResolver {
         }
     }
 
+    /// Serves `key` for `name` to ACME validation handshakes only: those whose ClientHello
+    /// offers ALPN [`ACME_TLS_ALPN`] (RFC 8737 §3). Ordinary handshakes never see it, and
+    /// validation handshakes never see an ordinary certificate.
+    ///
+    /// # Errors
+    /// A message when `name` is not a host name (wildcards cannot be validated this way).
+    pub fn set_challenge(&self, name: &str, key: Arc<CertifiedKey>) -> Result<(), String> {
+        let name = normalise(name)
+            .ok_or_else(|| format!("{name:?} is not a host name for a tls-alpn-01 challenge"))?;
+        self.update(&Slot::Challenge(name), Some(&key));
+        Ok(())
+    }
+
+    /// Stops answering ACME validation handshakes for `name`.
+    pub fn remove_challenge(&self, name: &str) {
+        if let Some(name) = normalise(name) {
+            self.update(&Slot::Challenge(name), None);
+        }
+    }
+
     /// Replaces the table with a copy where `slot` holds `key` (or nothing).
     fn update(&self, slot: &Slot, key: Option<&Arc<CertifiedKey>>) {
         self.table.rcu(|table| {
@@ -105,8 +133,10 @@ impl CertificateResolver {
                 exact: table.exact.clone(),
                 wildcard: table.wildcard.clone(),
                 default: table.default.clone(),
+                challenges: table.challenges.clone(),
             };
             let (map, name) = match slot {
+                Slot::Challenge(name) => (&mut next.challenges, name),
                 Slot::Exact(name) => (&mut next.exact, name),
                 Slot::Wildcard(parent) => (&mut next.wildcard, parent),
                 Slot::Default => {
@@ -140,6 +170,7 @@ impl CertificateResolver {
 }
 
 enum Slot {
+    Challenge(String),
     Exact(String),
     Wildcard(String),
     Default,
@@ -163,6 +194,13 @@ impl Slot {
 
 impl ResolvesServerCert for CertificateResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let validating = client_hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        if validating {
+            let name = client_hello.server_name().and_then(normalise)?;
+            return self.table.load().challenges.get(&name).cloned();
+        }
         self.lookup(client_hello.server_name())
     }
 }
@@ -311,6 +349,13 @@ impl TlsAccept {
                 }
             };
             let (_, session) = stream.get_ref();
+            if session.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                // An ACME validation: the handshake itself was the answer (RFC 8737 §3).
+                tracing::debug!(%peer, sni = ?session.server_name(), "answered a tls-alpn-01 validation");
+                let mut stream = stream;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                return None;
+            }
             let mut tls = TlsInfo::new();
             tls.sni = session.server_name().map(str::to_ascii_lowercase);
             tls.alpn = session.alpn_protocol().map(<[u8]>::to_vec);

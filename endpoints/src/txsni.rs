@@ -115,7 +115,7 @@ pub(crate) async fn listen_directory(
     }
     let config = server_config(resolver.clone(), MinimumVersion::Tls12)
         .map_err(|message| listen_error("configure TLS".into(), &message))?;
-    watch(store, Arc::downgrade(&resolver));
+    watch(store, Arc::downgrade(&resolver), None);
     let inner = inner.await?;
     Ok(TlsAccept::listener(endpoint, inner, config))
 }
@@ -229,6 +229,25 @@ impl Store {
             let previous = self.files.remove(&path);
             // The stamp is remembered even when loading fails, so a broken file is
             // reported once per change, not at every rescan.
+            if stamp.1 == 0 {
+                // An empty file asks for a certificate (txacme's convention): nothing to
+                // serve yet, and nothing wrong.
+                tracing::debug!(file = %path.display(), "empty certificate file: waiting for a certificate");
+                if let Some(previous) = previous {
+                    for name in &previous.names {
+                        resolver.remove(name);
+                    }
+                }
+                self.files.insert(
+                    path,
+                    Loaded {
+                        stamp,
+                        names: Vec::new(),
+                        key: None,
+                    },
+                );
+                continue;
+            }
             let loaded = match self.load(&path) {
                 Ok((names, key)) => {
                     tracing::info!(file = %path.display(), names = %names.join(", "), "certificate loaded");
@@ -343,8 +362,13 @@ fn dns_names(der: &[u8]) -> std::result::Result<Vec<String>, String> {
         .collect())
 }
 
-/// Keeps `store` current until the resolver is gone (its listener dropped).
-pub(crate) fn watch(mut store: Store, resolver: Weak<CertificateResolver>) {
+/// Keeps `store` current until the resolver is gone (its listener dropped), and tells
+/// `changed` (if any) after each change notification was read.
+pub(crate) fn watch(
+    mut store: Store,
+    resolver: Weak<CertificateResolver>,
+    changed_hook: Option<Arc<tokio::sync::Notify>>,
+) {
     let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -370,7 +394,8 @@ pub(crate) fn watch(mut store: Store, resolver: Weak<CertificateResolver>) {
         let _watcher = watcher;
         loop {
             let notified = tokio::time::timeout(RESCAN_EVERY, changed.recv()).await;
-            if let Ok(Some(())) = notified {
+            let was_notified = matches!(notified, Ok(Some(())));
+            if was_notified {
                 // Let a burst of writes settle, and drain what it queued.
                 tokio::time::sleep(SETTLE).await;
                 while changed.try_recv().is_ok() {}
@@ -379,6 +404,10 @@ pub(crate) fn watch(mut store: Store, resolver: Weak<CertificateResolver>) {
                 return;
             };
             store.rescan(&resolver);
+            drop(resolver);
+            if was_notified && let Some(hook) = &changed_hook {
+                hook.notify_one();
+            }
         }
     });
 }

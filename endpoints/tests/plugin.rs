@@ -110,7 +110,7 @@ fn a_wrapping_kind_parses_its_inner_descriptor_with_the_same_registry() {
     let inner = outer.inner.downcast_ref::<Tagged>().unwrap();
     assert_eq!(inner.inner.to_string(), r"unix:/tmp/a\:b.sock:lockfile=0");
     assert!(registry.prefixes().eq([
-        "ssl", "systemd", "tagged", "tcp", "tcp6", "tls", "txsni", "unix"
+        "le", "lets", "ssl", "systemd", "tagged", "tcp", "tcp6", "tls", "txacme", "txsni", "unix"
     ]));
 }
 
@@ -132,7 +132,7 @@ fn inner_errors_quote_the_whole_descriptor() {
     let err = registry.parse("tagged:example.org:tcpp:80").unwrap_err();
     assert!(
         err.to_string().contains(
-            "unknown endpoint type \"tcpp\"; known types: ssl, systemd, tagged, tcp, tcp6, tls, txsni, unix"
+            "unknown endpoint type \"tcpp\"; known types: le, lets, ssl, systemd, tagged, tcp, tcp6, tls, txacme, txsni, unix"
         ),
         "{err}"
     );

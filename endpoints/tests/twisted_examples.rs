@@ -159,7 +159,10 @@ fn unknown_types_are_errors_naming_the_type() {
                 assert_eq!(found, kind);
                 assert_eq!(
                     known,
-                    ["ssl", "systemd", "tcp", "tcp6", "tls", "txsni", "unix"]
+                    [
+                        "le", "lets", "ssl", "systemd", "tcp", "tcp6", "tls", "txacme", "txsni",
+                        "unix"
+                    ]
                 );
             }
             other => panic!("{text}: {other:?}"),

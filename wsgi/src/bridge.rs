@@ -107,6 +107,14 @@ impl Bridge {
         request: http::Request<Incoming>,
         info: Arc<ConnectionInfo>,
     ) -> Response<ResponseBody> {
+        // ACME http-01 (RFC 8555 §8.3) is answered on plain-HTTP listeners before the app
+        // sees the request; a token this process is not waiting for goes to the app.
+        if info.tls.is_none()
+            && matches!(*request.method(), Method::GET | Method::HEAD)
+            && let Some(key_authorization) = torsion_endpoints::http01_answer(request.uri().path())
+        {
+            return http01_response(key_authorization);
+        }
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -373,6 +381,16 @@ fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The key authorization, as RFC 8555 §8.3's example serves it.
+fn http01_response(key_authorization: String) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(Bytes::from(key_authorization)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
     );
     response
 }

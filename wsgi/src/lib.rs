@@ -34,4 +34,4 @@ mod server;
 pub use body::{BodyAborted, ResponseBody};
 pub use bridge::Bridge;
 pub use interpreter::{Application, LoadError, PythonOptions, initialize};
-pub use server::{ServerConfig, runtime_builder, serve};
+pub use server::{ServerConfig, runtime_builder, serve, serve_http01};

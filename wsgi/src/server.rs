@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use torsion_endpoints::Listener;
 
+use crate::body::ResponseBody;
 use crate::bridge::Bridge;
 
 /// How the server behaves; [`ServerConfig::default`] gives the documented defaults.
@@ -184,4 +185,43 @@ async fn accept_loop(
         });
     }
     tracing::info!(%endpoint, "stopped listening");
+}
+
+/// Serves nothing but ACME http-01 answers (RFC 8555 §8.3) on `listeners` until `stop`
+/// resolves: `200` with the key authorization for a token this process is waiting for,
+/// `404` for every other request. What `torsion certs` runs on port 80 while it issues, so
+/// that no Python application is needed for a one-shot issuance.
+pub async fn serve_http01(listeners: Vec<Listener>, stop: impl Future<Output = ()>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut listener in listeners {
+        let builder = builder.clone();
+        tasks.spawn(async move {
+            while let Ok(connection) = listener.accept().await {
+                let service = hyper::service::service_fn(|request: hyper::Request<Incoming>| {
+                    let answer = torsion_endpoints::http01_answer(request.uri().path());
+                    async move {
+                        let (status, body) = match answer {
+                            Some(key_authorization) => {
+                                (http::StatusCode::OK, bytes::Bytes::from(key_authorization))
+                            }
+                            None => (
+                                http::StatusCode::NOT_FOUND,
+                                bytes::Bytes::from_static(b"Not Found\n"),
+                            ),
+                        };
+                        let mut response = http::Response::new(ResponseBody::full(body));
+                        *response.status_mut() = status;
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let serving = builder
+                    .serve_connection(TokioIo::new(connection), service)
+                    .into_owned();
+                tokio::spawn(serving);
+            }
+        });
+    }
+    stop.await;
+    tasks.abort_all();
 }

@@ -1,0 +1,657 @@
+//! Issuance and renewal: the ACME conversation for one name (RFC 8555 §7.4), and the
+//! schedule that keeps every name of a store fresh.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    OrderStatus, RetryPolicy,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use tokio::sync::{Notify, OnceCell};
+
+use super::challenge::Provisioned;
+use super::client::{AcmeHttp, RetryAfter};
+use super::store::{CertificateFacts, CertificateState, CertificateStore};
+use crate::error::{Error, Result};
+use crate::tls::CertificateResolver;
+
+/// How often every name is checked when nothing is due sooner.
+pub const CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
+/// The first wait after a failed attempt; it doubles with each further failure.
+const BACKOFF_FIRST: Duration = Duration::from_secs(10);
+/// The longest wait between attempts.
+const BACKOFF_CAP: Duration = Duration::from_secs(3600);
+/// The longest any one HTTP request to the ACME server may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The challenge type used to prove control of a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    /// RFC 8737: answered on the TLS listener itself, by a validation certificate served to
+    /// handshakes offering ALPN `acme-tls/1`. Needs the listener reachable on port 443.
+    TlsAlpn01,
+    /// RFC 8555 §8.3: answered at `/.well-known/acme-challenge/<token>` by the plain-HTTP
+    /// listeners of the process (see [`http01_answer`](crate::http01_answer)). Needs one
+    /// reachable on port 80.
+    Http01,
+}
+
+impl Challenge {
+    /// The name used in descriptors and by ACME: `tls-alpn-01` or `http-01`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Challenge::TlsAlpn01 => "tls-alpn-01",
+            Challenge::Http01 => "http-01",
+        }
+    }
+
+    fn acme_type(self) -> ChallengeType {
+        match self {
+            Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            Challenge::Http01 => ChallengeType::Http01,
+        }
+    }
+}
+
+impl std::str::FromStr for Challenge {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Challenge, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "tls-alpn-01" => Ok(Challenge::TlsAlpn01),
+            "http-01" => Ok(Challenge::Http01),
+            _ => Err("tls-alpn-01 or http-01".into()),
+        }
+    }
+}
+
+/// How to reach the ACME server and what to ask of it: the keywords `txacme:`, `le:`,
+/// `lets:` and `torsion certs` take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// The ACME directory URL (RFC 8555 §7.1.1), `directory=`.
+    pub directory_url: String,
+    /// The account's contact address, `email=` (sent as `mailto:`), if any.
+    pub email: Option<String>,
+    /// A PEM file of extra trust anchors for the ACME server's own HTTPS, `cacert=`.
+    pub cacert: Option<PathBuf>,
+    /// The challenge type, `challenge=`.
+    pub challenge: Challenge,
+    /// Names to manage besides the directory's `*.pem` files, `domains=a.example,b.example`.
+    pub domains: Vec<String>,
+    /// How long one issuance may wait for validation and for the certificate, `timeout=`
+    /// (seconds).
+    pub timeout: Duration,
+}
+
+/// Let's Encrypt's production ACME v2 directory (`le:`, and `txacme:` without `directory=`).
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging ACME v2 directory (`lets:`).
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// The default `timeout=`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl AcmeSettings {
+    /// Settings for `directory_url` with every other setting at its default: no contact,
+    /// no extra trust anchor, tls-alpn-01, no extra names, a 120 s timeout.
+    pub fn new(directory_url: impl Into<String>) -> AcmeSettings {
+        AcmeSettings {
+            directory_url: directory_url.into(),
+            email: None,
+            cacert: None,
+            challenge: Challenge::TlsAlpn01,
+            domains: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// One name's standing, as `torsion certs status` shows it.
+#[derive(Clone, Debug)]
+pub struct NameStatus {
+    /// The host name.
+    pub name: String,
+    /// What the store holds for it.
+    pub state: CertificateState,
+    /// When it is due for renewal by lifetime (now, for a missing or unusable certificate).
+    pub renew_at: SystemTime,
+}
+
+/// Keeps the certificates of one [`CertificateStore`] issued and fresh, and feeds them to a
+/// [`CertificateResolver`] as they arrive.
+///
+/// Renewal follows Let's Encrypt's and Caddy's practice: a certificate is renewed once less
+/// than a third of its lifetime is left, or earlier when the server's ACME Renewal
+/// Information (RFC 9773) suggests a window that has opened; names are checked at start and
+/// every 12 hours. A failed attempt is retried after 10 s, doubling up to an hour, with
+/// ±25 % jitter, and never before the server's `Retry-After`; the certificate in service
+/// keeps serving meanwhile, and a warning gives the days it has left.
+pub struct AcmeManager {
+    store: CertificateStore,
+    settings: AcmeSettings,
+    resolver: Arc<CertificateResolver>,
+    http_retry_after: RetryAfter,
+    account: OnceCell<Account>,
+    ari_unsupported: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for AcmeManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcmeManager")
+            .field("store", &self.store)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An [`Error::Acme`] for `name`.
+fn acme_error(name: &str, message: impl std::fmt::Display) -> Error {
+    Error::Acme {
+        name: name.to_owned(),
+        message: message.to_string(),
+        retry_at: None,
+    }
+}
+
+impl AcmeManager {
+    /// A manager for `store`, answering tls-alpn-01 challenges through `resolver` and
+    /// publishing the certificates it obtains there.
+    ///
+    /// # Errors
+    /// [`Error::Acme`] when the `cacert=` file cannot be used.
+    pub fn new(
+        store: CertificateStore,
+        settings: AcmeSettings,
+        resolver: Arc<CertificateResolver>,
+    ) -> Result<AcmeManager> {
+        let manager = AcmeManager {
+            store,
+            settings,
+            resolver,
+            http_retry_after: RetryAfter::default(),
+            account: OnceCell::new(),
+            ari_unsupported: Default::default(),
+        };
+        manager.http()?;
+        Ok(manager)
+    }
+
+    /// The store this manager writes to.
+    pub fn store(&self) -> &CertificateStore {
+        &self.store
+    }
+
+    fn http(&self) -> Result<AcmeHttp> {
+        AcmeHttp::new(
+            self.settings.cacert.as_deref(),
+            REQUEST_TIMEOUT.min(self.settings.timeout),
+            self.http_retry_after.clone(),
+        )
+        .map_err(|message| acme_error(&self.store.path().display().to_string(), message))
+    }
+
+    /// Every managed name with what the store holds and when it is due, without contacting
+    /// the ACME server.
+    pub fn status(&self) -> Vec<NameStatus> {
+        let now = SystemTime::now();
+        self.store
+            .names(&self.settings.domains)
+            .into_iter()
+            .map(|name| {
+                let state = self.store.inspect(&name);
+                let renew_at = match &state {
+                    CertificateState::Present(facts) => facts.renewal_due_at(),
+                    _ => now,
+                };
+                NameStatus {
+                    name,
+                    state,
+                    renew_at,
+                }
+            })
+            .collect()
+    }
+
+    /// The ACME account of the store's key, registered on first use (RFC 8555 §7.3; an
+    /// existing account for the key is found again, not duplicated).
+    async fn account(&self) -> Result<&Account> {
+        self.account
+            .get_or_try_init(|| async {
+                let directory = self.store.path().display().to_string();
+                let key = self
+                    .store
+                    .account_key()
+                    .map_err(|message| acme_error(&directory, message))?;
+                let builder = Account::builder_with_http(Box::new(self.http()?));
+                let (account, _) = builder
+                    .create_from_key(key, self.settings.directory_url.clone())
+                    .await
+                    .map_err(|e| self.failure(&directory, "register the ACME account", e))?;
+                if let Some(email) = &self.settings.email {
+                    let contact = format!("mailto:{email}");
+                    if let Err(err) = account.update_contacts(&[contact.as_str()]).await {
+                        tracing::warn!(%email, "ACME account: the contact address was not set: {err}");
+                    }
+                }
+                tracing::info!(account = account.id(), directory = %self.settings.directory_url, "ACME account ready");
+                Ok(account)
+            })
+            .await
+    }
+
+    /// An [`Error::Acme`] for a failed step, carrying the server's `Retry-After`.
+    fn failure(&self, name: &str, step: &str, err: instant_acme::Error) -> Error {
+        Error::Acme {
+            name: name.to_owned(),
+            message: format!("cannot {step}: {}", describe(&err)),
+            retry_at: self.http_retry_after.take(),
+        }
+    }
+
+    /// Obtains a certificate for `name` now, whatever the store holds, writes it to the
+    /// store and serves it.
+    ///
+    /// # Errors
+    /// [`Error::Acme`] naming the step that failed: another process holds the store's lock,
+    /// the account, the order, the challenge (with the server's reason), the finalization
+    /// or the download. The store is unchanged then.
+    pub async fn issue(&self, name: &str) -> Result<CertificateFacts> {
+        let Some(_lock) = self.store.try_lock().map_err(|e| {
+            acme_error(
+                name,
+                format!("cannot lock {}: {e}", self.store.path().display()),
+            )
+        })?
+        else {
+            return Err(Error::Acme {
+                name: name.to_owned(),
+                message: format!(
+                    "another process is issuing into {}; trying again later",
+                    self.store.path().display()
+                ),
+                retry_at: Some(SystemTime::now() + BACKOFF_FIRST),
+            });
+        };
+        let pem = tokio::time::timeout(self.settings.timeout * 2, self.order(name))
+            .await
+            .map_err(|_| {
+                acme_error(
+                    name,
+                    format!("no certificate within {:?}", self.settings.timeout * 2),
+                )
+            })??;
+        let key = certified_key(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
+        let facts = CertificateFacts::from_pem(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
+        self.store
+            .write_certificate(name, pem.as_bytes())
+            .map_err(|e| {
+                acme_error(
+                    name,
+                    format!(
+                        "cannot write {}: {e}",
+                        self.store.certificate_path(name).display()
+                    ),
+                )
+            })?;
+        self.resolver
+            .set(name, Arc::new(key))
+            .map_err(|m| acme_error(name, m))?;
+        tracing::info!(name, issuer = %facts.issuer, days_left = facts.days_left(SystemTime::now()), "certificate issued");
+        Ok(facts)
+    }
+
+    /// The ACME conversation for one name: order, challenge, finalize with a fresh key,
+    /// download. Returns the PEM to store: private key, then leaf and chain.
+    async fn order(&self, name: &str) -> Result<String> {
+        let account = self.account().await?;
+        let identifiers = [Identifier::Dns(name.to_owned())];
+        let replaces = match self.store.inspect(name) {
+            CertificateState::Present(facts) if !self.ari_unsupported() => {
+                CertificateIdentifier::try_from(&facts.leaf).ok()
+            }
+            _ => None,
+        };
+        let mut order = match replaces {
+            Some(replaces) => {
+                match account
+                    .new_order(&NewOrder::new(&identifiers).replaces(replaces))
+                    .await
+                {
+                    Err(instant_acme::Error::Unsupported(_)) => {
+                        self.set_ari_unsupported();
+                        account.new_order(&NewOrder::new(&identifiers)).await
+                    }
+                    other => other,
+                }
+            }
+            None => account.new_order(&NewOrder::new(&identifiers)).await,
+        }
+        .map_err(|e| self.failure(name, "create an order", e))?;
+
+        let mut provisioned = Vec::new();
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization =
+                authorization.map_err(|e| self.failure(name, "fetch an authorization", e))?;
+            match authorization.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(acme_error(
+                        name,
+                        format!("the authorization is {other:?}, not pending"),
+                    ));
+                }
+            }
+            let offered: Vec<String> = authorization
+                .challenges
+                .iter()
+                .map(|c| format!("{:?}", c.r#type))
+                .collect();
+            let wanted = self.settings.challenge;
+            let mut challenge = authorization.challenge(wanted.acme_type()).ok_or_else(|| {
+                acme_error(
+                    name,
+                    format!(
+                        "the ACME server offers no {} challenge (it offers {})",
+                        wanted.as_str(),
+                        offered.join(", ")
+                    ),
+                )
+            })?;
+            let key_authorization = challenge.key_authorization();
+            provisioned.push(match wanted {
+                Challenge::Http01 => {
+                    Provisioned::http01(&challenge.token, key_authorization.as_str())
+                }
+                Challenge::TlsAlpn01 => Provisioned::tls_alpn01(
+                    name,
+                    key_authorization.digest().as_ref(),
+                    self.resolver.clone(),
+                )
+                .map_err(|m| acme_error(name, m))?,
+            });
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| self.failure(name, "start the challenge", e))?;
+        }
+
+        let policy = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .backoff(1.5)
+            .timeout(self.settings.timeout);
+        let status = order.poll_ready(&policy).await.map_err(|e| {
+            self.failure(
+                name,
+                &format!(
+                    "complete the {} challenge",
+                    self.settings.challenge.as_str()
+                ),
+                e,
+            )
+        })?;
+        if status != OrderStatus::Ready {
+            return Err(acme_error(
+                name,
+                format!(
+                    "the {} challenge failed: {}",
+                    self.settings.challenge.as_str(),
+                    challenge_errors(&mut order).await
+                ),
+            ));
+        }
+        drop(provisioned);
+
+        let key = rcgen::KeyPair::generate().map_err(|e| acme_error(name, e))?;
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .map_err(|e| acme_error(name, e))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params
+            .serialize_request(&key)
+            .map_err(|e| acme_error(name, e))?;
+        order
+            .finalize_csr(csr.der())
+            .await
+            .map_err(|e| self.failure(name, "finalize the order", e))?;
+        let chain = order
+            .poll_certificate(&policy)
+            .await
+            .map_err(|e| self.failure(name, "download the certificate", e))?;
+        Ok(format!("{}{}", key.serialize_pem(), chain))
+    }
+
+    fn ari_unsupported(&self) -> bool {
+        self.ari_unsupported
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_ari_unsupported(&self) {
+        self.ari_unsupported
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When `name` is due: now for a missing, requested or unusable certificate; else the
+    /// earlier of the lifetime rule and a point chosen in the server's ARI window.
+    async fn due_at(&self, name: &str, now: SystemTime) -> (SystemTime, Option<CertificateFacts>) {
+        let facts = match self.store.inspect(name) {
+            CertificateState::Present(facts) => facts,
+            CertificateState::Unreadable(reason) => {
+                tracing::warn!(
+                    name,
+                    "the stored certificate is unusable, asking for a new one: {reason}"
+                );
+                return (now, None);
+            }
+            _ => return (now, None),
+        };
+        let mut due = facts.renewal_due_at();
+        if due > now
+            && !self.ari_unsupported()
+            && let Some(window) = self.renewal_window(&facts).await
+        {
+            due = due.min(window);
+        }
+        (due, Some(facts))
+    }
+
+    /// A point chosen uniformly in the ARI suggested window (RFC 9773 §4.2), if the server
+    /// offers ARI and answers.
+    async fn renewal_window(&self, facts: &CertificateFacts) -> Option<SystemTime> {
+        let id = CertificateIdentifier::try_from(&facts.leaf).ok()?;
+        let account = self.account().await.ok()?;
+        match account.renewal_info(&id).await {
+            Ok((info, _)) => {
+                let start = SystemTime::from(info.suggested_window.start);
+                let end = SystemTime::from(info.suggested_window.end);
+                let span = end.duration_since(start).unwrap_or_default();
+                Some(start + span.mul_f64(random_unit()))
+            }
+            Err(instant_acme::Error::Unsupported(_)) => {
+                self.set_ari_unsupported();
+                None
+            }
+            Err(err) => {
+                tracing::debug!("ACME renewal information unavailable: {err}");
+                None
+            }
+        }
+    }
+
+    /// Issues every name that is due (missing, requested, unusable, or in its renewal
+    /// window), one after another. Returns each attempt's outcome.
+    pub async fn renew_due(&self) -> Vec<(String, Result<CertificateFacts>)> {
+        let now = SystemTime::now();
+        let mut outcomes = Vec::new();
+        for name in self.store.names(&self.settings.domains) {
+            if self.due_at(&name, now).await.0 <= now {
+                let outcome = self.issue(&name).await;
+                outcomes.push((name, outcome));
+            }
+        }
+        outcomes
+    }
+
+    /// Runs the schedule until the resolver has no other holder (its listener is gone):
+    /// checks at once, then whenever a name is due, a retry is due, the directory changes
+    /// (`changed`), or 12 hours have passed.
+    pub async fn run(self, changed: Arc<Notify>) {
+        let mut failures: HashMap<String, (u32, SystemTime)> = HashMap::new();
+        loop {
+            if Arc::strong_count(&self.resolver) <= 1 {
+                return;
+            }
+            let now = SystemTime::now();
+            let mut wake_at = now + CHECK_EVERY;
+            for name in self.store.names(&self.settings.domains) {
+                if let Some((_, retry_at)) = failures.get(&name)
+                    && *retry_at > now
+                {
+                    wake_at = wake_at.min(*retry_at);
+                    continue;
+                }
+                let (due, facts) = self.due_at(&name, now).await;
+                if due > now {
+                    wake_at = wake_at.min(due);
+                    continue;
+                }
+                match self.issue(&name).await {
+                    Ok(_) => {
+                        failures.remove(&name);
+                    }
+                    Err(err) => {
+                        let attempts = failures.get(&name).map_or(1, |(n, _)| n + 1);
+                        let server_asked = match &err {
+                            Error::Acme { retry_at, .. } => *retry_at,
+                            _ => None,
+                        };
+                        let wait = backoff(attempts);
+                        let retry_at = server_asked.map_or(now + wait, |at| at.max(now + wait));
+                        let retry_in = retry_at.duration_since(now).unwrap_or_default();
+                        match &facts {
+                            Some(facts) => tracing::warn!(
+                                name,
+                                attempt = attempts,
+                                days_left = facts.days_left(now),
+                                "renewal failed, the current certificate stays in service; retrying in {}s: {err}",
+                                retry_in.as_secs()
+                            ),
+                            None => tracing::warn!(
+                                name,
+                                attempt = attempts,
+                                "no certificate yet; retrying in {}s: {err}",
+                                retry_in.as_secs()
+                            ),
+                        }
+                        failures.insert(name, (attempts, retry_at));
+                        wake_at = wake_at.min(retry_at);
+                    }
+                }
+            }
+            let sleep = wake_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .max(Duration::from_millis(100));
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = changed.notified() => {}
+            }
+        }
+    }
+}
+
+/// The wait before attempt `attempts + 1`: 10 s doubling to an hour, ±25 % jitter.
+fn backoff(attempts: u32) -> Duration {
+    let base = BACKOFF_FIRST
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(BACKOFF_CAP);
+    base.mul_f64(0.75 + 0.5 * random_unit())
+}
+
+/// A random number in [0, 1) (from the standard library's randomly seeded hasher: jitter
+/// needs no cryptographic quality).
+fn random_unit() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64,
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The errors the server recorded on the order's challenges, for the log.
+async fn challenge_errors(order: &mut instant_acme::Order) -> String {
+    let mut found = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authorization)) = authorizations.next().await {
+        if authorization.refresh().await.is_err() {
+            continue;
+        }
+        for challenge in &authorization.challenges {
+            if let Some(problem) = &challenge.error {
+                found.push(problem.to_string());
+            }
+        }
+    }
+    if found.is_empty() {
+        "the order became invalid".into()
+    } else {
+        found.join("; ")
+    }
+}
+
+/// An error with the server's problem document spelt out.
+fn describe(err: &instant_acme::Error) -> String {
+    err.to_string()
+}
+
+/// The served form of a stored PEM: the key and its certificates, the leaf first.
+pub(crate) fn certified_key(pem: &[u8]) -> std::result::Result<CertifiedKey, String> {
+    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no private key: {e}"))?;
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("the private key cannot be used: {e}"))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("a certificate is not valid PEM: {e}"))?;
+    let key = CertifiedKey::new(chain, signing);
+    key.keys_match()
+        .map_err(|e| format!("the certificate does not match the key: {e}"))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_an_hour() {
+        for (attempts, base) in [(1, 10), (2, 20), (3, 40), (10, 3600), (40, 3600)] {
+            let wait = backoff(attempts).as_secs_f64();
+            let base = base as f64;
+            assert!(
+                wait >= base * 0.75 && wait <= base * 1.25,
+                "{attempts}: {wait}"
+            );
+        }
+        let samples: Vec<u64> = (0..20).map(|_| backoff(5).as_millis() as u64).collect();
+        assert!(samples.iter().any(|s| *s != samples[0]), "jitter varies");
+    }
+
+    #[test]
+    fn challenge_names() {
+        assert_eq!("HTTP-01".parse(), Ok(Challenge::Http01));
+        assert_eq!("tls-alpn-01".parse(), Ok(Challenge::TlsAlpn01));
+        assert!("dns-01".parse::<Challenge>().is_err());
+    }
+}

@@ -351,7 +351,7 @@ impl TlsAccept {
             let (_, session) = stream.get_ref();
             if session.alpn_protocol() == Some(ACME_TLS_ALPN) {
                 // An ACME validation: the handshake itself was the answer (RFC 8737 §3).
-                tracing::debug!(%peer, sni = ?session.server_name(), "answered a tls-alpn-01 validation");
+                tracing::info!(%peer, sni = ?session.server_name(), "answered a tls-alpn-01 validation");
                 let mut stream = stream;
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
                 return None;

@@ -113,6 +113,7 @@ impl Bridge {
             && matches!(*request.method(), Method::GET | Method::HEAD)
             && let Some(key_authorization) = torsion_endpoints::http01_answer(request.uri().path())
         {
+            tracing::info!(peer = %info.peer, path = request.uri().path(), "answered an http-01 validation");
             return http01_response(key_authorization);
         }
         let declared = request

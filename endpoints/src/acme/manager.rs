@@ -14,7 +14,7 @@ use instant_acme::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 
 use super::challenge::Provisioned;
 use super::client::{AcmeHttp, RetryAfter};
@@ -138,7 +138,9 @@ pub struct AcmeManager {
     settings: AcmeSettings,
     resolver: Arc<CertificateResolver>,
     http_retry_after: RetryAfter,
-    account: OnceCell<Account>,
+    /// The registered account, forgotten after a failed issuance so that the next attempt
+    /// finds it again (a server that lost it, such as a restarted Pebble, gets a new one).
+    account: std::sync::Mutex<Option<Account>>,
     ari_unsupported: std::sync::atomic::AtomicBool,
 }
 
@@ -176,7 +178,7 @@ impl AcmeManager {
             settings,
             resolver,
             http_retry_after: RetryAfter::default(),
-            account: OnceCell::new(),
+            account: std::sync::Mutex::new(None),
             ari_unsupported: Default::default(),
         };
         manager.http()?;
@@ -221,29 +223,37 @@ impl AcmeManager {
 
     /// The ACME account of the store's key, registered on first use (RFC 8555 §7.3; an
     /// existing account for the key is found again, not duplicated).
-    async fn account(&self) -> Result<&Account> {
-        self.account
-            .get_or_try_init(|| async {
-                let directory = self.store.path().display().to_string();
-                let key = self
-                    .store
-                    .account_key()
-                    .map_err(|message| acme_error(&directory, message))?;
-                let builder = Account::builder_with_http(Box::new(self.http()?));
-                let (account, _) = builder
-                    .create_from_key(key, self.settings.directory_url.clone())
-                    .await
-                    .map_err(|e| self.failure(&directory, "register the ACME account", e))?;
-                if let Some(email) = &self.settings.email {
-                    let contact = format!("mailto:{email}");
-                    if let Err(err) = account.update_contacts(&[contact.as_str()]).await {
-                        tracing::warn!(%email, "ACME account: the contact address was not set: {err}");
-                    }
-                }
-                tracing::info!(account = account.id(), directory = %self.settings.directory_url, "ACME account ready");
-                Ok(account)
-            })
+    async fn account(&self) -> Result<Account> {
+        if let Some(account) = self.account.lock().ok().and_then(|a| a.clone()) {
+            return Ok(account);
+        }
+        let directory = self.store.path().display().to_string();
+        let key = self
+            .store
+            .account_key()
+            .map_err(|message| acme_error(&directory, message))?;
+        let builder = Account::builder_with_http(Box::new(self.http()?));
+        let (account, _) = builder
+            .create_from_key(key, self.settings.directory_url.clone())
             .await
+            .map_err(|e| self.failure(&directory, "register the ACME account", e))?;
+        if let Some(email) = &self.settings.email {
+            let contact = format!("mailto:{email}");
+            if let Err(err) = account.update_contacts(&[contact.as_str()]).await {
+                tracing::warn!(%email, "ACME account: the contact address was not set: {err}");
+            }
+        }
+        tracing::info!(account = account.id(), directory = %self.settings.directory_url, "ACME account ready");
+        if let Ok(mut slot) = self.account.lock() {
+            *slot = Some(account.clone());
+        }
+        Ok(account)
+    }
+
+    fn forget_account(&self) {
+        if let Ok(mut slot) = self.account.lock() {
+            *slot = None;
+        }
     }
 
     /// An [`Error::Acme`] for a failed step, carrying the server's `Retry-After`.
@@ -286,7 +296,9 @@ impl AcmeManager {
                     name,
                     format!("no certificate within {:?}", self.settings.timeout * 2),
                 )
-            })??;
+            })
+            .and_then(|outcome| outcome)
+            .inspect_err(|_| self.forget_account())?;
         let key = certified_key(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
         let facts = CertificateFacts::from_pem(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
         self.store

@@ -1,0 +1,478 @@
+//! `txacme:` and `torsion certs` against a real ACME server: Pebble from Debian's `pebble`
+//! package, with `pebble-challtestsrv` as its DNS answering 127.0.0.1 for every name, and
+//! its validation ports pointed at the listeners of the `torsion` under test.
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, torsion};
+use torsion_endpoints::quote;
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the process under test).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Pebble and its challenge test server, killed when dropped.
+struct Pebble {
+    dir: tempfile::TempDir,
+    acme_port: u16,
+    management_port: u16,
+    dns_port: u16,
+    children: Vec<Child>,
+}
+
+impl Pebble {
+    /// Pebble validating http-01 on `http_port` and tls-alpn-01 on `tls_port` of
+    /// 127.0.0.1, with `env` (such as `PEBBLE_WFE_NONCEREJECT`) set, running.
+    fn start(http_port: u16, tls_port: u16, env: &[(&str, &str)]) -> Pebble {
+        let mut pebble = Pebble::prepare(http_port, tls_port);
+        pebble.spawn(env);
+        pebble
+    }
+
+    /// Pebble's configuration, its ports chosen, not running yet. Its own HTTPS
+    /// certificate is made here, by a CA in `ca.pem`.
+    fn prepare(http_port: u16, tls_port: u16) -> Pebble {
+        for binary in ["pebble", "pebble-challtestsrv"] {
+            assert!(
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {binary}")])
+                    .stdout(Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success(),
+                "{binary} is not installed: apt-get install pebble (.ci/run does)"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "torsion test CA for Pebble");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        let pebble = Pebble {
+            dir,
+            acme_port: free_port(),
+            management_port: free_port(),
+            dns_port: free_port(),
+            children: Vec::new(),
+        };
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{}", pebble.acme_port),
+            "managementListenAddress": format!("127.0.0.1:{}", pebble.management_port),
+            "certificate": pebble.path("cert.pem"),
+            "privateKey": pebble.path("key.pem"),
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        }});
+        std::fs::write(pebble.path("pebble.json"), config.to_string()).unwrap();
+        pebble
+    }
+
+    /// Starts Pebble (again, with a new root, on the same ports) and its DNS.
+    fn spawn(&mut self, env: &[(&str, &str)]) {
+        let pebble = self;
+        let dns = format!("127.0.0.1:{}", pebble.dns_port);
+        let dir = pebble.dir.path().to_path_buf();
+        let log = move |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        pebble.children.push(
+            Command::new("pebble-challtestsrv")
+                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                .args([
+                    "-dns01",
+                    &dns,
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                ])
+                .args(["-management", &format!("127.0.0.1:{}", free_port())])
+                .stdout(log("challtestsrv.log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        pebble.children.push(
+            Command::new("pebble")
+                .args(["-config", pebble.path("pebble.json").to_str().unwrap()])
+                .args(["-dnsserver", &dns])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .envs(env.iter().copied())
+                .stdout(log("pebble.log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(pebble.acme_port, "pebble");
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn directory_url(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.acme_port)
+    }
+
+    /// The keywords that point `txacme:` at this Pebble.
+    fn keywords(&self) -> String {
+        format!(
+            "directory={}:cacert={}",
+            quote(&self.directory_url()),
+            quote(self.path("ca.pem").to_str().unwrap())
+        )
+    }
+
+    /// Pebble's root certificate (made anew at each start), written to a file.
+    fn root(&self) -> PathBuf {
+        let output = Command::new("curl")
+            .args(["-sSf", "--cacert", self.path("ca.pem").to_str().unwrap()])
+            .arg(format!(
+                "https://127.0.0.1:{}/roots/0",
+                self.management_port
+            ))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let path = self.path("root.pem");
+        std::fs::write(&path, output.stdout).unwrap();
+        path
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("pebble.log")).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits up to `limit` for `count` log lines containing `needle`.
+fn wait_for_lines(server: &Server, needle: &str, count: usize, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lines: Vec<String> = server
+            .logs()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {count} log lines with {needle:?} after {limit:?}:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// GET https://NAME:PORT/ through curl, verifying the chain against `root` only.
+fn fetch_verified(name: &str, port: u16, root: &Path) -> (bool, String) {
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            root.to_str().unwrap(),
+        ])
+        .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
+        .arg(format!("https://{name}:{port}/"))
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// The issuer of the certificate served for `name` on `port`, as openssl prints it.
+fn served_issuer(name: &str, port: u16) -> String {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -issuer"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A certificate for `name` from a throw-away CA named "old test CA": 90 days long, with
+/// `days_left` of them left.
+fn old_certificate(name: &str, days_left: i64) -> String {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "old test CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_after = now + time::Duration::days(days_left);
+    params.not_before = params.not_after - time::Duration::days(90);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    key.serialize_pem() + &cert.pem()
+}
+
+/// Names of the files in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn txacme(certs: &Path, pebble: &Pebble, extra: &str, port: u16) -> String {
+    format!(
+        "txacme:{}:{}{extra}:tcp:{port}:interface=127.0.0.1",
+        quote(certs.to_str().unwrap()),
+        pebble.keywords()
+    )
+}
+
+#[test]
+fn tls_alpn_01_issues_certificates_that_verify_against_pebbles_root() {
+    let tls_port = free_port();
+    let pebble = Pebble::start(free_port(), tls_port, &[]);
+    let certs = tempfile::tempdir().unwrap();
+    // An empty file asks for a certificate; domains= adds a name without a file.
+    std::fs::write(certs.path().join("a.example.com.pem"), "").unwrap();
+    let listen = txacme(certs.path(), &pebble, ":domains=b.example.com", tls_port);
+    let server = Server::start(&["--wsgi", "hello:application", "--listen", &listen]);
+    let issued = wait_for_lines(&server, "certificate issued", 2, Duration::from_secs(60));
+    assert!(
+        issued.iter().any(|l| l.contains("a.example.com")),
+        "{issued:?}"
+    );
+    assert!(
+        issued.iter().any(|l| l.contains("b.example.com")),
+        "{issued:?}"
+    );
+
+    let root = pebble.root();
+    for name in ["a.example.com", "b.example.com"] {
+        let (ok, body) = fetch_verified(name, tls_port, &root);
+        assert!(ok, "{name}: {body}");
+        assert_eq!(body, "Hello, world!");
+        let file = certs.path().join(format!("{name}.pem"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.matches("-----BEGIN PRIVATE KEY-----").count(), 1);
+        assert!(
+            text.matches("-----BEGIN CERTIFICATE-----").count() >= 2,
+            "leaf and chain"
+        );
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // Validated on this listener, by tls-alpn-01.
+    server.wait_for_log("answered a tls-alpn-01 validation");
+    assert!(!server.logs().contains("http-01"));
+    assert_eq!(
+        listing(certs.path()),
+        [
+            ".torsion-acme.lock",
+            "a.example.com.pem",
+            "b.example.com.pem",
+            "client.key"
+        ]
+    );
+
+    // `torsion certs status` describes both, offline.
+    let output = torsion()
+        .args(["certs", certs.path().to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    for (line, name) in lines[1..].iter().zip(["a.example.com", "b.example.com"]) {
+        assert!(line.starts_with(name), "{table}");
+        assert!(line.contains("Pebble Intermediate CA"), "{table}");
+        // Pebble 2.4 issues for five years; a third of that before the end is renewal.
+        let days: Vec<i64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(days.iter().any(|d| (1824..=1826).contains(d)), "{table}");
+    }
+    assert_eq!(lines.len(), 3, "{table}");
+}
+
+#[test]
+fn http_01_is_answered_by_the_plain_http_listener_before_the_app() {
+    let (http_port, tls_port) = (free_port(), free_port());
+    let pebble = Pebble::start(http_port, tls_port, &[]);
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(certs.path().join("h.example.com.pem"), "").unwrap();
+    let listen = txacme(certs.path(), &pebble, ":challenge=http-01", tls_port);
+    let plain = format!("tcp:{http_port}:interface=127.0.0.1");
+    let server = Server::start(&[
+        "--wsgi",
+        "hello:application",
+        "--listen",
+        &listen,
+        "--listen",
+        &plain,
+    ]);
+    wait_for_lines(&server, "certificate issued", 1, Duration::from_secs(60));
+    assert!(
+        pebble.log().contains("Attempting to validate w/ HTTP"),
+        "{}",
+        pebble.log()
+    );
+    let line = server.wait_for_log("answered an http-01 validation");
+    assert!(line.contains("/.well-known/acme-challenge/"), "{line}");
+    assert!(!server.logs().contains("tls-alpn-01 validation"));
+    let (ok, body) = fetch_verified("h.example.com", tls_port, &pebble.root());
+    assert!(ok, "{body}");
+    assert_eq!(body, "Hello, world!");
+    // A token this process is not waiting for goes to the application.
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            &format!("http://127.0.0.1:{http_port}/.well-known/acme-challenge/unknown"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "Hello, world!");
+}
+
+#[test]
+fn a_certificate_near_expiry_is_renewed_and_served_without_restart() {
+    let tls_port = free_port();
+    let pebble = Pebble::start(free_port(), tls_port, &[]);
+    let certs = tempfile::tempdir().unwrap();
+    let file = certs.path().join("r.example.com.pem");
+    std::fs::write(&file, old_certificate("r.example.com", 5)).unwrap();
+    let listen = txacme(certs.path(), &pebble, "", tls_port);
+    let server = Server::start(&["--wsgi", "hello:application", "--listen", &listen]);
+    wait_for_lines(&server, "certificate issued", 1, Duration::from_secs(60));
+    let issuer = served_issuer("r.example.com", tls_port);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+    let (ok, body) = fetch_verified("r.example.com", tls_port, &pebble.root());
+    assert!(ok, "{body}");
+    assert_eq!(server.logs().matches("certificate issued").count(), 1);
+}
+
+/// Attempts fail while Pebble rejects every nonce: each failure is retried later, the old
+/// certificate stays in service, and the directory never holds a partial file.
+#[test]
+fn failed_renewals_are_retried_while_the_old_certificate_serves() {
+    let tls_port = free_port();
+    let pebble = Pebble::start(free_port(), tls_port, &[("PEBBLE_WFE_NONCEREJECT", "100")]);
+    let certs = tempfile::tempdir().unwrap();
+    let old = old_certificate("f.example.com", 3);
+    std::fs::write(certs.path().join("f.example.com.pem"), &old).unwrap();
+    let listen = txacme(certs.path(), &pebble, "", tls_port);
+    let server = Server::start(&["--wsgi", "hello:application", "--listen", &listen]);
+
+    let failures = wait_for_lines(&server, "renewal failed", 2, Duration::from_secs(40));
+    assert!(failures[0].contains("attempt=1"), "{failures:?}");
+    assert!(failures[1].contains("attempt=2"), "{failures:?}");
+    assert!(failures[0].contains("days_left=2"), "{failures:?}");
+    assert!(failures[0].contains("badNonce"), "{failures:?}");
+    assert!(served_issuer("f.example.com", tls_port).contains("old test CA"));
+    assert_eq!(
+        listing(certs.path()),
+        [".torsion-acme.lock", "client.key", "f.example.com.pem"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(certs.path().join("f.example.com.pem")).unwrap(),
+        old
+    );
+    let (ok, body) = fetch_verified("f.example.com", tls_port, &pebble.root());
+    assert!(
+        !ok,
+        "Pebble's root does not verify the old certificate: {body}"
+    );
+}
+
+/// With the ACME server down, the attempt fails and the old certificate keeps serving;
+/// once the server is up, the retry renews without a restart.
+#[test]
+fn a_renewal_started_while_the_acme_server_is_down_succeeds_on_a_later_retry() {
+    let tls_port = free_port();
+    let mut pebble = Pebble::prepare(free_port(), tls_port);
+    let certs = tempfile::tempdir().unwrap();
+    let old = old_certificate("d.example.com", 3);
+    std::fs::write(certs.path().join("d.example.com.pem"), &old).unwrap();
+    let listen = txacme(certs.path(), &pebble, "", tls_port);
+    let server = Server::start(&["--wsgi", "hello:application", "--listen", &listen]);
+
+    let failure = &wait_for_lines(&server, "renewal failed", 1, Duration::from_secs(20))[0];
+    assert!(failure.contains("attempt=1"), "{failure}");
+    assert!(failure.contains("retrying in"), "{failure}");
+    assert!(served_issuer("d.example.com", tls_port).contains("old test CA"));
+    assert_eq!(
+        std::fs::read_to_string(certs.path().join("d.example.com.pem")).unwrap(),
+        old
+    );
+
+    pebble.spawn(&[]);
+    wait_for_lines(&server, "certificate issued", 1, Duration::from_secs(30));
+    let issuer = served_issuer("d.example.com", tls_port);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+    let (ok, body) = fetch_verified("d.example.com", tls_port, &pebble.root());
+    assert!(ok, "{body}");
+    assert_eq!(
+        listing(certs.path()),
+        [".torsion-acme.lock", "client.key", "d.example.com.pem"]
+    );
+}

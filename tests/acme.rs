@@ -476,3 +476,111 @@ fn a_renewal_started_while_the_acme_server_is_down_succeeds_on_a_later_retry() {
         [".torsion-acme.lock", "client.key", "d.example.com.pem"]
     );
 }
+
+/// Before its certificate is issued a name gets DEFAULT.pem: the listener serves at once.
+#[test]
+fn a_name_awaiting_its_certificate_gets_default_until_it_is_issued() {
+    let tls_port = free_port();
+    let mut pebble = Pebble::prepare(free_port(), tls_port);
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        certs.path().join("DEFAULT.pem"),
+        old_certificate("default.example.com", 60),
+    )
+    .unwrap();
+    std::fs::write(certs.path().join("w.example.com.pem"), "").unwrap();
+    let listen = txacme(certs.path(), &pebble, "", tls_port);
+    let server = Server::start(&["--wsgi", "hello:application", "--listen", &listen]);
+    let failure = &wait_for_lines(&server, "no certificate yet", 1, Duration::from_secs(20))[0];
+    assert!(failure.contains("w.example.com"), "{failure}");
+    assert!(served_issuer("w.example.com", tls_port).contains("old test CA"));
+
+    pebble.spawn(&[]);
+    wait_for_lines(&server, "certificate issued", 1, Duration::from_secs(30));
+    let (ok, body) = fetch_verified("w.example.com", tls_port, &pebble.root());
+    assert!(ok, "{body}");
+    // DEFAULT.pem is served, never issued or renewed.
+    assert!(!server.logs().contains("DEFAULT\""));
+    assert!(served_issuer("other.example.com", tls_port).contains("old test CA"));
+}
+
+/// `torsion certs` as a cron job would run it: renew what is due, issue on demand, report.
+#[test]
+fn torsion_certs_issues_and_renews_once_and_says_what_it_did() {
+    let (http_port, tls_port) = (free_port(), free_port());
+    let pebble = Pebble::start(http_port, tls_port, &[]);
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().to_str().unwrap();
+    std::fs::write(certs.path().join("c1.example.com.pem"), "").unwrap();
+    let ca = pebble.path("ca.pem");
+    let certs_command = |args: &[&str]| {
+        torsion()
+            .args(["certs", dir])
+            .args(args)
+            .args(["--directory", &pebble.directory_url()])
+            .args(["--cacert", ca.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let tls_listen = format!("tcp:{tls_port}:interface=127.0.0.1");
+    let output = certs_command(&["renew", "--listen", &tls_listen]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.starts_with("c1.example.com: issued by CN=Pebble Intermediate CA"),
+        "{stdout}"
+    );
+    let output = certs_command(&["renew", "--listen", &tls_listen]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("nothing to do"),
+        "{output:?}"
+    );
+    let http_listen = format!("tcp:{http_port}:interface=127.0.0.1");
+    let output = certs_command(&[
+        "issue",
+        "c2.example.com",
+        "--challenge",
+        "http-01",
+        "--listen",
+        &http_listen,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("c2.example.com: issued"));
+
+    let output = certs_command(&["status"]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("c1.example.com "),
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(2).unwrap().starts_with("c2.example.com "),
+        "{table}"
+    );
+
+    // A bad keyword is a configuration error (2); a failed issuance is 1.
+    let output = certs_command(&["issue", "c3.example.com", "--challenge", "dns-01"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tls-alpn-01 or http-01"));
+    let output = torsion()
+        .args([
+            "certs",
+            dir,
+            "issue",
+            "c3.example.com",
+            "--listen",
+            &tls_listen,
+        ])
+        .args([
+            "--directory",
+            &format!("https://127.0.0.1:{}/dir", free_port()),
+        ])
+        .args(["--cacert", ca.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("error: ACME: "), "{stderr}");
+    assert!(!certs.path().join("c3.example.com.pem").exists());
+}

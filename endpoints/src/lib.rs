@@ -9,6 +9,7 @@
 //! ssl:8443:privateKey=key.pem:certKey=cert.pem   TLS (rustls) with one certificate
 //! txsni:/etc/certs:tcp:443                  TLS with a certificate per host name
 //! tls:/etc/certs:port=443                   TLS, names from each certificate's subjectAltName
+//! txacme:/srv/certs:tcp:443                 TLS, certificates obtained and renewed over ACME
 //! ```
 //!
 //! A descriptor is parsed into an [`Endpoint`], a value that can be inspected and printed
@@ -42,7 +43,10 @@
 //! | `ssl:port:privateKey=[:certKey=][:extraCertChain=]...` | port, privateKey, certKey, sslmethod, interface, backlog, extraCertChain, dhParameters | `server.pem`, certKey = privateKey |
 //!
 //! See [`TcpEndpoint`], [`UnixEndpoint`], [`SystemdEndpoint`] and [`SslEndpoint`] for each
-//! kind's behaviour, and [`TxsniEndpoint`] and [`TlsDirEndpoint`] for certificate directories. TLS kinds share one [`CertificateResolver`] design (exact name, then
+//! kind's behaviour, [`TxsniEndpoint`] and [`TlsDirEndpoint`] for certificate directories,
+//! and [`AcmeEndpoint`] (`txacme:`, `le:`, `lets:`) for certificates obtained over ACME v2
+//! (RFC 8555) and kept fresh by an [`AcmeManager`]; an HTTP server answers http-01
+//! challenges through [`http01_answer`]. TLS kinds share one [`CertificateResolver`] design (exact name, then
 //! wildcard, then DEFAULT) and fill [`TlsInfo`] (SNI, ALPN, version) on each connection.
 //! More kinds plug in through [`Registry::register`] and [`EndpointKind`], including kinds
 //! that wrap an inner descriptor (`txsni:/certs:tcp:443`), through
@@ -61,6 +65,9 @@
 //!   never removed.
 //! - `systemd:` checks the inherited socket's family and state at start-up and does not
 //!   require `LISTEN_FDNAMES` for `index=`.
+//! - `txacme:`, `le:` and `lets:` speak ACME v2 with tls-alpn-01 or http-01 (txacme 0.9.3
+//!   spoke ACME v1 with tls-sni-01, both switched off by Let's Encrypt); `txacme:` takes
+//!   `directory=` and defaults to Let's Encrypt.
 //!
 //! # Non-features
 //!

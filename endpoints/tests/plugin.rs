@@ -140,7 +140,7 @@ fn inner_errors_quote_the_whole_descriptor() {
     let err = Endpoint::parse("tagged:x:tcp:80").unwrap_err();
     assert!(
         err.to_string()
-            .ends_with("known types: ssl, systemd, tcp, tcp6, tls, txsni, unix"),
+            .ends_with("known types: le, lets, ssl, systemd, tcp, tcp6, tls, txacme, txsni, unix"),
         "{err}"
     );
     let err = Endpoint::parse("8080").unwrap_err();

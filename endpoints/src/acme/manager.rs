@@ -273,6 +273,15 @@ impl AcmeManager {
     /// the account, the order, the challenge (with the server's reason), the finalization
     /// or the download. The store is unchanged then.
     pub async fn issue(&self, name: &str) -> Result<CertificateFacts> {
+        self.obtain(name, false)
+            .await?
+            .ok_or_else(|| acme_error(name, "no certificate was obtained"))
+    }
+
+    /// [`AcmeManager::issue`]; with `only_if_due`, first checks again under the lock that
+    /// `name` is still due (another server sharing the directory may have just renewed it)
+    /// and returns `None` if it is not.
+    async fn obtain(&self, name: &str, only_if_due: bool) -> Result<Option<CertificateFacts>> {
         let Some(_lock) = self.store.try_lock().map_err(|e| {
             acme_error(
                 name,
@@ -289,6 +298,16 @@ impl AcmeManager {
                 retry_at: Some(SystemTime::now() + BACKOFF_FIRST),
             });
         };
+        if only_if_due {
+            let now = SystemTime::now();
+            if self.due_at(name, now).await.0 > now {
+                tracing::info!(
+                    name,
+                    "renewed meanwhile by another server sharing the directory"
+                );
+                return Ok(None);
+            }
+        }
         let pem = tokio::time::timeout(self.settings.timeout * 2, self.order(name))
             .await
             .map_err(|_| {
@@ -316,7 +335,7 @@ impl AcmeManager {
             .set(name, Arc::new(key))
             .map_err(|m| acme_error(name, m))?;
         tracing::info!(name, issuer = %facts.issuer, days_left = facts.days_left(SystemTime::now()), "certificate issued");
-        Ok(facts)
+        Ok(Some(facts))
     }
 
     /// The ACME conversation for one name: order, challenge, finalize with a fresh key,
@@ -504,8 +523,11 @@ impl AcmeManager {
         let mut outcomes = Vec::new();
         for name in self.store.names(&self.settings.domains) {
             if self.due_at(&name, now).await.0 <= now {
-                let outcome = self.issue(&name).await;
-                outcomes.push((name, outcome));
+                match self.obtain(&name, true).await {
+                    Ok(None) => {}
+                    Ok(Some(facts)) => outcomes.push((name, Ok(facts))),
+                    Err(err) => outcomes.push((name, Err(err))),
+                }
             }
         }
         outcomes
@@ -534,7 +556,7 @@ impl AcmeManager {
                     wake_at = wake_at.min(due);
                     continue;
                 }
-                match self.issue(&name).await {
+                match self.obtain(&name, true).await {
                     Ok(_) => {
                         failures.remove(&name);
                     }

@@ -63,14 +63,7 @@ impl Pebble {
             );
         }
         let dir = tempfile::tempdir().unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "torsion test CA for Pebble");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let (ca, issuer) = test_ca("torsion test CA for Pebble");
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
@@ -249,18 +242,27 @@ fn served_issuer(name: &str, port: u16) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// A throw-away CA called `common_name`: its certificate, and the issuer that signs with it.
+fn test_ca(common_name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let certificate = params.self_signed(&key).unwrap();
+    (certificate, rcgen::Issuer::new(params, key))
+}
+
 /// A certificate for `name` from a throw-away CA named "old test CA": 90 days long, with
 /// `days_left` of them left.
 fn old_certificate(name: &str, days_left: i64) -> String {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "old test CA");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let (_, issuer) = test_ca("old test CA");
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    // With an Authority Key Identifier, the renewal order names it in "replaces" (RFC 9773)
+    // where the server offers ARI; Pebble 2.4 does not, and the order goes without.
+    params.use_authority_key_identifier_extension = true;
     let now = time::OffsetDateTime::now_utc();
     params.not_after = now + time::Duration::days(days_left);
     params.not_before = params.not_after - time::Duration::days(90);
@@ -328,8 +330,8 @@ fn tls_alpn_01_issues_certificates_that_verify_against_pebbles_root() {
         [
             ".torsion-acme.lock",
             "a.example.com.pem",
+            "acme-account.key",
             "b.example.com.pem",
-            "client.key"
         ]
     );
 
@@ -431,7 +433,11 @@ fn failed_renewals_are_retried_while_the_old_certificate_serves() {
     assert!(served_issuer("f.example.com", tls_port).contains("old test CA"));
     assert_eq!(
         listing(certs.path()),
-        [".torsion-acme.lock", "client.key", "f.example.com.pem"]
+        [
+            ".torsion-acme.lock",
+            "acme-account.key",
+            "f.example.com.pem"
+        ]
     );
     assert_eq!(
         std::fs::read_to_string(certs.path().join("f.example.com.pem")).unwrap(),
@@ -473,7 +479,11 @@ fn a_renewal_started_while_the_acme_server_is_down_succeeds_on_a_later_retry() {
     assert!(ok, "{body}");
     assert_eq!(
         listing(certs.path()),
-        [".torsion-acme.lock", "client.key", "d.example.com.pem"]
+        [
+            ".torsion-acme.lock",
+            "acme-account.key",
+            "d.example.com.pem"
+        ]
     );
 }
 

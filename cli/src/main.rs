@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 use torsion_endpoints::{
     AcmeEndpoint, AcmeManager, CertificateResolver, CertificateState, CertificateStore, Challenge,
-    Descriptor, Endpoint, NameStatus, challenge_listener,
+    Descriptor, Endpoint, NameStatus, challenge_listener, quote,
 };
 use torsion_wsgi::{Application, Bridge, PythonOptions, ServerConfig};
 
@@ -43,7 +43,7 @@ enum Command {
 /// `torsion certs DIR ACTION`, with the keywords of `txacme:` as options of the same names.
 #[derive(Debug, clap::Args)]
 struct CertsArgs {
-    /// The certificate directory (txsni layout: NAME.pem files, client.key).
+    /// The certificate directory (txsni layout: NAME.pem files, acme-account.key).
     #[arg(value_name = "DIR")]
     path: PathBuf,
 
@@ -296,6 +296,18 @@ fn certs(args: CertsArgs) -> ExitCode {
     let Some(acme) = endpoint.downcast_ref::<AcmeEndpoint>() else {
         return fail("internal error: txacme: did not parse as an ACME endpoint");
     };
+    if matches!(args.action, CertsAction::Status) && !acme.path().is_dir() {
+        return fail(format!("{}: not a directory", acme.path().display()));
+    }
+    if let CertsAction::Issue { names } = &args.action
+        && let Some(bad) = names
+            .iter()
+            .find(|n| Endpoint::parse(&format!("txacme:/x:domains={}:tcp:0", quote(n))).is_err())
+    {
+        return fail(format!(
+            "{bad:?} is not a host name that can be issued (such as www.example.com; no wildcards)"
+        ));
+    }
     let store = match CertificateStore::open(acme.path()) {
         Ok(store) => store,
         Err(err) => return fail(format!("{}: {err}", acme.path().display())),
@@ -317,6 +329,14 @@ fn certs(args: CertsArgs) -> ExitCode {
         Err(err) => return fail(format!("cannot start the async runtime: {err}")),
     };
     runtime.block_on(async move {
+        if matches!(args.action, CertsAction::Renew) && manager.due_names().await.is_empty() {
+            // Nothing to answer challenges for: do not bind the port at all.
+            println!(
+                "nothing to do: every certificate in {} is current",
+                manager.store().path().display()
+            );
+            return ExitCode::SUCCESS;
+        }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         match acme.settings().challenge {
             Challenge::TlsAlpn01 => {

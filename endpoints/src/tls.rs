@@ -37,9 +37,34 @@ struct Certificates {
     /// Keyed by the parent domain: `*.example.com` is kept under `example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
-    /// RFC 8737 validation certificates, by host name: served only to a ClientHello that
-    /// offers ALPN `acme-tls/1`, and never to any other.
-    challenges: HashMap<String, Arc<CertifiedKey>>,
+}
+
+/// RFC 8737 validation certificates of this process, by host name: served by every
+/// resolver, so that any TLS listener the ACME server reaches (an IPv4 and an IPv6 one, say)
+/// answers, but only to a ClientHello that offers ALPN `acme-tls/1`; such a handshake never
+/// gets an ordinary certificate.
+static TLS_ALPN01: std::sync::LazyLock<std::sync::RwLock<HashMap<String, Arc<CertifiedKey>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Serves `key` to tls-alpn-01 validation handshakes for `name` on every TLS listener of
+/// the process (RFC 8737 §3).
+///
+/// # Errors
+/// A message when `name` is not a host name (wildcards cannot be validated this way).
+pub(crate) fn set_tls_alpn01(name: &str, key: Arc<CertifiedKey>) -> Result<(), String> {
+    let name = normalise(name)
+        .ok_or_else(|| format!("{name:?} is not a host name for a tls-alpn-01 challenge"))?;
+    if let Ok(mut table) = TLS_ALPN01.write() {
+        table.insert(name, key);
+    }
+    Ok(())
+}
+
+/// Stops answering tls-alpn-01 validations for `name`.
+pub(crate) fn remove_tls_alpn01(name: &str) {
+    if let (Some(name), Ok(mut table)) = (normalise(name), TLS_ALPN01.write()) {
+        table.remove(&name);
+    }
 }
 
 /// Chooses the certificate for every TLS handshake: the exact host name, then a wildcard
@@ -62,7 +87,6 @@ impl std::fmt::Debug for CertificateResolver {
             .field("exact", &table.exact.keys().collect::<Vec<_>>())
             .field("wildcard", &table.wildcard.keys().collect::<Vec<_>>())
             .field("default", &table.default.is_some())
-            .field("challenges", &table.challenges.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -106,26 +130,6 @@ impl CertificateResolver {
         }
     }
 
-    /// Serves `key` for `name` to ACME validation handshakes only: those whose ClientHello
-    /// offers ALPN [`ACME_TLS_ALPN`] (RFC 8737 §3). Ordinary handshakes never see it, and
-    /// validation handshakes never see an ordinary certificate.
-    ///
-    /// # Errors
-    /// A message when `name` is not a host name (wildcards cannot be validated this way).
-    pub fn set_challenge(&self, name: &str, key: Arc<CertifiedKey>) -> Result<(), String> {
-        let name = normalise(name)
-            .ok_or_else(|| format!("{name:?} is not a host name for a tls-alpn-01 challenge"))?;
-        self.update(&Slot::Challenge(name), Some(&key));
-        Ok(())
-    }
-
-    /// Stops answering ACME validation handshakes for `name`.
-    pub fn remove_challenge(&self, name: &str) {
-        if let Some(name) = normalise(name) {
-            self.update(&Slot::Challenge(name), None);
-        }
-    }
-
     /// Replaces the table with a copy where `slot` holds `key` (or nothing).
     fn update(&self, slot: &Slot, key: Option<&Arc<CertifiedKey>>) {
         self.table.rcu(|table| {
@@ -133,10 +137,8 @@ impl CertificateResolver {
                 exact: table.exact.clone(),
                 wildcard: table.wildcard.clone(),
                 default: table.default.clone(),
-                challenges: table.challenges.clone(),
             };
             let (map, name) = match slot {
-                Slot::Challenge(name) => (&mut next.challenges, name),
                 Slot::Exact(name) => (&mut next.exact, name),
                 Slot::Wildcard(parent) => (&mut next.wildcard, parent),
                 Slot::Default => {
@@ -170,7 +172,6 @@ impl CertificateResolver {
 }
 
 enum Slot {
-    Challenge(String),
     Exact(String),
     Wildcard(String),
     Default,
@@ -199,7 +200,7 @@ impl ResolvesServerCert for CertificateResolver {
             .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
         if validating {
             let name = client_hello.server_name().and_then(normalise)?;
-            return self.table.load().challenges.get(&name).cloned();
+            return TLS_ALPN01.read().ok()?.get(&name).cloned();
         }
         self.lookup(client_hello.server_name())
     }

@@ -198,8 +198,11 @@ impl Store {
     }
 
     /// Loads new and changed files into `resolver` and drops removed ones.
-    pub(crate) fn rescan(&mut self, resolver: &CertificateResolver) {
-        let Some(found) = self.list() else { return };
+    /// Returns whether anything changed.
+    pub(crate) fn rescan(&mut self, resolver: &CertificateResolver) -> bool {
+        let Some(found) = self.list() else {
+            return false;
+        };
         let mut changed = false;
         let present: std::collections::BTreeSet<&PathBuf> = found.iter().map(|(p, _)| p).collect();
         let removed: Vec<PathBuf> = self
@@ -282,6 +285,7 @@ impl Store {
         if changed {
             self.publish(resolver);
         }
+        changed
     }
 
     fn load(
@@ -362,6 +366,20 @@ fn dns_names(der: &[u8]) -> std::result::Result<Vec<String>, String> {
         .collect())
 }
 
+/// Whether a notification may mean a certificate file changed: not a mere access (reading
+/// the directory or a file, as every rescan does, raises those), and not only hidden files
+/// (the lock, temporary files of an atomic write before their rename).
+fn is_change(event: &notify::Event) -> bool {
+    !matches!(event.kind, notify::EventKind::Access(_))
+        && (event.paths.is_empty()
+            || event.paths.iter().any(|path| {
+                !path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
+            }))
+}
+
 /// Keeps `store` current until the resolver is gone (its listener dropped), and tells
 /// `changed` (if any) after each change notification was read.
 pub(crate) fn watch(
@@ -371,7 +389,7 @@ pub(crate) fn watch(
 ) {
     let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.as_ref().is_ok_and(is_change) {
             let _ = changed_tx.try_send(());
         }
     })
@@ -403,9 +421,12 @@ pub(crate) fn watch(
             let Some(resolver) = resolver.upgrade() else {
                 return;
             };
-            store.rescan(&resolver);
+            let changed_files = store.rescan(&resolver);
             drop(resolver);
-            if was_notified && let Some(hook) = &changed_hook {
+            if was_notified
+                && changed_files
+                && let Some(hook) = &changed_hook
+            {
                 hook.notify_one();
             }
         }

@@ -1,5 +1,5 @@
 //! Answering ACME challenges: the process-wide http-01 table that an HTTP server consults,
-//! and the tls-alpn-01 validation certificate the [`CertificateResolver`] serves.
+//! and the tls-alpn-01 validation certificates every `CertificateResolver` serves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::sign::CertifiedKey;
 
-use crate::tls::CertificateResolver;
+use crate::tls::{remove_tls_alpn01, set_tls_alpn01};
 
 /// The path below which an ACME server fetches http-01 key authorizations (RFC 8555 §8.3):
 /// `GET /.well-known/acme-challenge/<token>`.
@@ -36,13 +36,8 @@ pub fn http01_answer(path: &str) -> Option<String> {
 
 /// A challenge being answered; dropping it stops answering.
 pub(crate) enum Provisioned {
-    Http01 {
-        token: String,
-    },
-    TlsAlpn01 {
-        name: String,
-        resolver: Arc<CertificateResolver>,
-    },
+    Http01 { token: String },
+    TlsAlpn01 { name: String },
 }
 
 impl Provisioned {
@@ -56,17 +51,13 @@ impl Provisioned {
         }
     }
 
-    /// Answers validation handshakes for `name` on `resolver` with a certificate carrying
-    /// `digest` (the SHA-256 of the key authorization) in its acmeIdentifier extension.
-    pub(crate) fn tls_alpn01(
-        name: &str,
-        digest: &[u8],
-        resolver: Arc<CertificateResolver>,
-    ) -> Result<Provisioned, String> {
-        resolver.set_challenge(name, Arc::new(validation_certificate(name, digest)?))?;
+    /// Answers validation handshakes for `name` on every TLS listener of the process with
+    /// a certificate carrying `digest` (the SHA-256 of the key authorization) in its
+    /// acmeIdentifier extension.
+    pub(crate) fn tls_alpn01(name: &str, digest: &[u8]) -> Result<Provisioned, String> {
+        set_tls_alpn01(name, Arc::new(validation_certificate(name, digest)?))?;
         Ok(Provisioned::TlsAlpn01 {
             name: name.to_owned(),
-            resolver,
         })
     }
 }
@@ -79,7 +70,7 @@ impl Drop for Provisioned {
                     table.remove(token);
                 }
             }
-            Provisioned::TlsAlpn01 { name, resolver } => resolver.remove_challenge(name),
+            Provisioned::TlsAlpn01 { name } => remove_tls_alpn01(name),
         }
     }
 }

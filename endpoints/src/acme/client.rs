@@ -18,6 +18,9 @@ use rustls::pki_types::pem::PemObject;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// The longest wait a server's `Retry-After` is taken to ask for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30 * 86_400);
+
 /// What the ACME server last asked: wait until this time before the next request
 /// (RFC 8555 §6.6 and §7.4, RFC 9110 §10.2.3), from a `Retry-After` on an error answer.
 #[derive(Clone, Default, Debug)]
@@ -114,6 +117,18 @@ impl HttpClient for AcmeHttp {
                     ));
                 }
             };
+            let mut response = response;
+            // instant-acme adds delay-seconds to the clock, which overflows (and panics) on
+            // an absurd value: cap what any server may ask at 30 days.
+            if let Some(value) = response.headers().get(RETRY_AFTER)
+                && let Ok(seconds) = value.to_str().unwrap_or("").trim().parse::<u64>()
+                && seconds > MAX_RETRY_AFTER.as_secs()
+            {
+                response.headers_mut().insert(
+                    RETRY_AFTER,
+                    http::HeaderValue::from(MAX_RETRY_AFTER.as_secs()),
+                );
+            }
             let status = response.status();
             if (status.is_client_error() || status.is_server_error())
                 && let Some(at) = response
@@ -145,7 +160,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 fn parse_retry_after(value: &str) -> Option<SystemTime> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(SystemTime::now() + Duration::from_secs(seconds));
+        return SystemTime::now().checked_add(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
     }
     let format = time::format_description::well_known::Rfc2822;
     time::OffsetDateTime::parse(value.replace("GMT", "+0000").as_str(), &format)
@@ -170,6 +185,8 @@ mod tests {
             784_111_777
         );
         assert_eq!(parse_retry_after("soon"), None);
+        let capped = parse_retry_after("18446744073709551615").unwrap();
+        assert!(capped <= SystemTime::now() + MAX_RETRY_AFTER);
     }
 
     #[test]

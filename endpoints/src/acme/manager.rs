@@ -142,6 +142,9 @@ pub struct AcmeManager {
     /// finds it again (a server that lost it, such as a restarted Pebble, gets a new one).
     account: std::sync::Mutex<Option<Account>>,
     ari_unsupported: std::sync::atomic::AtomicBool,
+    /// ARI answers by certificate identifier: the chosen renewal point, and when to ask
+    /// again.
+    ari_cache: std::sync::Mutex<HashMap<String, (SystemTime, SystemTime)>>,
 }
 
 impl std::fmt::Debug for AcmeManager {
@@ -180,6 +183,7 @@ impl AcmeManager {
             http_retry_after: RetryAfter::default(),
             account: std::sync::Mutex::new(None),
             ari_unsupported: Default::default(),
+            ari_cache: Default::default(),
         };
         manager.http()?;
         Ok(manager)
@@ -258,10 +262,18 @@ impl AcmeManager {
 
     /// An [`Error::Acme`] for a failed step, carrying the server's `Retry-After`.
     fn failure(&self, name: &str, step: &str, err: instant_acme::Error) -> Error {
+        let polled = match &err {
+            instant_acme::Error::Timeout(Some(at)) => {
+                let wait = at.saturating_duration_since(std::time::Instant::now());
+                SystemTime::now().checked_add(wait)
+            }
+            _ => None,
+        };
+        let asked = self.http_retry_after.take();
         Error::Acme {
             name: name.to_owned(),
             message: format!("cannot {step}: {}", describe(&err)),
-            retry_at: self.http_retry_after.take(),
+            retry_at: polled.max(asked),
         }
     }
 
@@ -292,7 +304,7 @@ impl AcmeManager {
             return Err(Error::Acme {
                 name: name.to_owned(),
                 message: format!(
-                    "another process is issuing into {}; trying again later",
+                    "another server or listener is issuing into {} now",
                     self.store.path().display()
                 ),
                 retry_at: Some(SystemTime::now() + BACKOFF_FIRST),
@@ -308,15 +320,13 @@ impl AcmeManager {
                 return Ok(None);
             }
         }
-        let pem = tokio::time::timeout(self.settings.timeout * 2, self.order(name))
+        // Stale advice from an earlier answer must not delay this attempt's retry.
+        self.http_retry_after.take();
+        // Every step has its own limit (30 s a request, `timeout` for each wait), so the
+        // whole needs none, and is never cut between issuance and storage.
+        let pem = self
+            .order(name)
             .await
-            .map_err(|_| {
-                acme_error(
-                    name,
-                    format!("no certificate within {:?}", self.settings.timeout * 2),
-                )
-            })
-            .and_then(|outcome| outcome)
             .inspect_err(|_| self.forget_account())?;
         let key = certified_key(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
         let facts = CertificateFacts::from_pem(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
@@ -357,6 +367,13 @@ impl AcmeManager {
                 {
                     Err(instant_acme::Error::Unsupported(_)) => {
                         self.set_ari_unsupported();
+                        account.new_order(&NewOrder::new(&identifiers)).await
+                    }
+                    // The old certificate may belong to another account (a directory taken
+                    // over from certbot or txacme) or be replaced already (RFC 9773 §5):
+                    // an ordinary order is still right.
+                    Err(instant_acme::Error::Api(problem)) => {
+                        tracing::info!(name, "ordering without \"replaces\" after: {problem}");
                         account.new_order(&NewOrder::new(&identifiers)).await
                     }
                     other => other,
@@ -402,12 +419,10 @@ impl AcmeManager {
                 Challenge::Http01 => {
                     Provisioned::http01(&challenge.token, key_authorization.as_str())
                 }
-                Challenge::TlsAlpn01 => Provisioned::tls_alpn01(
-                    name,
-                    key_authorization.digest().as_ref(),
-                    self.resolver.clone(),
-                )
-                .map_err(|m| acme_error(name, m))?,
+                Challenge::TlsAlpn01 => {
+                    Provisioned::tls_alpn01(name, key_authorization.digest().as_ref())
+                        .map_err(|m| acme_error(name, m))?
+                }
             });
             challenge
                 .set_ready()
@@ -495,15 +510,29 @@ impl AcmeManager {
 
     /// A point chosen uniformly in the ARI suggested window (RFC 9773 §4.2), if the server
     /// offers ARI and answers.
+    /// The answer is kept until the server's Retry-After (at least an hour), so the
+    /// schedule asks at the pace the server wants (RFC 9773 §4.3.2).
     async fn renewal_window(&self, facts: &CertificateFacts) -> Option<SystemTime> {
         let id = CertificateIdentifier::try_from(&facts.leaf).ok()?;
+        let key = id.to_string();
+        let now = SystemTime::now();
+        if let Some((point, until)) = self.ari_cache.lock().ok()?.get(&key)
+            && *until > now
+        {
+            return Some(*point);
+        }
         let account = self.account().await.ok()?;
         match account.renewal_info(&id).await {
-            Ok((info, _)) => {
+            Ok((info, ask_again)) => {
                 let start = SystemTime::from(info.suggested_window.start);
                 let end = SystemTime::from(info.suggested_window.end);
                 let span = end.duration_since(start).unwrap_or_default();
-                Some(start + span.mul_f64(random_unit()))
+                let point = start.checked_add(span.mul_f64(random_unit()))?;
+                let until = now.checked_add(ask_again.max(Duration::from_secs(3600)))?;
+                if let Ok(mut cache) = self.ari_cache.lock() {
+                    cache.insert(key, (point, until));
+                }
+                Some(point)
             }
             Err(instant_acme::Error::Unsupported(_)) => {
                 self.set_ari_unsupported();
@@ -514,6 +543,18 @@ impl AcmeManager {
                 None
             }
         }
+    }
+
+    /// The names due now (missing, requested, unusable, or in their renewal window).
+    pub async fn due_names(&self) -> Vec<String> {
+        let now = SystemTime::now();
+        let mut due = Vec::new();
+        for name in self.store.names(&self.settings.domains) {
+            if self.due_at(&name, now).await.0 <= now {
+                due.push(name);
+            }
+        }
+        due
     }
 
     /// Issues every name that is due (missing, requested, unusable, or in its renewal
@@ -538,13 +579,22 @@ impl AcmeManager {
     /// (`changed`), or 12 hours have passed.
     pub async fn run(self, changed: Arc<Notify>) {
         let mut failures: HashMap<String, (u32, SystemTime)> = HashMap::new();
+        // Set when the server answered with Retry-After (a rate limit, say): no name is
+        // attempted before then, since such limits often cover the account or the domain.
+        let mut hold_until = SystemTime::UNIX_EPOCH;
         loop {
             if Arc::strong_count(&self.resolver) <= 1 {
                 return;
             }
             let now = SystemTime::now();
             let mut wake_at = now + CHECK_EVERY;
-            for name in self.store.names(&self.settings.domains) {
+            let names = if hold_until > now {
+                wake_at = hold_until;
+                Vec::new()
+            } else {
+                self.store.names(&self.settings.domains)
+            };
+            for name in names {
                 if let Some((_, retry_at)) = failures.get(&name)
                     && *retry_at > now
                 {
@@ -586,6 +636,10 @@ impl AcmeManager {
                         }
                         failures.insert(name, (attempts, retry_at));
                         wake_at = wake_at.min(retry_at);
+                        if server_asked.is_some() {
+                            hold_until = retry_at;
+                            break;
+                        }
                     }
                 }
             }

@@ -12,8 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::tls::DEFAULT_NAME;
 
 /// The ACME account key's file in the directory: a PKCS#8 P-256 key in PEM, mode 0600.
-/// txacme keeps its account key under the same name.
-pub const ACCOUNT_KEY_FILE: &str = "client.key";
+/// (txacme's `client.key`, an RSA key for ACME v1, is left alone.)
+pub const ACCOUNT_KEY_FILE: &str = "acme-account.key";
 /// The lock file servers sharing the directory take before they issue into it.
 pub const LOCK_FILE: &str = ".torsion-acme.lock";
 
@@ -61,15 +61,36 @@ pub struct CertificateFacts {
 }
 
 impl CertificateFacts {
-    /// Reads the leaf (the first certificate) of a PEM file's text.
+    /// Reads the leaf of a PEM file's text: the certificate whose public key matches the
+    /// private key in the text (txsni's rule: any order), else the first certificate.
     ///
     /// # Errors
-    /// A message when the text holds no certificate or the first one does not parse.
+    /// A message when the text holds no certificate or the leaf does not parse.
     pub fn from_pem(pem: &[u8]) -> Result<CertificateFacts, String> {
-        let leaf = CertificateDer::pem_slice_iter(pem)
-            .next()
-            .ok_or("no certificate in PEM form")?
+        let certificates: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
             .map_err(|e| format!("a certificate is not valid PEM: {e}"))?;
+        let public_key = PrivateKeyDer::from_pem_slice(pem)
+            .ok()
+            .and_then(|key| {
+                rustls::crypto::ring::default_provider()
+                    .key_provider
+                    .load_private_key(key)
+                    .ok()
+            })
+            .and_then(|key| key.public_key().map(|spki| spki.as_ref().to_vec()));
+        let matches = |der: &CertificateDer<'_>| {
+            public_key.as_ref().is_some_and(|spki| {
+                x509_parser::parse_x509_certificate(der.as_ref())
+                    .is_ok_and(|(_, c)| c.public_key().raw == spki.as_slice())
+            })
+        };
+        let leaf = certificates
+            .iter()
+            .find(|der| matches(der))
+            .or(certificates.first())
+            .ok_or("no certificate in PEM form")?
+            .clone();
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
             .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
         let time = |t: &x509_parser::time::ASN1Time| {
@@ -231,9 +252,25 @@ impl CertificateStore {
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 let generated = rcgen::KeyPair::generate().map_err(|e| fail(&e))?;
-                self.write_atomic(&path, generated.serialize_pem().as_bytes())
+                // Never over another server's key created meanwhile: theirs is then used.
+                let mut temporary = tempfile::Builder::new()
+                    .prefix(&format!(".{ACCOUNT_KEY_FILE}."))
+                    .suffix(".tmp")
+                    .tempfile_in(&self.path)
                     .map_err(|e| fail(&e))?;
-                tracing::info!(file = %path.display(), "created an ACME account key");
+                temporary
+                    .write_all(generated.serialize_pem().as_bytes())
+                    .and_then(|()| temporary.as_file().sync_all())
+                    .map_err(|e| fail(&e))?;
+                match temporary.persist_noclobber(&path) {
+                    Ok(_) => {
+                        tracing::info!(file = %path.display(), "created an ACME account key");
+                    }
+                    Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => {
+                        return self.account_key();
+                    }
+                    Err(err) => return Err(fail(&err.error)),
+                }
                 generated.serialize_der().into()
             }
             Err(err) => return Err(fail(&err)),
@@ -348,7 +385,7 @@ mod tests {
         let Err(message) = store.account_key() else {
             panic!("a garbage key file must be refused")
         };
-        assert!(message.contains("client.key"), "{message}");
+        assert!(message.contains(ACCOUNT_KEY_FILE), "{message}");
     }
 
     #[test]
@@ -381,6 +418,24 @@ mod tests {
         );
         assert!(facts.days_left(facts.not_after + Duration::from_secs(10)) < 0);
         assert!(CertificateFacts::from_pem(b"junk").is_err());
+    }
+
+    #[test]
+    fn the_leaf_is_the_certificate_matching_the_key_in_any_order() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.not_after = rcgen::date_time_ymd(2040, 1, 1);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2027, 1, 1);
+        let leaf = params.signed_by(&key, &issuer).unwrap();
+        // The chain first, then the key, then the leaf: txsni accepts any order.
+        let pem = ca.pem() + &key.serialize_pem() + &leaf.pem();
+        let facts = CertificateFacts::from_pem(pem.as_bytes()).unwrap();
+        assert_eq!(facts.leaf, *leaf.der());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 use torsion_endpoints::{
     AcmeEndpoint, AcmeManager, CertificateResolver, CertificateState, CertificateStore, Challenge,
-    Descriptor, Endpoint, NameStatus, challenge_listener, quote,
+    Descriptor, Endpoint, NameStatus, challenge_listener, is_issuable_name,
 };
 use torsion_wsgi::{Application, Bridge, PythonOptions, ServerConfig};
 
@@ -300,9 +300,7 @@ fn certs(args: CertsArgs) -> ExitCode {
         return fail(format!("{}: not a directory", acme.path().display()));
     }
     if let CertsAction::Issue { names } = &args.action
-        && let Some(bad) = names
-            .iter()
-            .find(|n| Endpoint::parse(&format!("txacme:/x:domains={}:tcp:0", quote(n))).is_err())
+        && let Some(bad) = names.iter().find(|n| !is_issuable_name(n))
     {
         return fail(format!(
             "{bad:?} is not a host name that can be issued (such as www.example.com; no wildcards)"

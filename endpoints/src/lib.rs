@@ -112,7 +112,7 @@ pub use acme::{
     ACCOUNT_KEY_FILE, AcmeEndpoint, AcmeManager, AcmeSettings, CHECK_EVERY, CertificateFacts,
     CertificateState, CertificateStore, Challenge, DEFAULT_TIMEOUT, HTTP01_PATH_PREFIX,
     KEYWORDS as ACME_KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING, LOCK_FILE, NameStatus,
-    challenge_listener, http01_answer, http01_key_authorization, take_settings,
+    challenge_listener, http01_answer, http01_key_authorization, is_issuable_name, take_settings,
 };
 pub use descriptor::{Descriptor, quote};
 pub use error::{Error, Result};

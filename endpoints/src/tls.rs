@@ -227,13 +227,6 @@ pub fn load_certified_key(
             key_file.display()
         )
     })?;
-    let provider = rustls::crypto::ring::default_provider();
-    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| {
-        format!(
-            "{}: the private key cannot be used: {e}",
-            key_file.display()
-        )
-    })?;
     let mut certificates = Vec::new();
     for file in std::iter::once(cert_file).chain(chain_file) {
         let found: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
@@ -248,11 +241,46 @@ pub fn load_certified_key(
         }
         certificates.extend(found);
     }
+    assemble(key, certificates).map_err(|fault| match fault {
+        Assembly::KeyUnusable(e) => {
+            format!(
+                "{}: the private key cannot be used: {e}",
+                key_file.display()
+            )
+        }
+        Assembly::NoCertificate => {
+            format!("{}: no certificate in PEM form", cert_file.display())
+        }
+        Assembly::NoMatch => format!(
+            "{}: no certificate matches the private key in {}",
+            cert_file.display(),
+            key_file.display()
+        ),
+    })
+}
+
+/// Why [`assemble`] could not pair a key with its certificates.
+pub(crate) enum Assembly {
+    /// rustls cannot sign with the key; the reason.
+    KeyUnusable(String),
+    /// There is no certificate at all.
+    NoCertificate,
+    /// No certificate holds the key's public key.
+    NoMatch,
+}
+
+/// The served form of a private key and certificates in any order: the leaf (the
+/// certificate matching the key, txsni's rule) first, then the others in their order.
+pub(crate) fn assemble(
+    key: PrivateKeyDer<'static>,
+    mut certificates: Vec<CertificateDer<'static>>,
+) -> Result<CertifiedKey, Assembly> {
+    let signing_key = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| Assembly::KeyUnusable(e.to_string()))?;
     if certificates.is_empty() {
-        return Err(format!(
-            "{}: no certificate in PEM form",
-            cert_file.display()
-        ));
+        return Err(Assembly::NoCertificate);
     }
     let leaf = (0..certificates.len())
         .find(|&i| {
@@ -260,13 +288,7 @@ pub fn load_certified_key(
                 .keys_match()
                 .is_ok()
         })
-        .ok_or_else(|| {
-            format!(
-                "{}: no certificate matches the private key in {}",
-                cert_file.display(),
-                key_file.display()
-            )
-        })?;
+        .ok_or(Assembly::NoMatch)?;
     let leaf_der = certificates.remove(leaf);
     let mut chain = vec![leaf_der];
     chain.extend(certificates);

@@ -387,7 +387,7 @@ fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
 }
 
 /// The key authorization, as RFC 8555 §8.3's example serves it.
-fn http01_response(key_authorization: String) -> Response<ResponseBody> {
+pub(crate) fn http01_response(key_authorization: String) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(Bytes::from(key_authorization)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -201,17 +201,16 @@ pub async fn serve_http01(listeners: Vec<Listener>, stop: impl Future<Output = (
                 let service = hyper::service::service_fn(|request: hyper::Request<Incoming>| {
                     let answer = torsion_endpoints::http01_answer(request.uri().path());
                     async move {
-                        let (status, body) = match answer {
-                            Some(key_authorization) => {
-                                (http::StatusCode::OK, bytes::Bytes::from(key_authorization))
-                            }
-                            None => (
-                                http::StatusCode::NOT_FOUND,
-                                bytes::Bytes::from_static(b"Not Found\n"),
-                            ),
-                        };
-                        let mut response = http::Response::new(ResponseBody::full(body));
-                        *response.status_mut() = status;
+                        let response = answer.map_or_else(
+                            || {
+                                let mut missing = http::Response::new(ResponseBody::full(
+                                    bytes::Bytes::from_static(b"Not Found\n"),
+                                ));
+                                *missing.status_mut() = http::StatusCode::NOT_FOUND;
+                                missing
+                            },
+                            crate::bridge::http01_response,
+                        );
                         Ok::<_, Infallible>(response)
                     }
                 });

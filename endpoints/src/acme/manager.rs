@@ -20,7 +20,7 @@ use super::challenge::Provisioned;
 use super::client::{AcmeHttp, RetryAfter};
 use super::store::{CertificateFacts, CertificateState, CertificateStore};
 use crate::error::{Error, Result};
-use crate::tls::CertificateResolver;
+use crate::tls::{Assembly, CertificateResolver, assemble};
 
 /// How often every name is checked when nothing is due sooner.
 pub const CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
@@ -272,7 +272,7 @@ impl AcmeManager {
         let asked = self.http_retry_after.take();
         Error::Acme {
             name: name.to_owned(),
-            message: format!("cannot {step}: {}", describe(&err)),
+            message: format!("cannot {step}: {err}"),
             retry_at: polled.max(asked),
         }
     }
@@ -560,15 +560,12 @@ impl AcmeManager {
     /// Issues every name that is due (missing, requested, unusable, or in its renewal
     /// window), one after another. Returns each attempt's outcome.
     pub async fn renew_due(&self) -> Vec<(String, Result<CertificateFacts>)> {
-        let now = SystemTime::now();
         let mut outcomes = Vec::new();
-        for name in self.store.names(&self.settings.domains) {
-            if self.due_at(&name, now).await.0 <= now {
-                match self.obtain(&name, true).await {
-                    Ok(None) => {}
-                    Ok(Some(facts)) => outcomes.push((name, Ok(facts))),
-                    Err(err) => outcomes.push((name, Err(err))),
-                }
+        for name in self.due_names().await {
+            match self.obtain(&name, true).await {
+                Ok(None) => {}
+                Ok(Some(facts)) => outcomes.push((name, Ok(facts))),
+                Err(err) => outcomes.push((name, Err(err))),
             }
         }
         outcomes
@@ -697,25 +694,17 @@ async fn challenge_errors(order: &mut instant_acme::Order) -> String {
     }
 }
 
-/// An error with the server's problem document spelt out.
-fn describe(err: &instant_acme::Error) -> String {
-    err.to_string()
-}
-
 /// The served form of a stored PEM: the key and its certificates, the leaf first.
 pub(crate) fn certified_key(pem: &[u8]) -> std::result::Result<CertifiedKey, String> {
     let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no private key: {e}"))?;
-    let signing = rustls::crypto::ring::default_provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("the private key cannot be used: {e}"))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+    let certificates = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| format!("a certificate is not valid PEM: {e}"))?;
-    let key = CertifiedKey::new(chain, signing);
-    key.keys_match()
-        .map_err(|e| format!("the certificate does not match the key: {e}"))?;
-    Ok(key)
+    assemble(key, certificates).map_err(|fault| match fault {
+        Assembly::KeyUnusable(e) => format!("the private key cannot be used: {e}"),
+        Assembly::NoCertificate => "no certificate in PEM form".into(),
+        Assembly::NoMatch => "no certificate matches the private key".into(),
+    })
 }
 
 #[cfg(test)]

@@ -189,6 +189,12 @@ pub async fn challenge_listener(
     Ok(TlsAccept::listener(endpoint, plain, config))
 }
 
+/// Whether `name` can be issued by http-01 or tls-alpn-01: a host name of two labels or
+/// more (RFC 1123), no wildcard.
+pub fn is_issuable_name(name: &str) -> bool {
+    store::is_host_name(name)
+}
+
 /// Reads the ACME keywords out of `args` onto `settings`, leaving the others.
 ///
 /// # Errors

@@ -67,30 +67,15 @@ impl CertificateFacts {
     /// # Errors
     /// A message when the text holds no certificate or the leaf does not parse.
     pub fn from_pem(pem: &[u8]) -> Result<CertificateFacts, String> {
-        let certificates: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(pem)
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("a certificate is not valid PEM: {e}"))?;
-        let public_key = PrivateKeyDer::from_pem_slice(pem)
+        let leaf = PrivateKeyDer::from_pem_slice(pem)
             .ok()
-            .and_then(|key| {
-                rustls::crypto::ring::default_provider()
-                    .key_provider
-                    .load_private_key(key)
-                    .ok()
-            })
-            .and_then(|key| key.public_key().map(|spki| spki.as_ref().to_vec()));
-        let matches = |der: &CertificateDer<'_>| {
-            public_key.as_ref().is_some_and(|spki| {
-                x509_parser::parse_x509_certificate(der.as_ref())
-                    .is_ok_and(|(_, c)| c.public_key().raw == spki.as_slice())
-            })
-        };
-        let leaf = certificates
-            .iter()
-            .find(|der| matches(der))
-            .or(certificates.first())
-            .ok_or("no certificate in PEM form")?
-            .clone();
+            .and_then(|key| crate::tls::assemble(key, certificates.clone()).ok())
+            .map(|served| served.cert[0].clone())
+            .or_else(|| certificates.first().cloned())
+            .ok_or("no certificate in PEM form")?;
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
             .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
         let time = |t: &x509_parser::time::ASN1Time| {
@@ -100,7 +85,7 @@ impl CertificateFacts {
             issuer: parsed.issuer().to_string(),
             not_before: time(&parsed.validity().not_before),
             not_after: time(&parsed.validity().not_after),
-            leaf: leaf.into_owned(),
+            leaf,
         })
     }
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Throughput against the field: Torsion, granian, gunicorn, uWSGI, waitress and twist web
-serving the same WSGI application (bench/apps.py), scenario by scenario.
+serving the same WSGI application (bench/apps.py), scenario by scenario, and the ceiling.
 
-Usage: python3 bench/run.py [--duration 5] [--rounds 2] [--only SCENARIO[,..]]
+Usage: python3 bench/run.py [--duration 4] [--rounds 2] [--only SCENARIO[,..]]
                             [--servers NAME[,..]] [--binary target/release/torsion]
                             [--write bench/RESULTS.md]
 
 One command does everything: it creates or updates bench/.venv from bench/requirements.txt
 when the venv is missing or the file changed (a hash stamp, as scripts/test.sh does for
 .venv), builds Torsion with `cargo build --release -p torsion` unless --binary is given,
+builds the ceiling (bench/ceiling.rs) with `cargo build --release -p torsion-wsgi --example ceiling`,
 checks that wrk and h2load (and openssl, for the HTTPS scenarios) are installed (Debian packages
 wrk, nghttp2-client and openssl), then runs
 every scenario against every server. Each (round, scenario, server) gets a fresh server on a
@@ -18,7 +19,12 @@ rounds and rotated on later ones, so that drift hits every server alike; the tab
 the median of the rounds.
 
 Scenarios (--only): hello, close, 64k, stream, echo, h2c, https, h2s, sleep, idle.
-Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist.
+Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling.
+
+The ceiling is not a WSGI server: it is Torsion's HTTP stack (same runtime, same listeners,
+hyper) answering the same routes from Rust, with no Python (bench/ceiling.rs). A WSGI server
+can only do more work per request, so the ceiling's rate bounds what any server here could
+reach with this load generator on one core; the target table divides by it.
 
 Load: wrk -t1 -c64 --latency --timeout 2s (req/s, p50, p99, errors = non-2xx/3xx plus socket
 errors) for HTTP/1.1, with -c256 for the 10 ms sleep and bench/post.lua for the 1 MiB POST;
@@ -132,6 +138,7 @@ def server_commands(binary, port, tls=None):
         "waitress": [venv_bin("waitress-serve"), "--threads", str(THREADS), "--listen", f"127.0.0.1:{port}",
                      "apps:app"],
         "twist": [venv_bin("twist"), "--log-level=error", "web", "--wsgi", "apps.app", "--listen", listen],
+        "ceiling": [CEILING, listen],
     }
     return {name: argv for name, argv in commands.items() if not (tls and name in NO_TLS)}
 
@@ -155,8 +162,9 @@ PEER_NOTES = [
     "the h2 package).",
 ]
 
-SERVERS = ["torsion", "granian", "gunicorn", "uwsgi", "waitress", "twist"]
-LABEL = {"twist": "twist web"}
+SERVERS = ["torsion", "granian", "gunicorn", "uwsgi", "waitress", "twist", "ceiling"]
+LABEL = {"twist": "twist web", "ceiling": "ceiling (no Python)"}
+CEILING = os.path.join(ROOT, "target", "release", "examples", "ceiling")
 
 
 # --- set-up ------------------------------------------------------------------------------------
@@ -189,6 +197,12 @@ def build_torsion():
     env.pop("VIRTUAL_ENV", None)
     subprocess.run(["cargo", "build", "--release", "-p", "torsion"], cwd=ROOT, env=env, check=True)
     return os.path.join(ROOT, "target", "release", "torsion")
+
+
+def build_ceiling():
+    subprocess.run(["cargo", "build", "--release", "-p", "torsion-wsgi", "--example", "ceiling"], cwd=ROOT,
+                   check=True)
+    return CEILING
 
 
 def check_tools(tls=False):
@@ -598,8 +612,8 @@ def scenario_table(key, servers, results):
     return lines
 
 
-def ratio(results, key, name, field):
-    mine, theirs = results.get(key, {}).get("torsion"), results.get(key, {}).get(name)
+def ratio(results, key, name, field, mine="torsion"):
+    mine, theirs = results.get(key, {}).get(mine), results.get(key, {}).get(name)
     if not mine or not theirs or "na" in mine or "na" in theirs or not theirs.get(field):
         return None
     return mine[field] / theirs[field]
@@ -613,22 +627,29 @@ def verdict(value, target, at_most=False):
 
 def ratio_table(keys, results):
     lines = ["### Against the targets", "",
-             "Torsion's req/s divided by granian's and by twist web's (idle: RSS divided by RSS).", "",
-             "| scenario | Torsion/granian | target | met | Torsion/twist web | target | met |",
-             "|---|---|---|---|---|---|---|"]
+             "Torsion's req/s divided by granian's and by twist web's (idle: RSS divided by RSS). The last "
+             "two columns: how close Torsion comes to the ceiling (the same HTTP stack with no Python), and "
+             "the ceiling divided by twist web: where that is under 10x, no server could meet the twist web "
+             "target here.", "",
+             "| scenario | Torsion/granian | target | met | Torsion/twist web | target | met | Torsion/ceiling "
+             "| ceiling/twist web |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key in keys:
         title = SCENARIOS[key]["title"]
         if SCENARIOS[key]["kind"] == "idle":
             g, t = ratio(results, key, "granian", "rss"), ratio(results, key, "twist", "rss")
+            c = ratio(results, key, "ceiling", "rss")
             lines.append(f"| {title}: RSS | {fmt_ratio(g, 1.0, at_most=True)} | ≤ 1.0x | "
-                         f"{verdict(g, 1.0, at_most=True)} | {fmt_ratio(t)} | — | |")
+                         f"{verdict(g, 1.0, at_most=True)} | {fmt_ratio(t)} | — | | {fmt_ratio(c)} | — |")
             continue
         target = GRANIAN_TARGET.get(key, 1.0)
         g, t = ratio(results, key, "granian", "rps"), ratio(results, key, "twist", "rps")
+        c, ct = ratio(results, key, "ceiling", "rps"), ratio(results, key, "twist", "rps", mine="ceiling")
         lines.append(f"| {title} | {fmt_ratio(g, target)} | ≥ {target}x | {verdict(g, target)} | "
-                     f"{fmt_ratio(t, TWIST_TARGET)} | ≥ {TWIST_TARGET:.0f}x | {verdict(t, TWIST_TARGET)} |")
+                     f"{fmt_ratio(t, TWIST_TARGET)} | ≥ {TWIST_TARGET:.0f}x | {verdict(t, TWIST_TARGET)} | "
+                     f"{fmt_ratio(c)} | {fmt_ratio(ct, TWIST_TARGET)} |")
     for title in NOT_YET:
-        lines.append(f"| {title} | not yet | | | not yet | | |")
+        lines.append(f"| {title} | not yet | | | not yet | | | | |")
     return lines
 
 
@@ -667,11 +688,23 @@ def versions(binary, servers):
     for name in servers:
         if name in packages:
             out.append(f"{packages[name]} {pins.get(packages[name], '?')}")
+    if "ceiling" in servers:
+        out.append(f"ceiling: hyper {locked_version('hyper')}")
     python = subprocess.run([venv_bin("python"), "--version"], capture_output=True, text=True).stdout.strip()
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     wrk = (wrk.stdout + wrk.stderr).split()[1] if (wrk.stdout + wrk.stderr).split()[1:] else "?"
     h2load = subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip()
     return ", ".join(out) + f"; {python}; wrk {wrk}, {h2load}"
+
+
+def locked_version(crate):
+    """The version of `crate` in the workspace's Cargo.lock, or "?"."""
+    try:
+        with open(os.path.join(ROOT, "Cargo.lock")) as f:
+            found = re.search(r'name = "' + re.escape(crate) + r'"\nversion = "([^"]+)"', f.read())
+    except OSError:
+        return "?"
+    return found.group(1) if found else "?"
 
 
 def write_section(path, text, section=SECTION):
@@ -715,7 +748,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
-    parser.add_argument("--duration", type=int, default=5, help="seconds of load per run (default 5)")
+    parser.add_argument("--duration", type=int, default=4, help="seconds of load per run (default 4)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds; the tables give the median (default 2)")
     parser.add_argument("--only", help=f"scenarios, comma-separated: {','.join(SCENARIOS)}")
     parser.add_argument("--servers", help=f"servers, comma-separated: {','.join(SERVERS)}")
@@ -737,6 +770,8 @@ def main():
             raise SystemExit(f"no torsion binary at {binary}")
     else:
         binary = None
+    if "ceiling" in servers:
+        build_ceiling()
     raise_nofile()
     os.sched_setaffinity(0, {int(LOAD_CPU)})  # this script samples memory: keep it off the server's CPU
 

@@ -611,3 +611,44 @@ fn the_validator_app_runs_without_a_warning() {
     assert!(!logs.contains("Warning"), "{logs}");
     assert!(!logs.contains("AssertionError"), "{logs}");
 }
+
+/// Each thread of `pid` as (name, scheduling policy), from `/proc/PID/task/TID/stat`
+/// (proc(5): the policy is field 41, counted after the parenthesised name).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        // After ") " come fields 3, 4, ...: field 41 is the 39th.
+        let policy = stat[close + 2..]
+            .split_whitespace()
+            .nth(38)
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        threads.push((name, policy));
+    }
+    threads
+}
+
+#[test]
+fn event_loop_threads_do_not_preempt_the_python_threads() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    let server = probe(&["--threads", "2"]);
+    let (status, _, _) = server.fetch(&[], "/environ");
+    assert_eq!(status, 200, "{}", server.logs());
+    let threads = thread_policies(server.child.id());
+    let event_loop: Vec<_> = threads.iter().filter(|(n, _)| n.starts_with("tokio")).collect();
+    let python: Vec<_> = threads.iter().filter(|(n, _)| n.starts_with("torsion-python")).collect();
+    assert!(!event_loop.is_empty(), "no event-loop thread in {threads:?}");
+    assert_eq!(python.len(), 2, "{threads:?}");
+    // The event loop gives up wake-up preemption so that a Python thread finishes its batch
+    // of responses before the event loop writes them; the Python threads keep the default.
+    assert!(event_loop.iter().all(|(_, p)| *p == SCHED_BATCH), "{threads:?}");
+    assert!(python.iter().all(|(_, p)| *p == SCHED_OTHER), "{threads:?}");
+}

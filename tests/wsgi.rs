@@ -643,12 +643,24 @@ fn event_loop_threads_do_not_preempt_the_python_threads() {
     let (status, _, _) = server.fetch(&[], "/environ");
     assert_eq!(status, 200, "{}", server.logs());
     let threads = thread_policies(server.child.id());
-    let event_loop: Vec<_> = threads.iter().filter(|(n, _)| n.starts_with("tokio")).collect();
-    let python: Vec<_> = threads.iter().filter(|(n, _)| n.starts_with("torsion-python")).collect();
-    assert!(!event_loop.is_empty(), "no event-loop thread in {threads:?}");
+    let event_loop: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("tokio"))
+        .collect();
+    let python: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("torsion-python"))
+        .collect();
+    assert!(
+        !event_loop.is_empty(),
+        "no event-loop thread in {threads:?}"
+    );
     assert_eq!(python.len(), 2, "{threads:?}");
     // The event loop gives up wake-up preemption so that a Python thread finishes its batch
     // of responses before the event loop writes them; the Python threads keep the default.
-    assert!(event_loop.iter().all(|(_, p)| *p == SCHED_BATCH), "{threads:?}");
+    assert!(
+        event_loop.iter().all(|(_, p)| *p == SCHED_BATCH),
+        "{threads:?}"
+    );
     assert!(python.iter().all(|(_, p)| *p == SCHED_OTHER), "{threads:?}");
 }

@@ -1,6 +1,7 @@
 //! The PEP 3333 `environ` dictionary, built from the request head and the connection facts.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr};
 
 use http::header::{self, HeaderName};
 use http::request::Parts;
@@ -13,6 +14,10 @@ use torsion_endpoints::{Address, ConnectionInfo};
 
 /// The entries every environ shares, made once per server: each environ starts as a copy
 /// of this dict (one C-level copy instead of nine insertions).
+///
+/// The template also holds, as `None`, the keys [`build`] sets on every request, so that
+/// the copy already has their slots: setting them replaces a value instead of inserting a
+/// key, and the dict is not resized (twice) while environ is built.
 pub(crate) struct Constants {
     template: Py<PyDict>,
 }
@@ -35,6 +40,19 @@ impl Constants {
         template.set_item(intern!(py, "wsgi.run_once"), false)?;
         template.set_item(intern!(py, "wsgi.input_terminated"), true)?;
         template.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
+        for key in [
+            intern!(py, "REQUEST_METHOD"),
+            intern!(py, "PATH_INFO"),
+            intern!(py, "QUERY_STRING"),
+            intern!(py, "SERVER_PROTOCOL"),
+            intern!(py, "wsgi.url_scheme"),
+            intern!(py, "SERVER_NAME"),
+            intern!(py, "SERVER_PORT"),
+            intern!(py, "REMOTE_ADDR"),
+            intern!(py, "wsgi.input"),
+        ] {
+            template.set_item(key, py.None())?;
+        }
         Ok(Constants {
             template: template.unbind(),
         })
@@ -119,12 +137,19 @@ pub(crate) fn build<'py>(
         intern!(py, "SERVER_NAME"),
         latin1(py, server_name.as_bytes()),
     )?;
-    environ.set_item(intern!(py, "SERVER_PORT"), server_port)?;
+    environ.set_item(intern!(py, "SERVER_PORT"), &*server_port)?;
     match &info.peer {
         Address::Tcp(addr) => {
-            let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-            environ.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
-            environ.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+            let ip = addr.ip().to_canonical();
+            let remote_addr = match ip {
+                IpAddr::V4(v4) => PyString::new(py, &ipv4_text(v4)),
+                IpAddr::V6(v6) => PyString::new(py, &v6.to_string()),
+            };
+            environ.set_item(intern!(py, "REMOTE_ADDR"), remote_addr)?;
+            environ.set_item(
+                intern!(py, "REMOTE_PORT"),
+                PyString::new(py, itoa::Buffer::new().format(addr.port())),
+            )?;
         }
         Address::Unix(_) => {
             environ.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, ""))?;
@@ -141,6 +166,18 @@ pub(crate) fn build<'py>(
     }
     environ.set_item(intern!(py, "wsgi.input"), input)?;
     Ok(environ)
+}
+
+/// Dotted-quad text of `ip`, without the `fmt` machinery (this runs for every request).
+fn ipv4_text(ip: Ipv4Addr) -> String {
+    let mut text = String::with_capacity(15);
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        text.push_str(itoa::Buffer::new().format(octet));
+    }
+    text
 }
 
 fn method<'py>(py: Python<'py>, method: &Method) -> Bound<'py, PyString> {
@@ -191,11 +228,11 @@ fn field_key<'py>(py: Python<'py>, name: &HeaderName) -> Option<Bound<'py, PyAny
 
 /// `SERVER_NAME` and `SERVER_PORT`: from the Host value when there is one (the port
 /// defaulting to the scheme's), else from the local address.
-pub(crate) fn server_name_and_port(
-    host: Option<&[u8]>,
+pub(crate) fn server_name_and_port<'a>(
+    host: Option<&'a [u8]>,
     local: &Address,
     scheme: &str,
-) -> (String, String) {
+) -> (Cow<'a, str>, Cow<'a, str>) {
     let default_port = if scheme == "https" { "443" } else { "80" };
     if let Some(host) = host
         .and_then(|h| std::str::from_utf8(h).ok())
@@ -208,16 +245,16 @@ pub(crate) fn server_name_and_port(
             _ => (host, ""),
         };
         let port = if port.is_empty() {
-            default_port.to_owned()
+            Cow::Borrowed(default_port)
         } else if !port.bytes().all(|b| b.is_ascii_digit()) {
             // Frameworks read SERVER_PORT as a number; a malformed one is not passed on.
             local
                 .as_tcp()
-                .map_or(default_port.to_owned(), |a| a.port().to_string())
+                .map_or(Cow::Borrowed(default_port), |a| a.port().to_string().into())
         } else {
-            port.to_owned()
+            Cow::Borrowed(port)
         };
-        return (name.to_owned(), port);
+        return (Cow::Borrowed(name), port);
     }
     match local {
         Address::Tcp(addr) => {
@@ -227,9 +264,9 @@ pub(crate) fn server_name_and_port(
             } else {
                 ip.to_string()
             };
-            (name, addr.port().to_string())
+            (name.into(), addr.port().to_string().into())
         }
-        Address::Unix(_) => ("localhost".to_owned(), default_port.to_owned()),
+        Address::Unix(_) => (Cow::Borrowed("localhost"), Cow::Borrowed(default_port)),
     }
 }
 
@@ -255,19 +292,28 @@ mod tests {
         for (host, scheme, (name, port)) in cases {
             assert_eq!(
                 server_name_and_port(host.map(str::as_bytes), &local(), scheme),
-                (name.to_owned(), port.to_owned()),
+                (Cow::Borrowed(name), Cow::Borrowed(port)),
                 "{host:?}"
             );
         }
         let v6: Address = Address::Tcp("[::1]:81".parse().unwrap());
         assert_eq!(
             server_name_and_port(None, &v6, "http"),
-            ("[::1]".into(), "81".into())
+            (Cow::Borrowed("[::1]"), Cow::Borrowed("81"))
         );
         assert_eq!(
             server_name_and_port(None, &Address::Unix(None), "http"),
-            ("localhost".into(), "80".into())
+            (Cow::Borrowed("localhost"), Cow::Borrowed("80"))
         );
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "192.168.0.9",
+        ] {
+            assert_eq!(ipv4_text(ip.parse().unwrap()), ip);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `start_response`, `write` and the response sender: status and headers checked, sent with
 //! the first non-empty chunk, then the body streamed with backpressure.
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -382,17 +383,21 @@ fn native_str<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<std::borr
     text.to_cow()
 }
 
-/// Latin-1 bytes of a native string; PEP 3333 headers are latin-1.
-fn latin1_bytes(text: &str, what: &str) -> PyResult<Vec<u8>> {
+/// Latin-1 bytes of a native string; PEP 3333 headers are latin-1. ASCII text (nearly
+/// every header) is borrowed as it is. `what` names the text in the error, and is only
+/// called when there is one.
+fn latin1_bytes<'a>(text: &'a str, what: impl FnOnce() -> String) -> PyResult<Cow<'a, [u8]>> {
     if text.is_ascii() {
-        return Ok(text.as_bytes().to_vec());
+        return Ok(Cow::Borrowed(text.as_bytes()));
     }
     text.chars()
         .map(|c| u8::try_from(c as u32).ok())
         .collect::<Option<Vec<u8>>>()
+        .map(Cow::Owned)
         .ok_or_else(|| {
             PyValueError::new_err(format!(
-                "start_response(): {what} {text:?} has characters outside latin-1"
+                "start_response(): {} {text:?} has characters outside latin-1",
+                what()
             ))
         })
 }
@@ -415,13 +420,13 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         // 1xx are not final responses; upgrades (101) are not supported.
         .filter(|s| s.as_u16() >= 200)
         .ok_or_else(bad_status)?;
-    let reason = latin1_bytes(reason, "reason phrase")?;
+    let reason = latin1_bytes(reason, || "reason phrase".to_owned())?;
     if reason.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
         return Err(bad_status());
     }
     let reason = (status.canonical_reason().map(str::as_bytes) != Some(&reason[..])
         && !reason.is_empty())
-    .then(|| Bytes::from(reason));
+    .then(|| Bytes::from(reason.into_owned()));
 
     let mut map = HeaderMap::new();
     let mut content_length = None;
@@ -451,7 +456,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
                 "start_response(): header name {name_text:?} is not a valid field name (RFC 9110 §5.1: letters, digits and !#$%&'*+-.^_`|~)"
             ))
         })?;
-        let value = HeaderValue::from_bytes(&latin1_bytes(&value_text, &format!("the value of {name_text}"))?)
+        let value = HeaderValue::from_bytes(&latin1_bytes(&value_text, || format!("the value of {name_text}"))?)
             .map_err(|_| {
                 PyValueError::new_err(format!(
                     "start_response(): the value of header {name_text:?} contains a control character (CR, LF or NUL are not allowed)"
@@ -486,7 +491,17 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
                 Some(_) => continue,
                 None => {
                     content_length = Some(length);
-                    map.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+                    // Sent as the application wrote it when that is already canonical
+                    // (no spaces, no leading zeros): making a new value costs as much as
+                    // the rest of the head.
+                    let canonical = text.len() == value_text.len()
+                        && (text.len() == 1 || !text.starts_with('0'));
+                    let value = if canonical {
+                        value
+                    } else {
+                        HeaderValue::from(length)
+                    };
+                    map.insert(header::CONTENT_LENGTH, value);
                     continue;
                 }
             }
@@ -590,5 +605,56 @@ impl ErrorStream {
 
     fn flush(&self) {
         self.emit(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::PyList;
+
+    fn parse(py: Python<'_>, status: &str, headers: &[(&str, &str)]) -> PyResult<Head> {
+        let list = PyList::new(py, headers)?;
+        parse_head(&PyString::new(py, status), list.as_any())
+    }
+
+    #[test]
+    fn content_length_is_sent_in_canonical_form() {
+        Python::initialize();
+        Python::attach(|py| {
+            for (given, sent) in [("13", "13"), (" 13 ", "13"), ("0013", "13"), ("0", "0")] {
+                let head = parse(py, "200 OK", &[("Content-Length", given)]).unwrap();
+                assert_eq!(
+                    head.content_length,
+                    Some(sent.parse().unwrap()),
+                    "{given:?}"
+                );
+                assert_eq!(head.headers[header::CONTENT_LENGTH], sent, "{given:?}");
+            }
+            for bad in ["", "-1", "1.5", "0x10", "12 13"] {
+                let err = parse(py, "200 OK", &[("Content-Length", bad)])
+                    .err()
+                    .unwrap();
+                assert!(
+                    err.to_string().contains("whole number of bytes"),
+                    "{bad:?}: {err}"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn header_values_are_latin1_and_reasons_kept_only_when_not_canonical() {
+        Python::initialize();
+        Python::attach(|py| {
+            let head = parse(py, "299 Quite Fine", &[("X-Caf", "caf\u{e9}")]).unwrap();
+            assert_eq!(head.headers["x-caf"].as_bytes(), b"caf\xe9");
+            assert_eq!(head.reason.as_deref(), Some(&b"Quite Fine"[..]));
+            assert!(parse(py, "200 OK", &[]).unwrap().reason.is_none());
+            let err = parse(py, "200 OK", &[("X-Snow", "\u{2603}")])
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("the value of X-Snow"), "{err}");
+        });
     }
 }

@@ -11,4 +11,13 @@ fn main() {
         "cargo:rustc-env=TORSION_BUILD_PYTHON_VERSION={}",
         config.version()
     );
+    // The workspace's .cargo/config.toml passes --cfg tokio_unstable; a RUSTFLAGS variable
+    // replaces that list, and the build would quietly lose the scheduler setting that
+    // HTTP/2 throughput depends on (see torsion_wsgi::runtime_builder).
+    if std::env::var_os("CARGO_CFG_TOKIO_UNSTABLE").is_none() {
+        println!(
+            "cargo:warning=torsion-wsgi built without --cfg tokio_unstable: tokio keeps its \
+             LIFO slot and HTTP/2 serves about half as many requests; add the flag to RUSTFLAGS"
+        );
+    }
 }

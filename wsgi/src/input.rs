@@ -316,19 +316,21 @@ impl Buffer {
         None
     }
 
-    /// Moves the first `n` bytes (n ≤ len) into a new Python bytes object: one copy.
+    /// Moves the first `n` bytes (n ≤ len) into a new Python bytes object: one copy, into
+    /// memory that is not zeroed first (`PyBytes::new_with` would clear a 1 MiB upload
+    /// before copying it, a tenth of the cost of echoing it).
     fn take<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
         self.seal();
         let n = n.min(self.len);
         let blocks = &mut self.blocks;
-        let bytes = PyBytes::new_with(py, n, |out| {
+        let bytes = PyBytes::new_with_writer(py, n, |out| {
             let mut filled = 0;
             while filled < n {
                 let Some(front) = blocks.front_mut() else {
                     break;
                 };
                 let k = front.len().min(n - filled);
-                out[filled..filled + k].copy_from_slice(&front[..k]);
+                out.write_bytes(&front[..k])?;
                 front.advance(k);
                 if front.is_empty() {
                     blocks.pop_front();

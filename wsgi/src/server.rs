@@ -73,12 +73,12 @@ pub(crate) fn event_loop_idle() -> bool {
 /// hooks that let the Python threads see when the event loop is idle, so that they take
 /// requests in batches instead of one by one (fewer context switches on a shared core).
 ///
-/// On Linux, each event-loop thread also gives up wake-up preemption (the `SCHED_BATCH`
+/// On Linux, each of the runtime's threads also gives up wake-up preemption (the `SCHED_BATCH`
 /// policy of sched(7), at the thread's current nice value): when a Python thread
 /// completes a response, waking the connection's task no longer interrupts the Python
 /// thread in the middle of its batch, so a core shared by the two runs each batch through
 /// and then writes every response at once. On a core the two share, this takes about a
-/// third off the cost of a small request; the event loop still runs at once on an idle
+/// quarter off the cost of a small request; the event loop still runs at once on an idle
 /// core, and within the scheduler's time slice on a busy one. Where the policy cannot be
 /// set (a seccomp filter, another OS), the thread keeps its policy and serving goes on.
 ///

@@ -11,6 +11,11 @@
 //! listeners from `torsion-endpoints`. The async runtime never runs Python and never waits
 //! for the GIL; Python threads release the GIL whenever they wait on the network.
 //!
+//! Serve on a runtime from [`runtime_builder`]: besides the hooks the Python threads use to
+//! take requests in batches, it sets the scheduling that makes the hand-off cheap on a
+//! shared core (event-loop threads without wake-up preemption; no LIFO slot when built with
+//! `--cfg tokio_unstable`, as this workspace is). `bench/` measures the effect.
+//!
 //! What the bridge guarantees, after PEP 3333:
 //! - environ has every key the PEP requires, with `PATH_INFO` percent-decoded as latin-1,
 //!   `wsgi.url_scheme` from the listener, and `wsgi.input` streaming the body as it is read;

@@ -9,7 +9,7 @@ Usage: python3 bench/run.py [--duration 4] [--rounds 2] [--only SCENARIO[,..]]
 One command does everything: it creates or updates bench/.venv from bench/requirements.txt
 when the venv is missing or the file changed (a hash stamp, as scripts/test.sh does for
 .venv), builds Torsion with `cargo build --release -p torsion` unless --binary is given,
-builds the ceiling (bench/ceiling.rs) with `cargo build --release -p torsion-wsgi --example ceiling`,
+builds the ceiling (wsgi/examples/ceiling.rs) with `cargo build --release -p torsion-wsgi --example ceiling`,
 checks that wrk and h2load (and openssl, for the HTTPS scenarios) are installed (Debian packages
 wrk, nghttp2-client and openssl), then runs
 every scenario against every server. Each (round, scenario, server) gets a fresh server on a
@@ -22,9 +22,10 @@ Scenarios (--only): hello, close, 64k, stream, echo, h2c, https, h2s, sleep, idl
 Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling.
 
 The ceiling is not a WSGI server: it is Torsion's HTTP stack (same runtime, same listeners,
-hyper) answering the same routes from Rust, with no Python (bench/ceiling.rs). A WSGI server
-can only do more work per request, so the ceiling's rate bounds what any server here could
-reach with this load generator on one core; the target table divides by it.
+hyper) answering the same routes from Rust, with no Python (wsgi/examples/ceiling.rs). A WSGI
+server can only do more work per request, so, within the noise of a run (about 10% between
+rounds on this machine), the ceiling's rate bounds what any server here could reach with this
+load generator on one core; the target table divides by it.
 
 Load: wrk -t1 -c64 --latency --timeout 2s (req/s, p50, p99, errors = non-2xx/3xx plus socket
 errors) for HTTP/1.1, with -c256 for the 10 ms sleep and bench/post.lua for the 1 MiB POST;
@@ -612,8 +613,8 @@ def scenario_table(key, servers, results):
     return lines
 
 
-def ratio(results, key, name, field, mine="torsion"):
-    mine, theirs = results.get(key, {}).get(mine), results.get(key, {}).get(name)
+def ratio(results, key, name, field, numerator="torsion"):
+    mine, theirs = results.get(key, {}).get(numerator), results.get(key, {}).get(name)
     if not mine or not theirs or "na" in mine or "na" in theirs or not theirs.get(field):
         return None
     return mine[field] / theirs[field]
@@ -629,8 +630,8 @@ def ratio_table(keys, results):
     lines = ["### Against the targets", "",
              "Torsion's req/s divided by granian's and by twist web's (idle: RSS divided by RSS). The last "
              "two columns: how close Torsion comes to the ceiling (the same HTTP stack with no Python), and "
-             "the ceiling divided by twist web: where that is under 10x, no server could meet the twist web "
-             "target here.", "",
+             "the ceiling divided by twist web: where that is well under 10x, no server could meet the twist "
+             "web target here (rounds differ by about 10%).", "",
              "| scenario | Torsion/granian | target | met | Torsion/twist web | target | met | Torsion/ceiling "
              "| ceiling/twist web |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -644,7 +645,7 @@ def ratio_table(keys, results):
             continue
         target = GRANIAN_TARGET.get(key, 1.0)
         g, t = ratio(results, key, "granian", "rps"), ratio(results, key, "twist", "rps")
-        c, ct = ratio(results, key, "ceiling", "rps"), ratio(results, key, "twist", "rps", mine="ceiling")
+        c, ct = ratio(results, key, "ceiling", "rps"), ratio(results, key, "twist", "rps", numerator="ceiling")
         lines.append(f"| {title} | {fmt_ratio(g, target)} | ≥ {target}x | {verdict(g, target)} | "
                      f"{fmt_ratio(t, TWIST_TARGET)} | ≥ {TWIST_TARGET:.0f}x | {verdict(t, TWIST_TARGET)} | "
                      f"{fmt_ratio(c)} | {fmt_ratio(ct, TWIST_TARGET)} |")

@@ -612,6 +612,7 @@ fn the_validator_app_runs_without_a_warning() {
     assert!(!logs.contains("AssertionError"), "{logs}");
 }
 
+#[cfg(target_os = "linux")]
 /// Each thread of `pid` as (name, scheduling policy), from `/proc/PID/task/TID/stat`
 /// (proc(5): the policy is field 41, counted after the parenthesised name).
 fn thread_policies(pid: u32) -> Vec<(String, u32)> {
@@ -635,6 +636,7 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
     threads
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn event_loop_threads_do_not_preempt_the_python_threads() {
     const SCHED_OTHER: u32 = 0;

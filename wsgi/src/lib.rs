@@ -14,7 +14,8 @@
 //! Serve on a runtime from [`runtime_builder`]: besides the hooks the Python threads use to
 //! take requests in batches, it sets the scheduling that makes the hand-off cheap on a
 //! shared core (event-loop threads without wake-up preemption; no LIFO slot when built with
-//! `--cfg tokio_unstable`, as this workspace is). `bench/` measures the effect.
+//! `--cfg tokio_unstable`, as this workspace is; elsewhere, put the flag in `RUSTFLAGS`).
+//! `bench/` measures the effect.
 //!
 //! What the bridge guarantees, after PEP 3333:
 //! - environ has every key the PEP requires, with `PATH_INFO` percent-decoded as latin-1,
@@ -39,4 +40,4 @@ mod server;
 pub use body::{BodyAborted, ResponseBody};
 pub use bridge::Bridge;
 pub use interpreter::{Application, LoadError, PythonOptions, initialize};
-pub use server::{ServerConfig, runtime_builder, serve, serve_http01};
+pub use server::{Heartbeat, ServerConfig, runtime_builder, serve, serve_http01};

@@ -170,6 +170,9 @@ fn wait<J>(shared: &Shared<J>) -> Option<J> {
 }
 
 fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
+    // A thread inherits its starter's policy: a pool started from an event-loop thread
+    // would otherwise run Python under SCHED_BATCH too (see `runtime_builder`).
+    crate::server::set_wakeup_preemption(true);
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     // The thread stays attached for its whole life, so its Python thread state is made
     // once (attaching afresh makes and frees one each time); it releases the GIL whenever

@@ -81,8 +81,11 @@ pub(crate) fn event_loop_idle() -> bool {
 /// quarter off the cost of a small request; the event loop still runs at once on an idle
 /// core, and within the scheduler's time slice on a busy one. Where the policy cannot be
 /// set (a seccomp filter, another OS), the thread keeps its policy and serving goes on.
+/// Threads started from a runtime thread inherit the policy; the Python threads of a
+/// [`crate::Bridge`] set the default one for themselves, wherever the bridge is made.
 ///
-/// Built with `--cfg tokio_unstable` (this workspace's `.cargo/config.toml` sets it), the
+/// Built with `--cfg tokio_unstable` (this workspace's `.cargo/config.toml` sets it; a build
+/// outside the workspace, such as `cargo install`, needs it in `RUSTFLAGS`), the
 /// scheduler's LIFO slot is disabled, so a woken task joins the back of the run queue
 /// instead of running next. That is what lets HTTP/2 write many responses at once: each
 /// stream that completes wakes its connection's task, and with the slot that task ran
@@ -97,7 +100,7 @@ pub fn runtime_builder() -> tokio::runtime::Builder {
     builder
         .enable_all()
         .on_thread_start(|| {
-            forgo_wakeup_preemption();
+            set_wakeup_preemption(false);
             BUSY_WORKERS.fetch_add(1, Ordering::Relaxed);
         })
         .on_thread_stop(|| {
@@ -112,24 +115,39 @@ pub fn runtime_builder() -> tokio::runtime::Builder {
     builder
 }
 
-/// Moves the calling thread to `SCHED_BATCH` (Linux, sched(7)): the scheduler no longer
-/// lets it preempt the running thread when it is woken. Its nice value is unchanged.
+/// Sets the calling thread's policy (Linux, sched(7)): `SCHED_OTHER`, the default, with
+/// `preempt`, else `SCHED_BATCH`, under which a woken thread does not preempt the running
+/// one. The nice value is unchanged. A refusal is logged at debug level and ignored.
 #[cfg(target_os = "linux")]
-fn forgo_wakeup_preemption() {
+pub(crate) fn set_wakeup_preemption(preempt: bool) {
+    let policy = if preempt {
+        libc::SCHED_OTHER
+    } else {
+        libc::SCHED_BATCH
+    };
     let param = libc::sched_param { sched_priority: 0 };
+    // The system call rather than libc's wrapper: musl's wrapper always fails (ENOSYS).
     // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 names the
     // calling thread, and the call changes nothing else.
-    let status = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    let status = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            policy,
+            &param as *const libc::sched_param,
+        )
+    };
     if status != 0 {
         tracing::debug!(
-            "cannot set SCHED_BATCH on an event-loop thread: {}",
+            preempt,
+            "cannot set a thread's scheduling policy: {}",
             std::io::Error::last_os_error()
         );
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn forgo_wakeup_preemption() {}
+pub(crate) fn set_wakeup_preemption(_preempt: bool) {}
 
 /// Accepts connections on every listener and serves them until `shutdown` completes, then
 /// stops accepting and lets in-flight requests finish within the configured timeout.
@@ -149,7 +167,7 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
 
-    let heartbeat = tokio::spawn(heartbeat());
+    let heartbeat = Heartbeat::start();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut accepting = Vec::new();
     for listener in listeners {
@@ -162,7 +180,7 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
         )));
     }
     shutdown.await;
-    heartbeat.abort();
+    drop(heartbeat);
     let _ = stop_tx.send(true);
     for task in accepting {
         let _ = task.await;
@@ -184,23 +202,40 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
     }
 }
 
-/// How often [`heartbeat`] wakes.
-const HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// Keeps a timer due within [`HEARTBEAT`] in tokio's timer wheel while serving.
+/// A timer that fires every second for as long as the value lives, so that tokio's timer
+/// wheel is never empty while a server runs; [`serve`] keeps one.
 ///
 /// Why: tokio wakes its I/O driver (a write to an eventfd) whenever a timer is registered
 /// that is due before the driver's next planned wake-up, and a driver that parked with no
-/// timer at all counts every new timer as earlier. That is the usual state here: while a
-/// batch of requests is with the Python threads, no connection is reading a request head,
-/// so no header-read timer exists; then each response written starts the connection's
-/// next header-read timer (hyper's `header_read_timeout`), and each cost a wake-up system
-/// call, about one for every three requests. With this timer in the wheel, the 30 s
-/// header timers all fall after the driver's next wake-up and register silently. The price
-/// is one wake-up a second.
-async fn heartbeat() {
-    loop {
-        tokio::time::sleep(HEARTBEAT).await;
+/// timer at all counts every new timer as earlier. That is the usual state in Torsion:
+/// while a batch of requests is with the Python threads, no connection is reading a
+/// request head, so no header-read timer exists; then each response written starts the
+/// connection's next header-read timer (hyper's `header_read_timeout`, 30 s), and each
+/// cost a wake-up system call, about one for every three requests. With this timer in the
+/// wheel, those timers fall after the driver's next wake-up and register silently. The
+/// price is one wake-up a second. Any hyper server on tokio whose requests complete after
+/// the driver parks can use it the same way.
+#[derive(Debug)]
+pub struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    /// Starts the timer on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with the time driver enabled, as `tokio::spawn` and
+    /// `tokio::time::sleep` do.
+    pub fn start() -> Heartbeat {
+        Heartbeat(tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -6,8 +6,9 @@
 //! ```
 //!
 //! It listens on one endpoint descriptor (any kind `torsion web --listen` takes, TLS
-//! included), on the runtime `torsion web` uses ([`torsion_wsgi::runtime_builder`]) with
-//! hyper's HTTP/1.1 and HTTP/2 server, and answers bench/apps.py's routes from Rust:
+//! included), on the runtime `torsion web` uses ([`torsion_wsgi::runtime_builder`]), with
+//! hyper's HTTP/1.1 and HTTP/2 server set up as `torsion web` sets it (30 s header-read
+//! timeout, a [`torsion_wsgi::Heartbeat`]), and answers bench/apps.py's routes from Rust:
 //!
 //! - `/`: "Hello, world!"; `/64k`: 64 KiB; `/stream`: 16 frames of 64 KiB, no
 //!   Content-Length; `/echo`: the request body, read whole; anything else: 404.
@@ -15,9 +16,9 @@
 //!   `spawn_blocking`), then a small body: the same work as the WSGI app, on as many threads.
 //!
 //! `bench/run.py` runs it as the server "ceiling": whatever a WSGI server does on top of
-//! this (environ, the call into Python, the response iterable) can only cost more, so its
-//! rate bounds what any of the measured servers could reach with this load generator on
-//! this core, and shows which targets are out of reach for all of them.
+//! this (environ, the call into Python, the response iterable) only adds work, so, within
+//! the noise of a run, its rate bounds what any of the measured servers could reach with
+//! this load generator on this core, and shows which targets are out of reach for all.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -142,8 +143,12 @@ fn main() {
             listener.endpoint(),
             listener.local_addr()
         );
+        let _heartbeat = torsion_wsgi::Heartbeat::start();
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
         builder.http2().timer(TokioTimer::new());
         let builder = std::sync::Arc::new(builder);
         let body_64k = Bytes::from(vec![b'x'; 64 * 1024]);

@@ -7,8 +7,9 @@
 //!
 //! It listens on one endpoint descriptor (any kind `torsion web --listen` takes, TLS
 //! included), on the runtime `torsion web` uses ([`torsion_wsgi::runtime_builder`]), with
-//! hyper's HTTP/1.1 and HTTP/2 server set up as `torsion web` sets it (30 s header-read
-//! timeout, a [`torsion_wsgi::Heartbeat`]), and answers bench/apps.py's routes from Rust:
+//! hyper's HTTP/1.1 and HTTP/2 server set up as `torsion web` sets it
+//! ([`torsion_wsgi::connection_builder`], a [`torsion_wsgi::Heartbeat`]), and answers
+//! bench/apps.py's routes from Rust:
 //!
 //! - `/`: "Hello, world!"; `/64k`: 64 KiB; `/stream`: 16 frames of 64 KiB, no
 //!   Content-Length; `/echo`: the request body, read whole; anything else: 404.
@@ -29,8 +30,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use torsion_endpoints::Endpoint;
 
 /// Blocking threads for `/sleep`, as `bench/run.py` gives every server.
@@ -144,13 +144,7 @@ fn main() {
             listener.local_addr()
         );
         let _heartbeat = torsion_wsgi::Heartbeat::start();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
-        builder.http2().timer(TokioTimer::new());
-        let builder = std::sync::Arc::new(builder);
+        let builder = std::sync::Arc::new(torsion_wsgi::connection_builder());
         let body_64k = Bytes::from(vec![b'x'; 64 * 1024]);
         loop {
             let connection = match listener.accept().await {

@@ -40,4 +40,6 @@ mod server;
 pub use body::{BodyAborted, ResponseBody};
 pub use bridge::Bridge;
 pub use interpreter::{Application, LoadError, PythonOptions, initialize};
-pub use server::{Heartbeat, ServerConfig, runtime_builder, serve, serve_http01};
+pub use server::{
+    Heartbeat, ServerConfig, connection_builder, runtime_builder, serve, serve_http01,
+};

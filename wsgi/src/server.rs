@@ -149,6 +149,20 @@ pub(crate) fn set_wakeup_preemption(preempt: bool) {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn set_wakeup_preemption(_preempt: bool) {}
 
+/// The hyper connection builder [`serve`] uses: HTTP/1.1 with a 30 s header-read timeout
+/// (a client that has not sent a whole request head by then is disconnected), and HTTP/2
+/// by prior knowledge, both on tokio's timer. Public so that other servers on Torsion's
+/// stack (the benchmark's ceiling, `examples/ceiling.rs`) serve with the same settings.
+pub fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
 /// Accepts connections on every listener and serves them until `shutdown` completes, then
 /// stops accepting and lets in-flight requests finish within the configured timeout.
 ///
@@ -159,13 +173,7 @@ pub(crate) fn set_wakeup_preemption(_preempt: bool) {}
 pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
     let bridge = Arc::new(bridge);
     let graceful = Arc::new(GracefulShutdown::new());
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let builder = Arc::new(connection_builder());
 
     let heartbeat = Heartbeat::start();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

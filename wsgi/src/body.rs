@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
@@ -135,5 +136,71 @@ impl http_body::Body for ResponseBody {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Stream { .. } => SizeHint::default(),
         }
+    }
+}
+
+/// A short `text/plain` response the server itself gives (503, 500, 404, 413).
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(Bytes::copy_from_slice(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body::Body;
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_finished_stream_ends_cleanly_with_every_chunk() {
+        let (body, sender) = ResponseBody::stream(Bytes::from_static(b"a"), 2);
+        sender.chunks.send(Bytes::from_static(b"b")).await.unwrap();
+        sender.finish();
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(collected, "ab");
+    }
+
+    #[tokio::test]
+    async fn a_stream_dropped_unfinished_yields_what_was_sent_then_fails() {
+        let (mut body, sender) = ResponseBody::stream(Bytes::from_static(b"first"), 2);
+        sender
+            .chunks
+            .send(Bytes::from_static(b"second"))
+            .await
+            .unwrap();
+        drop(sender);
+        let mut data = Vec::new();
+        let error = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => data.extend_from_slice(&frame.into_data().unwrap()),
+                Some(Err(error)) => break error,
+                None => panic!("an unfinished body must not end cleanly"),
+            }
+        };
+        assert_eq!(data, b"firstsecond");
+        assert!(
+            error.0.contains("ended before the application finished"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn whole_bodies_report_their_exact_size() {
+        assert_eq!(ResponseBody::empty().size_hint().exact(), Some(0));
+        assert!(http_body::Body::is_end_stream(&ResponseBody::empty()));
+        assert_eq!(
+            ResponseBody::full(Bytes::from_static(b"abc"))
+                .size_hint()
+                .exact(),
+            Some(3)
+        );
+        let (stream, _sender) = ResponseBody::stream(Bytes::new(), 1);
+        assert_eq!(stream.size_hint().exact(), None);
     }
 }

@@ -25,21 +25,38 @@
 //! - a generator's chunks are sent as they are produced, with backpressure;
 //! - `close()` is always called; an exception before output gives 500, after output aborts
 //!   the connection; the server goes on serving.
+//!
+//! # Layers
+//!
+//! Modules depend only on the layers below them; nothing imports back up:
+//!
+//! ```text
+//! serve      accept loops, the hyper connection builder, ACME http-01 before the site
+//!   │        (to come beside it: the access log; above the bridge: the site, with its
+//!   │        mount table, static files and added headers)
+//! bridge     the PEP 3333 bridge: interpreter, application, environ, input, head,
+//!   │        sender, responder, start_response, streams (file_wrapper, errors)
+//! pool       Python threads taking requests in batches
+//! runtime    the tokio runtime builder, scheduling policy, idle counter, heartbeat
+//! config, body   leaves: ServerConfig; the response body hyper polls
+//! ```
+//!
+//! The control channel and the supervisor of worker processes will be modules of their
+//! own beside `serve`, using the same layers.
 
-#![deny(missing_docs, unreachable_pub)]
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
 
 mod body;
 mod bridge;
-mod environ;
-mod input;
-mod interpreter;
+mod config;
 mod pool;
-mod response;
-mod server;
+mod runtime;
+mod serve;
 
 pub use body::{BodyAborted, ResponseBody};
 pub use bridge::Bridge;
-pub use interpreter::{Application, LoadError, PythonOptions, initialize};
-pub use server::{
-    Heartbeat, ServerConfig, connection_builder, runtime_builder, serve, serve_http01,
-};
+pub use bridge::application::Application;
+pub use bridge::interpreter::{LoadError, PythonOptions, initialize};
+pub use config::ServerConfig;
+pub use runtime::{Heartbeat, runtime_builder};
+pub use serve::{connection_builder, serve, serve_http01};

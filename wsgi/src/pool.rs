@@ -172,7 +172,7 @@ fn wait<J>(shared: &Shared<J>) -> Option<J> {
 fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
     // A thread inherits its starter's policy: a pool started from an event-loop thread
     // would otherwise run Python under SCHED_BATCH too (see `runtime_builder`).
-    crate::server::set_wakeup_preemption(true);
+    crate::runtime::set_wakeup_preemption(true);
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     // The thread stays attached for its whole life, so its Python thread state is made
     // once (attaching afresh makes and frees one each time); it releases the GIL whenever
@@ -191,7 +191,7 @@ fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
                 loop {
                     rustix::thread::sched_yield();
                     spins += 1;
-                    if spins >= MAX_YIELDS || crate::server::event_loop_idle() {
+                    if spins >= MAX_YIELDS || crate::runtime::event_loop_idle() {
                         break;
                     }
                 }
@@ -262,4 +262,100 @@ fn any_runnable<J>(shared: &Shared<J>) -> bool {
                 after.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'R')
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A runner that reports each job, and blocks (without the GIL) on the jobs that ask
+    /// to, until released.
+    struct Recorder {
+        done: Mutex<mpsc::Sender<(u32, String)>>,
+        gate: Mutex<mpsc::Receiver<()>>,
+    }
+
+    impl Run<u32> for Recorder {
+        fn run(&self, py: pyo3::Python<'_>, job: u32) {
+            if job >= 100 {
+                // A "blocked application": waits for the test to release it.
+                py.detach(|| drop(self.gate.lock().unwrap().recv()));
+            }
+            let thread = std::thread::current().name().unwrap_or("").to_owned();
+            drop(self.done.lock().unwrap().send((job, thread)));
+        }
+    }
+
+    fn pool(
+        threads: usize,
+        limit: usize,
+    ) -> (Pool<u32>, mpsc::Receiver<(u32, String)>, mpsc::Sender<()>) {
+        pyo3::Python::initialize();
+        let (done, reports) = mpsc::channel();
+        let (release, gate) = mpsc::channel();
+        let runner = Arc::new(Recorder {
+            done: Mutex::new(done),
+            gate: Mutex::new(gate),
+        });
+        (
+            Pool::start(threads, limit, runner).unwrap(),
+            reports,
+            release,
+        )
+    }
+
+    #[test]
+    fn every_submitted_job_runs_once_on_a_pool_thread() {
+        let (pool, reports, _release) = pool(3, 64);
+        for job in 0..50 {
+            assert!(pool.submit(job).is_ok());
+        }
+        let mut seen: Vec<u32> = (0..50)
+            .map(|_| {
+                let (job, thread) = reports.recv_timeout(Duration::from_secs(30)).unwrap();
+                assert!(thread.starts_with("torsion-python-"), "{thread}");
+                job
+            })
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_blocked_job_does_not_hold_up_the_others() {
+        // One thread blocks in the "application"; the watchdog must wake a second one.
+        let (pool, reports, release) = pool(2, 64);
+        assert!(pool.submit(100).is_ok());
+        assert!(pool.submit(1).is_ok());
+        assert_eq!(reports.recv_timeout(Duration::from_secs(30)).unwrap().0, 1);
+        release.send(()).unwrap();
+        assert_eq!(
+            reports.recv_timeout(Duration::from_secs(30)).unwrap().0,
+            100
+        );
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_closed_pool_stops_taking_jobs() {
+        // The only thread is blocked, so queued jobs stay queued.
+        let (pool, reports, release) = pool(1, 2);
+        assert!(pool.submit(100).is_ok());
+        // Wait until the thread has taken the blocking job, so the queue is empty again.
+        while pool.shared.started.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        assert!(pool.submit(1).is_ok());
+        assert!(pool.submit(2).is_ok());
+        assert!(matches!(pool.submit(3), Err(Refused::Full(3))));
+        release.send(()).unwrap();
+        let mut seen: Vec<u32> = (0..3)
+            .map(|_| reports.recv_timeout(Duration::from_secs(30)).unwrap().0)
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [1, 2, 100]);
+        pool.shared.closed.store(true, Ordering::Relaxed);
+        assert!(matches!(pool.submit(4), Err(Refused::Closed(4))));
+    }
 }

@@ -1,5 +1,23 @@
 //! The bridge between the async server and Python: a pool of Python threads, and the
 //! per-request call of the application (PEP 3333, "Specification Details").
+//!
+//! Its rooms, leaves first: [`interpreter`] starts CPython (or joins it) and holds the
+//! errors before the first request; [`application`] finds and loads the application;
+//! [`environ`] builds the environ dict; [`input`] is `wsgi.input`; [`head`] checks a
+//! response head without Python; [`sender`] carries head and body to the connection;
+//! [`responder`] is the state machine `start_response`, `write` and the iterable share;
+//! [`start_response`] and [`streams`] are the Python objects the application sees. This
+//! module joins them into [`Bridge`], which runs them on the [`crate::pool`].
+
+pub(crate) mod application;
+pub(crate) mod environ;
+pub(crate) mod head;
+pub(crate) mod input;
+pub(crate) mod interpreter;
+pub(crate) mod responder;
+pub(crate) mod sender;
+pub(crate) mod start_response;
+pub(crate) mod streams;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,15 +31,17 @@ use pyo3::types::{PyList, PyString, PyTuple};
 use tokio::sync::oneshot;
 use torsion_endpoints::ConnectionInfo;
 
-use crate::body::ResponseBody;
-use crate::environ::{self, Constants};
-use crate::input::{Input, Waiting};
-use crate::interpreter::{Application, LoadError};
+use self::application::Application;
+use self::environ::Constants;
+use self::input::{Input, Waiting};
+use self::interpreter::{LoadError, describe};
+use self::responder::Responder;
+use self::sender::{ClientGone, Sender};
+use self::start_response::{StartResponse, body_chunk};
+use self::streams::{ErrorStream, FileWrapper};
+use crate::body::{ResponseBody, plain};
+use crate::config::ServerConfig;
 use crate::pool::{Pool, Refused, Run};
-use crate::response::{
-    ClientGone, ErrorStream, FileWrapper, Responder, Sender, StartResponse, body_chunk,
-};
-use crate::server::ServerConfig;
 
 /// One request handed to a Python thread.
 struct Job {
@@ -107,15 +127,6 @@ impl Bridge {
         request: http::Request<Incoming>,
         info: Arc<ConnectionInfo>,
     ) -> Response<ResponseBody> {
-        // ACME http-01 (RFC 8555 §8.3) is answered on plain-HTTP listeners before the app
-        // sees the request; a token this process is not waiting for goes to the app.
-        if info.tls.is_none()
-            && matches!(*request.method(), Method::GET | Method::HEAD)
-            && let Some(key_authorization) = torsion_endpoints::http01_answer(request.uri().path())
-        {
-            tracing::info!(peer = %info.peer, path = request.uri().path(), "answered an http-01 validation");
-            return http01_response(key_authorization);
-        }
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -232,7 +243,7 @@ impl Worker {
                 tracing::error!(
                     path = parts.uri.path(),
                     "cannot call the application: {}",
-                    crate::interpreter::describe(py, &err)
+                    describe(py, &err)
                 );
                 return;
             }
@@ -374,26 +385,6 @@ fn traceback(py: Python<'_>, err: &PyErr) -> String {
             .extract()
     })();
     formatted.unwrap_or_else(|_| err.to_string())
-}
-
-fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::full(Bytes::copy_from_slice(text.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// The key authorization, as RFC 8555 §8.3's example serves it.
-pub(crate) fn http01_response(key_authorization: String) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::full(Bytes::from(key_authorization)));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    response
 }
 
 fn too_large_response(limit: u64) -> Response<ResponseBody> {

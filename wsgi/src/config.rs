@@ -1,0 +1,47 @@
+//! The settings of a server: [`ServerConfig`], what `torsion web`'s flags set.
+
+use std::time::Duration;
+
+/// How the server behaves; [`ServerConfig::default`] gives the documented defaults.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Python threads running the application (at least 1). Default: 2 × CPU cores, at
+    /// least 4, so that requests waiting on I/O do not hold up the others.
+    pub threads: usize,
+    /// Largest request body accepted, in bytes; larger ones get 413 Content Too Large
+    /// (RFC 9110 §15.5.14). Default: 1 GiB.
+    pub max_body_size: u64,
+    /// Whether a 500 page shows the Python traceback (Twisted's `--display-tracebacks`).
+    /// Default: false; the traceback always goes to the log.
+    pub display_tracebacks: bool,
+    /// How long in-flight requests may run after a shutdown is asked for. Default: 30 s.
+    pub shutdown_timeout: Duration,
+    /// The value of `SERVER_SOFTWARE`. Default: `Torsion/<version>`.
+    pub server_software: String,
+    /// Whether several processes serve the same application (`wsgi.multiprocess`).
+    /// Default: false.
+    pub multiprocess: bool,
+    /// How long a Python thread waits for a client that has stopped sending the request
+    /// body or stopped reading the response before giving the request up. Default: 60 s.
+    pub client_timeout: Duration,
+    /// Requests that may wait for a free Python thread; beyond that, 503 Service
+    /// Unavailable with Retry-After (RFC 9110 §15.6.4). Default: 2048.
+    pub max_queued_requests: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ServerConfig {
+            threads: (2 * cores).max(4),
+            max_body_size: 1 << 30,
+            display_tracebacks: false,
+            shutdown_timeout: Duration::from_secs(30),
+            server_software: format!("Torsion/{}", env!("CARGO_PKG_VERSION")),
+            multiprocess: false,
+            client_timeout: Duration::from_secs(60),
+            max_queued_requests: 2048,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Serving HTTP/1.1 and HTTP/2 on any set of listeners, handing each request to the bridge.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use torsion_endpoints::Listener;
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use torsion_endpoints::ConnectionInfo;
+
+use crate::body::{ResponseBody, plain};
+use crate::bridge::Bridge;
+use crate::runtime::Heartbeat;
+
+/// The hyper connection builder [`serve`] uses: HTTP/1.1 with a 30 s header-read timeout
+/// (a client that has not sent a whole request head by then is disconnected), and HTTP/2
+/// by prior knowledge, both on tokio's timer. Public so that other servers on Torsion's
+/// stack (the benchmark's ceiling, `examples/ceiling.rs`) serve with the same settings.
+pub fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Accepts connections on every listener and serves them until `shutdown` completes, then
+/// stops accepting and lets in-flight requests finish within the configured timeout.
+///
+/// Each connection speaks HTTP/1.1 (and 1.0) or, when the client opens with the HTTP/2
+/// connection preface, HTTP/2 over cleartext (RFC 9113 §3.3, "prior knowledge"). A failed
+/// accept (such as running out of file descriptors) is logged and retried after a pause;
+/// it never stops the server.
+pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
+    let bridge = Arc::new(bridge);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let builder = Arc::new(connection_builder());
+
+    let heartbeat = Heartbeat::start();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut accepting = Vec::new();
+    for listener in listeners {
+        accepting.push(tokio::spawn(accept_loop(
+            listener,
+            bridge.clone(),
+            builder.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    shutdown.await;
+    drop(heartbeat);
+    let _ = stop_tx.send(true);
+    for task in accepting {
+        let _ = task.await;
+    }
+    let timeout = bridge.config().shutdown_timeout;
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: waiting up to {timeout:?} for requests in flight"
+    );
+    // The accept loops have ended, so this is the last reference.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return;
+    };
+    if tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after {timeout:?}; stopping anyway");
+    }
+}
+
+async fn accept_loop(
+    mut listener: Listener,
+    bridge: Arc<Bridge>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let endpoint = listener.endpoint().to_owned();
+    tracing::info!(%endpoint, address = %listener.local_addr(), "listening");
+    loop {
+        let connection = tokio::select! {
+            _ = async { drop(stop.wait_for(|stop| *stop).await) } => break,
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(err) => {
+                    tracing::error!(%endpoint, "accept failed: {err}; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let info = Arc::new(connection.info().clone());
+        let peer = info.peer.clone();
+        let bridge = bridge.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let bridge = bridge.clone();
+            let info = info.clone();
+            async move {
+                if let Some(answer) = http01(&request, &info) {
+                    return Ok::<_, Infallible>(answer);
+                }
+                Ok(bridge.handle(request, info).await)
+            }
+        });
+        let serving = builder
+            .serve_connection(TokioIo::new(connection), service)
+            .into_owned();
+        let serving = graceful.watch(serving);
+        // No span per connection: entering one on every poll cost 2% of a hello-world
+        // request; the peer is logged where something is worth logging.
+        tokio::spawn(async move {
+            if let Err(err) = serving.await {
+                tracing::debug!(%peer, "connection ended: {err}");
+            }
+        });
+    }
+    tracing::info!(%endpoint, "stopped listening");
+}
+
+/// Serves nothing but ACME http-01 answers (RFC 8555 §8.3) on `listeners` until `stop`
+/// resolves: `200` with the key authorization for a token this process is waiting for,
+/// `404` for every other request. What `torsion certs` runs on port 80 while it issues, so
+/// that no Python application is needed for a one-shot issuance.
+pub async fn serve_http01(listeners: Vec<Listener>, stop: impl Future<Output = ()>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut listener in listeners {
+        let builder = builder.clone();
+        tasks.spawn(async move {
+            while let Ok(connection) = listener.accept().await {
+                let service = hyper::service::service_fn(|request: hyper::Request<Incoming>| {
+                    let answer = torsion_endpoints::http01_answer(request.uri().path());
+                    async move {
+                        let response = answer.map_or_else(
+                            || plain(StatusCode::NOT_FOUND, "Not Found\n"),
+                            http01_response,
+                        );
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let serving = builder
+                    .serve_connection(TokioIo::new(connection), service)
+                    .into_owned();
+                tokio::spawn(serving);
+            }
+        });
+    }
+    stop.await;
+    tasks.abort_all();
+}
+
+/// Answers an ACME http-01 validation (RFC 8555 §8.3) on a plain-HTTP connection, before
+/// any resource sees the request: GET or HEAD of `/.well-known/acme-challenge/<token>` for
+/// a token this process is waiting for. Any other request (an unknown token included) is
+/// left to the site.
+fn http01(
+    request: &hyper::Request<Incoming>,
+    info: &ConnectionInfo,
+) -> Option<Response<ResponseBody>> {
+    if info.tls.is_some() || !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    let key_authorization = torsion_endpoints::http01_answer(request.uri().path())?;
+    tracing::info!(peer = %info.peer, path = request.uri().path(), "answered an http-01 validation");
+    Some(http01_response(key_authorization))
+}
+
+/// The key authorization, as RFC 8555 §8.3's example serves it.
+fn http01_response(key_authorization: String) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(bytes::Bytes::from(key_authorization)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}

@@ -281,7 +281,9 @@ mod tests {
         fn run(&self, py: pyo3::Python<'_>, job: u32) {
             if job >= 100 {
                 // A "blocked application": waits for the test to release it.
-                py.detach(|| drop(self.gate.lock().unwrap().recv()));
+                py.detach(|| {
+                    let _ = self.gate.lock().unwrap().recv();
+                });
             }
             let thread = std::thread::current().name().unwrap_or("").to_owned();
             drop(self.done.lock().unwrap().send((job, thread)));

@@ -7,13 +7,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
-use torsion_endpoints::{
-    AcmeEndpoint, AcmeManager, CertificateResolver, CertificateState, CertificateStore, Challenge,
-    Descriptor, Endpoint, NameStatus, challenge_listener, is_issuable_name,
+use torsion_endpoints::Endpoint;
+use torsion_endpoints::acme::{
+    AcmeSettings, CertificateDirectory, CertificateState, LETS_ENCRYPT, NameStatus,
 };
 use torsion_wsgi::{Application, Bridge, PythonOptions, ServerConfig};
 
@@ -147,18 +146,67 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(CONFIG_ERROR)
+        }
+    }
+}
+
+/// A configuration error: printed as `error: ...`, exit status 2.
+#[derive(Debug)]
+struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<torsion_endpoints::Error> for ConfigError {
+    fn from(err: torsion_endpoints::Error) -> ConfigError {
+        ConfigError(err.to_string())
+    }
+}
+
+impl From<torsion_wsgi::LoadError> for ConfigError {
+    fn from(err: torsion_wsgi::LoadError) -> ConfigError {
+        ConfigError(err.to_string())
+    }
+}
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> ConfigError {
+        ConfigError(message)
+    }
+}
+
+/// Runs the command; `Err` is a configuration error (exit status 2).
+fn run(cli: Cli) -> Result<ExitCode, ConfigError> {
     match cli.command {
         Command::Web(args) => web(args),
         Command::Certs(args) => certs(args),
     }
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(CONFIG_ERROR)
+/// A duration flag in seconds: 0 or more, or above 0 when `positive`.
+fn seconds(flag: &str, value: f64, positive: bool) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !positive || !d.is_zero())
+        .ok_or_else(|| {
+            let least = if positive { "above 0" } else { "0 or more" };
+            ConfigError(format!(
+                "{flag} {value} is not valid; expected a number of seconds, {least}"
+            ))
+        })
 }
 
-fn web(args: WebArgs) -> ExitCode {
+/// The endpoints of `--listen` (and the deprecated `--port`), all parsed before anything
+/// starts, so that a typo stops start-up with status 2.
+fn endpoints(args: &WebArgs) -> Result<Vec<Endpoint>, ConfigError> {
     let mut descriptors = args.listen.clone();
     if let Some(port) = &args.port {
         tracing::warn!("--port is deprecated; use --listen");
@@ -171,230 +219,134 @@ fn web(args: WebArgs) -> ExitCode {
     if descriptors.is_empty() {
         descriptors.push("tcp:8080".into());
     }
-    // Parse every descriptor before anything starts: a typo stops start-up with status 2.
-    let mut endpoints = Vec::new();
-    for text in &descriptors {
-        match Endpoint::parse(text) {
-            Ok(endpoint) => endpoints.push(endpoint),
-            Err(err) => return fail(err),
-        }
-    }
-    let seconds = |flag: &str, value: f64| {
-        Duration::try_from_secs_f64(value).map_err(|_| {
-            format!("{flag} {value} is not valid; expected a number of seconds, 0 or more")
-        })
-    };
-    let shutdown_timeout = match seconds("--shutdown-timeout", args.shutdown_timeout) {
-        Ok(timeout) => timeout,
-        Err(message) => return fail(message),
-    };
-    let client_timeout = match seconds("--client-timeout", args.client_timeout) {
-        Ok(timeout) if !timeout.is_zero() => timeout,
-        _ => {
-            return fail(format!(
-                "--client-timeout {} is not valid; expected a number of seconds above 0",
-                args.client_timeout
-            ));
-        }
-    };
+    Ok(descriptors
+        .iter()
+        .map(|text| Endpoint::parse(text))
+        .collect::<Result<_, _>>()?)
+}
 
-    let runtime = match torsion_wsgi::runtime_builder().build() {
-        Ok(runtime) => runtime,
-        Err(err) => return fail(format!("cannot start the async runtime: {err}")),
-    };
+/// The server's settings from the flags.
+fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
+    let mut config = ServerConfig::default();
+    if let Some(threads) = args.threads {
+        config.threads = usize::from(threads);
+    }
+    if let Some(max) = args.max_body_size {
+        config.max_body_size = max;
+    }
+    config.display_tracebacks = args.display_tracebacks;
+    config.shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout, false)?;
+    config.client_timeout = seconds("--client-timeout", args.client_timeout, true)?;
+    Ok(config)
+}
+
+fn web(args: WebArgs) -> Result<ExitCode, ConfigError> {
+    let endpoints = endpoints(&args)?;
+    let config = server_config(&args)?;
+    let runtime = torsion_wsgi::runtime_builder()
+        .build()
+        .map_err(|err| format!("cannot start the async runtime: {err}"))?;
     runtime.block_on(async move {
         // Our handlers first: CPython then leaves SIGINT alone.
-        let shutdown = match shutdown_signal() {
-            Ok(shutdown) => shutdown,
-            Err(err) => return fail(format!("cannot install signal handlers: {err}")),
-        };
-        if let Err(err) = torsion_wsgi::initialize(&PythonOptions::new(args.pythonpath.clone())) {
-            return fail(err);
-        }
+        let shutdown =
+            shutdown_signal().map_err(|err| format!("cannot install signal handlers: {err}"))?;
+        torsion_wsgi::initialize(&PythonOptions::new(args.pythonpath.clone()))?;
         let application = match &args.wsgi {
-            Some(name) => Application::load(name),
-            None => Application::demo(),
+            Some(name) => Application::load(name)?,
+            None => Application::demo()?,
         };
-        let application = match application {
-            Ok(application) => application,
-            Err(err) => return fail(err),
-        };
-        let mut config = ServerConfig::default();
-        if let Some(threads) = args.threads {
-            config.threads = usize::from(threads);
-        }
-        if let Some(max) = args.max_body_size {
-            config.max_body_size = max;
-        }
-        config.display_tracebacks = args.display_tracebacks;
-        config.shutdown_timeout = shutdown_timeout;
-        config.client_timeout = client_timeout;
         tracing::info!(
             application = application.name(),
             threads = config.threads,
             "starting"
         );
-        let bridge = match Bridge::new(application, config) {
-            Ok(bridge) => bridge,
-            Err(err) => return fail(err),
-        };
+        let bridge = Bridge::new(application, config)?;
         let mut listeners = Vec::new();
         for endpoint in &endpoints {
-            match endpoint.listen().await {
-                Ok(listener) => listeners.push(listener),
-                Err(err) => return fail(err),
-            }
+            listeners.push(endpoint.listen().await?);
         }
         torsion_wsgi::serve(bridge, listeners, shutdown).await;
         tracing::info!("stopped");
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     })
 }
 
-fn certs(args: CertsArgs) -> ExitCode {
-    // The options are the descriptor keywords: build `txacme:` keyword arguments from them
-    // and let the endpoints crate check them exactly as it checks a --listen descriptor.
-    let mut descriptor = Descriptor::new("txacme").with_arg(args.path.to_string_lossy());
-    for (key, value) in [
-        ("directory", args.directory.clone()),
-        ("email", args.email.clone()),
-        (
-            "cacert",
-            args.cacert
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned()),
-        ),
-        ("challenge", args.challenge.clone()),
-        ("domains", args.domains.clone()),
-        ("timeout", args.timeout.clone()),
+/// The ACME settings from `torsion certs`' options, checked as the keywords of the same
+/// names are.
+fn acme_settings(args: &CertsArgs) -> Result<AcmeSettings, ConfigError> {
+    let mut settings = AcmeSettings::new(LETS_ENCRYPT);
+    let cacert = args
+        .cacert
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    for (setting, value) in [
+        ("directory", &args.directory),
+        ("email", &args.email),
+        ("cacert", &cacert),
+        ("challenge", &args.challenge),
+        ("domains", &args.domains),
+        ("timeout", &args.timeout),
     ] {
         if let Some(value) = value {
-            descriptor = descriptor.with_kwarg(key, value);
+            settings
+                .set(setting, value)
+                .map_err(|err| format!("--{err}"))?;
         }
     }
-    let default_listen = match args
-        .challenge
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("http-01") => "tcp:80",
-        _ => "tcp:443",
+    Ok(settings)
+}
+
+fn certs(args: CertsArgs) -> Result<ExitCode, ConfigError> {
+    let settings = acme_settings(&args)?;
+    let names = match &args.action {
+        CertsAction::Status => {
+            let directory = CertificateDirectory::open_existing(&args.path, settings)?;
+            print!("{}", status_table(&directory.status(), SystemTime::now()));
+            return Ok(ExitCode::SUCCESS);
+        }
+        CertsAction::Issue { names } => Some(names),
+        CertsAction::Renew => None,
     };
-    let listen = args.listen.clone().unwrap_or_else(|| default_listen.into());
-    let endpoint = match Endpoint::parse(
-        &descriptor
-            .with_inner(&match Descriptor::parse(&listen) {
-                Ok(inner) => inner,
-                Err(err) => return fail(err),
-            })
-            .to_string(),
-    ) {
-        Ok(endpoint) => endpoint,
-        Err(err) => return fail(err),
+    let directory = CertificateDirectory::open(&args.path, settings)?;
+    let listen = match &args.listen {
+        Some(text) => Endpoint::parse(text)?,
+        None => directory.default_listen(),
     };
-    let Some(acme) = endpoint.downcast_ref::<AcmeEndpoint>() else {
-        return fail("internal error: txacme: did not parse as an ACME endpoint");
-    };
-    if matches!(args.action, CertsAction::Status) && !acme.path().is_dir() {
-        return fail(format!("{}: not a directory", acme.path().display()));
-    }
-    if let CertsAction::Issue { names } = &args.action
-        && let Some(bad) = names.iter().find(|n| !is_issuable_name(n))
-    {
-        return fail(format!(
-            "{bad:?} is not a host name that can be issued (such as www.example.com; no wildcards)"
-        ));
-    }
-    let store = match CertificateStore::open(acme.path()) {
-        Ok(store) => store,
-        Err(err) => return fail(format!("{}: {err}", acme.path().display())),
-    };
-    let resolver = Arc::new(CertificateResolver::new());
-    let manager = match AcmeManager::new(store, acme.settings().clone(), resolver.clone()) {
-        Ok(manager) => manager,
-        Err(err) => return fail(err),
-    };
-    if let CertsAction::Status = args.action {
-        print!("{}", status_table(&manager.status(), SystemTime::now()));
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => return fail(format!("cannot start the async runtime: {err}")),
-    };
-    runtime.block_on(async move {
-        if matches!(args.action, CertsAction::Renew) && manager.due_names().await.is_empty() {
-            // Nothing to answer challenges for: do not bind the port at all.
-            println!(
-                "nothing to do: every certificate in {} is current",
-                manager.store().path().display()
-            );
-            return ExitCode::SUCCESS;
+        .map_err(|err| format!("cannot start the async runtime: {err}"))?;
+    let outcomes = runtime.block_on(async {
+        match names {
+            Some(names) => directory.issue(names, &listen).await,
+            None => directory.renew(&listen).await,
         }
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        match acme.settings().challenge {
-            Challenge::TlsAlpn01 => {
-                let mut listener = match challenge_listener(acme.inner(), resolver.clone()).await {
-                    Ok(listener) => listener,
-                    Err(err) => return fail(err),
-                };
-                // Validations are answered inside the handshake; anything else is dropped.
-                tokio::spawn(async move { while listener.accept().await.is_ok() {} });
-            }
-            Challenge::Http01 => {
-                let listener = match acme.inner().listen().await {
-                    Ok(listener) => listener,
-                    Err(err) => return fail(err),
-                };
-                tokio::spawn(torsion_wsgi::serve_http01(vec![listener], async move {
-                    let _ = stop_rx.await;
-                }));
+    })?;
+    if outcomes.is_empty() {
+        println!(
+            "nothing to do: every certificate in {} is current",
+            directory.path().display()
+        );
+    }
+    let mut failed = false;
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(facts) => println!(
+                "{name}: issued by {}, valid until {} ({} days)",
+                facts.issuer,
+                utc(facts.not_after),
+                facts.days_left(SystemTime::now())
+            ),
+            Err(err) => {
+                failed = true;
+                eprintln!("error: {err}");
             }
         }
-        let outcomes = match &args.action {
-            CertsAction::Issue { names } => {
-                let mut outcomes = Vec::new();
-                for name in names {
-                    outcomes.push((
-                        name.clone(),
-                        manager.issue(&name.to_ascii_lowercase()).await,
-                    ));
-                }
-                outcomes
-            }
-            _ => manager.renew_due().await,
-        };
-        let _ = stop_tx.send(());
-        if outcomes.is_empty() {
-            println!(
-                "nothing to do: every certificate in {} is current",
-                manager.store().path().display()
-            );
-        }
-        let mut failed = false;
-        for (name, outcome) in outcomes {
-            match outcome {
-                Ok(facts) => println!(
-                    "{name}: issued by {}, valid until {} ({} days)",
-                    facts.issuer,
-                    utc(facts.not_after),
-                    facts.days_left(SystemTime::now())
-                ),
-                Err(err) => {
-                    failed = true;
-                    eprintln!("error: {err}");
-                }
-            }
-        }
-        if failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -156,6 +156,43 @@ pub enum Error {
         reason: String,
     },
 
+    /// A certificate or private key cannot be used: a file that cannot be read, holds no
+    /// key or no certificate in PEM form, or no certificate matching its key.
+    #[error("{subject}: {reason}")]
+    Certificate {
+        /// The file (or the host name) at fault.
+        subject: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A name given to a certificate table or an ACME operation is not of an accepted
+    /// form (RFC 1123 host names; wildcards `*.example.com`; `DEFAULT`).
+    #[error("{name:?} is not {expected}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What would be accepted.
+        expected: String,
+    },
+
+    /// A setting given as a value (from a configuration file or a command-line flag rather
+    /// than a descriptor) is not acceptable.
+    #[error("{setting} {value:?} is not valid; expected {expected}")]
+    InvalidSetting {
+        /// The setting's name, as the descriptor keyword (`email`, `timeout`, ...).
+        setting: String,
+        /// The value as given.
+        value: String,
+        /// What would be accepted.
+        expected: String,
+    },
+
+    /// rustls refused a TLS configuration (a build defect: the protocol versions are
+    /// fixed by this crate).
+    #[error("cannot configure TLS: {0}")]
+    TlsConfig(String),
+
     /// Getting or renewing a certificate over ACME failed (RFC 8555); the certificate in
     /// service, if any, stays in service.
     #[error("ACME: {name}: {message}")]

@@ -41,16 +41,36 @@
 //! | `unix:address[:mode][:backlog][:lockfile]` | address, mode, backlog, lockfile | 666, 50, 1 |
 //! | `systemd:domain[:index][:name]` | domain, index, name | exactly one of index and name |
 //! | `ssl:port:privateKey=[:certKey=][:extraCertChain=]...` | port, privateKey, certKey, sslmethod, interface, backlog, extraCertChain, dhParameters | `server.pem`, certKey = privateKey |
+//! | `txsni:DIR:<inner descriptor>` | DIR, then any descriptor | none; `DIR/<host>.pem`, `DEFAULT.pem` |
+//! | `tls:DIR[:port][:interface][:backlog]` | DIR, port, interface, backlog | port 443; names from each file's subjectAltName |
+//! | `txacme:DIR[:directory=][:email=][:cacert=][:challenge=][:domains=][:timeout=]:<inner>` | DIR, then any descriptor | Let's Encrypt, tls-alpn-01, 120 s |
+//! | `le:DIR:...:<inner>` | as `txacme:` | Let's Encrypt production |
+//! | `lets:DIR:...:<inner>` | as `txacme:` | Let's Encrypt staging |
 //!
-//! See [`TcpEndpoint`], [`UnixEndpoint`], [`SystemdEndpoint`] and [`SslEndpoint`] for each
-//! kind's behaviour, [`TxsniEndpoint`] and [`TlsDirEndpoint`] for certificate directories,
-//! and [`AcmeEndpoint`] (`txacme:`, `le:`, `lets:`) for certificates obtained over ACME v2
-//! (RFC 8555) and kept fresh by an [`AcmeManager`]; an HTTP server answers http-01
-//! challenges through [`http01_answer`]. TLS kinds share one [`CertificateResolver`] design (exact name, then
-//! wildcard, then DEFAULT) and fill [`TlsInfo`] (SNI, ALPN, version) on each connection.
-//! More kinds plug in through [`Registry::register`] and [`EndpointKind`], including kinds
-//! that wrap an inner descriptor (`txsni:/certs:tcp:443`), through
-//! [`Arguments::into_inner_endpoint`].
+//! See [`kinds`] for `tcp:`, `tcp6:`, `unix:` and `systemd:`; [`tls`] (feature `tls`) for
+//! `ssl:`, `txsni:` and `tls:`, the certificate resolver (exact name, then wildcard, then
+//! DEFAULT) and the TLS listener; [`acme`] (feature `acme`) for `txacme:`, `le:` and
+//! `lets:`, certificates obtained over ACME v2 (RFC 8555) and kept fresh, the http-01
+//! answers an HTTP server gives, and the one-shot operations behind `torsion certs`.
+//! TLS kinds fill [`TlsInfo`] (SNI, ALPN, version) on each connection. More kinds plug in
+//! through [`Registry::register`] and [`plugin::EndpointKind`], including kinds that wrap an
+//! inner descriptor (`txsni:/certs:tcp:443`), through [`plugin::Arguments::into_inner_endpoint`].
+//!
+//! # Features
+//!
+//! - `tls` (default): `ssl:`, `txsni:`, `tls:` with rustls, tokio-rustls, notify and
+//!   x509-parser.
+//! - `acme` (default; implies `tls`): `txacme:`, `le:`, `lets:` with instant-acme, rcgen and
+//!   hyper.
+//!
+//! With `default-features = false` only `tcp:`, `tcp6:`, `unix:` and `systemd:` are built,
+//! and none of the TLS or ACME dependencies are compiled.
+//!
+//! # Accepting
+//!
+//! [`Listener::next_connection`] is the one accept policy: it skips connections that
+//! failed before they were accepted, waits out descriptor exhaustion, and never returns an
+//! error, so an accept loop is `loop { let c = listener.next_connection().await; ... }`.
 //!
 //! # Deliberate differences from Twisted
 //!
@@ -84,7 +104,7 @@
 //! let mut listener = endpoint.listen().await?;
 //! println!("listening on {} ({})", listener.local_addr(), endpoint);
 //! loop {
-//!     let mut connection = listener.accept().await?;
+//!     let mut connection = listener.next_connection().await;
 //!     tokio::spawn(async move {
 //!         let (mut reader, mut writer) = tokio::io::split(&mut connection);
 //!         let _ = tokio::io::copy(&mut reader, &mut writer).await;
@@ -95,36 +115,31 @@
 
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
-mod acme;
 mod descriptor;
 mod error;
 mod listener;
 mod registry;
-mod ssl;
 mod systemd;
 mod tcp;
-mod tls;
-mod tlsdir;
-mod txsni;
 mod unix;
 
-pub use acme::{
-    ACCOUNT_KEY_FILE, AcmeEndpoint, AcmeManager, AcmeSettings, CHECK_EVERY, CertificateFacts,
-    CertificateState, CertificateStore, Challenge, DEFAULT_TIMEOUT, HTTP01_PATH_PREFIX,
-    KEYWORDS as ACME_KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING, LOCK_FILE, NameStatus,
-    challenge_listener, http01_answer, http01_key_authorization, is_issuable_name, take_settings,
-};
+pub mod kinds;
+
+#[cfg(feature = "tls")]
+pub mod tls;
+
+#[cfg(feature = "acme")]
+pub mod acme;
+
 pub use descriptor::{Descriptor, quote};
 pub use error::{Error, Result};
-pub use listener::{Accept, Address, Connection, ConnectionInfo, Io, Listener, TlsInfo};
-pub use registry::{Arguments, Bound, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
-pub use ssl::SslEndpoint;
-pub use systemd::{SocketDomain, SocketSelector, SystemdEndpoint};
-pub use tcp::TcpEndpoint;
-pub use tls::{
-    ACME_TLS_ALPN, CertificateResolver, DEFAULT_NAME, MinimumVersion, TlsAccept,
-    load_certified_key, server_config,
-};
-pub use tlsdir::TlsDirEndpoint;
-pub use txsni::TxsniEndpoint;
-pub use unix::UnixEndpoint;
+pub use listener::{Address, Connection, ConnectionInfo, Listener, TlsInfo};
+pub use registry::{Endpoint, Registry};
+
+/// What a plugin kind implements and uses: the [`EndpointKind`](plugin::EndpointKind) that
+/// parses a descriptor's arguments into an endpoint, the [`ServerEndpoint`](plugin::ServerEndpoint)
+/// it produces, and the [`Accept`](plugin::Accept) half of its listener.
+pub mod plugin {
+    pub use crate::listener::{Accept, Io};
+    pub use crate::registry::{Arguments, Bound, BoxFuture, EndpointKind, ServerEndpoint};
+}

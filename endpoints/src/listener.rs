@@ -207,6 +207,42 @@ impl AsyncWrite for Connection {
     }
 }
 
+/// How long to wait before accepting again after `err` (see [`Listener::next_connection`]):
+/// `None` to go on at once.
+fn pause_after(err: &io::Error) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    const EXHAUSTED: [i32; 4] = [
+        libc_errno::EMFILE,
+        libc_errno::ENFILE,
+        libc_errno::ENOBUFS,
+        libc_errno::ENOMEM,
+    ];
+    match err.kind() {
+        io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::Interrupted
+        | io::ErrorKind::PermissionDenied => None,
+        _ if err.raw_os_error() == Some(libc_errno::EPROTO) => None,
+        _ if err
+            .raw_os_error()
+            .is_some_and(|code| EXHAUSTED.contains(&code)) =>
+        {
+            Some(Duration::from_millis(100))
+        }
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
+/// The errno values the accept policy names, from rustix (no libc dependency).
+mod libc_errno {
+    pub(super) const EMFILE: i32 = rustix::io::Errno::MFILE.raw_os_error();
+    pub(super) const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
+    pub(super) const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
+    pub(super) const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
+    pub(super) const EPROTO: i32 = rustix::io::Errno::PROTO.raw_os_error();
+}
+
 /// The accepting half of a listener, implemented by each kind.
 pub trait Accept: Send + 'static {
     /// Polls for the next connection.
@@ -252,6 +288,35 @@ impl Listener {
         poll_fn(|cx| self.accept.poll_accept(cx)).await
     }
 
+    /// Waits for the next connection under the crate's one accept policy, so that no
+    /// accept loop has to decide what a failed accept means, and none dies of one:
+    ///
+    /// - a connection that failed before it was accepted (`ECONNABORTED`, `ECONNRESET`,
+    ///   `EPROTO`, `EPERM` from a firewall, `EINTR`) is skipped, logged at debug level;
+    /// - running out of something (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) is logged as an
+    ///   error, waited out for 100 ms (connections in flight close and free descriptors),
+    ///   and retried: the pending connections stay in the kernel's queue meanwhile;
+    /// - any other error is logged and retried after 1 s.
+    ///
+    /// The same policy as axum's `handle_accept_error`, with the exhaustion wait of
+    /// hyper's and tokio's examples. Cancel-safe: dropping the future loses no connection.
+    pub async fn next_connection(&mut self) -> Connection {
+        loop {
+            match self.accept().await {
+                Ok(connection) => return connection,
+                Err(err) => match pause_after(&err) {
+                    None => {
+                        tracing::debug!(endpoint = %self.endpoint, "a connection failed before it was accepted: {err}");
+                    }
+                    Some(pause) => {
+                        tracing::error!(endpoint = %self.endpoint, "accept failed: {err}; retrying in {pause:?}");
+                        tokio::time::sleep(pause).await;
+                    }
+                },
+            }
+        }
+    }
+
     /// Polls for the next connection.
     pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
         self.accept.poll_accept(cx)
@@ -265,5 +330,46 @@ impl Listener {
     /// The canonical descriptor of the endpoint this listener was opened for.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_accept_policy_skips_failed_connections_and_waits_out_exhaustion() {
+        let os = |errno: rustix::io::Errno| io::Error::from_raw_os_error(errno.raw_os_error());
+        for skipped in [
+            rustix::io::Errno::CONNABORTED,
+            rustix::io::Errno::CONNRESET,
+            rustix::io::Errno::PROTO,
+            rustix::io::Errno::PERM,
+            rustix::io::Errno::INTR,
+        ] {
+            assert_eq!(pause_after(&os(skipped)), None, "{skipped:?}");
+        }
+        for exhausted in [
+            rustix::io::Errno::MFILE,
+            rustix::io::Errno::NFILE,
+            rustix::io::Errno::NOBUFS,
+            rustix::io::Errno::NOMEM,
+        ] {
+            assert_eq!(
+                pause_after(&os(exhausted)),
+                Some(Duration::from_millis(100)),
+                "{exhausted:?}"
+            );
+        }
+        assert_eq!(
+            pause_after(&os(rustix::io::Errno::BADF)),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            pause_after(&io::Error::other("odd")),
+            Some(Duration::from_secs(1))
+        );
     }
 }

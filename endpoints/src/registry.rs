@@ -60,7 +60,8 @@ pub trait ServerEndpoint: fmt::Debug + Any + Send + Sync {
 /// equal when their canonical descriptors are.
 ///
 /// ```
-/// use torsion_endpoints::{Endpoint, TcpEndpoint};
+/// use torsion_endpoints::Endpoint;
+/// use torsion_endpoints::kinds::TcpEndpoint;
 /// let endpoint: Endpoint = "TCP:port=8080:interface=127.0.0.1:backlog=50".parse().unwrap();
 /// assert_eq!(endpoint.kind(), "tcp");
 /// assert_eq!(endpoint.to_string(), "tcp:8080:interface=127.0.0.1");
@@ -139,11 +140,14 @@ impl std::str::FromStr for Endpoint {
 
 /// The endpoint kinds known by prefix.
 ///
-/// [`Registry::default`] holds the built-in kinds (`tcp`, `tcp6`, `unix`, `systemd`, `ssl`, `txsni`, `tls`);
+/// [`Registry::default`] holds the built-in kinds: `tcp`, `tcp6`, `unix` and `systemd`;
+/// with feature `tls`, `ssl`, `txsni` and `tls`; with feature `acme`, `txacme`, `le` and
+/// `lets`.
 /// [`Registry::register`] adds more or replaces one.
 ///
 /// ```
-/// use torsion_endpoints::{Arguments, Endpoint, EndpointKind, Registry, Result};
+/// use torsion_endpoints::plugin::{Arguments, EndpointKind};
+/// use torsion_endpoints::{Endpoint, Registry, Result};
 ///
 /// /// `local:PORT` is `tcp:PORT:interface=127.0.0.1`.
 /// struct Local;
@@ -164,23 +168,6 @@ impl std::str::FromStr for Endpoint {
 #[derive(Clone)]
 pub struct Registry {
     kinds: BTreeMap<String, Arc<dyn EndpointKind>>,
-}
-
-impl Default for Registry {
-    fn default() -> Registry {
-        let mut registry = Registry::empty();
-        registry.register(crate::tcp::TcpKind);
-        registry.register(crate::tcp::Tcp6Kind);
-        registry.register(crate::unix::UnixKind);
-        registry.register(crate::systemd::SystemdKind);
-        registry.register(crate::ssl::SslKind);
-        registry.register(crate::txsni::TxsniKind);
-        registry.register(crate::tlsdir::TlsDirKind);
-        registry.register(crate::acme::AcmeKind::TXACME);
-        registry.register(crate::acme::AcmeKind::LE);
-        registry.register(crate::acme::AcmeKind::LETS);
-        registry
-    }
 }
 
 impl fmt::Debug for Registry {

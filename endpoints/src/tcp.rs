@@ -240,6 +240,7 @@ impl Accept for TcpAccept {
 
 /// The TCP part of a kind that runs on TCP (`ssl:`, `tls:`): `port` (required, or
 /// `default_port`), `backlog` and `interface` (any IP address) from `bound`.
+#[cfg(feature = "tls")]
 pub(crate) fn tcp_from_bound(
     bound: &crate::registry::Bound,
     default_port: Option<u16>,

@@ -1,11 +1,13 @@
 //! `txacme:`, `le:` and `lets:` descriptors: what they take, what they pass on to the inner
 //! endpoint, how they print, and the errors they give.
 
+#![cfg(feature = "acme")]
+
 use std::time::Duration;
 
-use torsion_endpoints::{
-    AcmeEndpoint, Challenge, Endpoint, Error, LETS_ENCRYPT, LETS_ENCRYPT_STAGING, TcpEndpoint,
-};
+use torsion_endpoints::acme::{AcmeEndpoint, Challenge, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
+use torsion_endpoints::kinds::TcpEndpoint;
+use torsion_endpoints::{Endpoint, Error};
 
 fn acme(text: &str) -> AcmeEndpoint {
     let endpoint = Endpoint::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));

@@ -66,7 +66,7 @@ proptest! {
     #[test]
     fn a_quoted_path_is_one_unix_address(path in "/[^\0]{1,40}") {
         let endpoint = Endpoint::parse(&format!("unix:{}", quote(&path))).unwrap();
-        let unix = endpoint.downcast_ref::<torsion_endpoints::UnixEndpoint>().unwrap();
+        let unix = endpoint.downcast_ref::<torsion_endpoints::kinds::UnixEndpoint>().unwrap();
         prop_assert_eq!(unix.path(), std::path::Path::new(&path));
     }
 }

@@ -1,6 +1,8 @@
 //! `ssl:` with real TLS clients: certificates made at test time with rcgen (and openssl for
 //! a PKCS#1 RSA key), a rustls client checking the chain against the test CA, and curl.
 
+#![cfg(feature = "tls")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

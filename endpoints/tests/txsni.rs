@@ -1,6 +1,8 @@
 //! `txsni:` with real handshakes from `openssl s_client`: the certificate per server name,
 //! DEFAULT, case folding, wildcards, and files replaced or broken while serving.
 
+#![cfg(feature = "tls")]
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,8 +46,8 @@ fn served(port: u16, server_name: Option<&str>) -> String {
 
 fn accept_forever(mut listener: Listener) {
     tokio::spawn(async move {
-        while let Ok(connection) = listener.accept().await {
-            drop(connection);
+        loop {
+            drop(listener.next_connection().await);
         }
     });
 }

@@ -147,14 +147,7 @@ fn main() {
         let builder = std::sync::Arc::new(torsion_wsgi::connection_builder());
         let body_64k = Bytes::from(vec![b'x'; 64 * 1024]);
         loop {
-            let connection = match listener.accept().await {
-                Ok(connection) => connection,
-                Err(err) => {
-                    eprintln!("accept: {err}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let connection = listener.next_connection().await;
             let body_64k = body_64k.clone();
             let service = hyper::service::service_fn(move |request| {
                 let body_64k = body_64k.clone();

@@ -59,4 +59,4 @@ pub use bridge::application::Application;
 pub use bridge::interpreter::{LoadError, PythonOptions, initialize};
 pub use config::ServerConfig;
 pub use runtime::{Heartbeat, runtime_builder};
-pub use serve::{connection_builder, serve, serve_http01};
+pub use serve::{connection_builder, serve};

@@ -11,10 +11,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use torsion_endpoints::Listener;
 
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderValue, Method, Response, header};
 use torsion_endpoints::ConnectionInfo;
 
-use crate::body::{ResponseBody, plain};
+use crate::body::ResponseBody;
 use crate::bridge::Bridge;
 use crate::runtime::Heartbeat;
 
@@ -36,9 +36,9 @@ pub fn connection_builder() -> auto::Builder<TokioExecutor> {
 /// stops accepting and lets in-flight requests finish within the configured timeout.
 ///
 /// Each connection speaks HTTP/1.1 (and 1.0) or, when the client opens with the HTTP/2
-/// connection preface, HTTP/2 over cleartext (RFC 9113 §3.3, "prior knowledge"). A failed
-/// accept (such as running out of file descriptors) is logged and retried after a pause;
-/// it never stops the server.
+/// connection preface, HTTP/2 over cleartext (RFC 9113 §3.3, "prior knowledge"). Accepting
+/// follows `torsion-endpoints`' one policy (`Listener::next_connection`): a failed accept
+/// is logged and retried, and never stops the server.
 pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
     let bridge = Arc::new(bridge);
     let graceful = Arc::new(GracefulShutdown::new());
@@ -91,14 +91,7 @@ async fn accept_loop(
     loop {
         let connection = tokio::select! {
             _ = async { drop(stop.wait_for(|stop| *stop).await) } => break,
-            accepted = listener.accept() => match accepted {
-                Ok(connection) => connection,
-                Err(err) => {
-                    tracing::error!(%endpoint, "accept failed: {err}; retrying in 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            connection = listener.next_connection() => connection,
         };
         let info = Arc::new(connection.info().clone());
         let peer = info.peer.clone();
@@ -128,38 +121,6 @@ async fn accept_loop(
     tracing::info!(%endpoint, "stopped listening");
 }
 
-/// Serves nothing but ACME http-01 answers (RFC 8555 §8.3) on `listeners` until `stop`
-/// resolves: `200` with the key authorization for a token this process is waiting for,
-/// `404` for every other request. What `torsion certs` runs on port 80 while it issues, so
-/// that no Python application is needed for a one-shot issuance.
-pub async fn serve_http01(listeners: Vec<Listener>, stop: impl Future<Output = ()>) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for mut listener in listeners {
-        let builder = builder.clone();
-        tasks.spawn(async move {
-            while let Ok(connection) = listener.accept().await {
-                let service = hyper::service::service_fn(|request: hyper::Request<Incoming>| {
-                    let answer = torsion_endpoints::http01_answer(request.uri().path());
-                    async move {
-                        let response = answer.map_or_else(
-                            || plain(StatusCode::NOT_FOUND, "Not Found\n"),
-                            http01_response,
-                        );
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let serving = builder
-                    .serve_connection(TokioIo::new(connection), service)
-                    .into_owned();
-                tokio::spawn(serving);
-            }
-        });
-    }
-    stop.await;
-    tasks.abort_all();
-}
-
 /// Answers an ACME http-01 validation (RFC 8555 §8.3) on a plain-HTTP connection, before
 /// any resource sees the request: GET or HEAD of `/.well-known/acme-challenge/<token>` for
 /// a token this process is waiting for. Any other request (an unknown token included) is
@@ -171,7 +132,7 @@ fn http01(
     if info.tls.is_some() || !matches!(*request.method(), Method::GET | Method::HEAD) {
         return None;
     }
-    let key_authorization = torsion_endpoints::http01_answer(request.uri().path())?;
+    let key_authorization = torsion_endpoints::acme::http01_answer(request.uri().path())?;
     tracing::info!(peer = %info.peer, path = request.uri().path(), "answered an http-01 validation");
     Some(http01_response(key_authorization))
 }

@@ -1,5 +1,6 @@
 //! Answering ACME challenges: the process-wide http-01 table that an HTTP server consults,
-//! and the tls-alpn-01 validation certificates every `CertificateResolver` serves.
+//! and the tls-alpn-01 table of validation certificates every `CertificateResolver`
+//! serves to handshakes offering `acme-tls/1`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -7,7 +8,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::sign::CertifiedKey;
 
-use crate::tls::{remove_tls_alpn01, set_tls_alpn01};
+use crate::tls::{answer_validations_from, normalise};
 
 /// The path below which an ACME server fetches http-01 key authorizations (RFC 8555 §8.3):
 /// `GET /.well-known/acme-challenge/<token>`.
@@ -32,6 +33,40 @@ pub fn http01_key_authorization(token: &str) -> Option<String> {
 /// `Some(key authorization)`; `None` for every other path.
 pub fn http01_answer(path: &str) -> Option<String> {
     http01_key_authorization(path.strip_prefix(HTTP01_PATH_PREFIX)?)
+}
+
+/// RFC 8737 validation certificates of this process, by host name: served by every
+/// resolver, so that any TLS listener the ACME server reaches (an IPv4 and an IPv6 one, say)
+/// answers, but only to a ClientHello that offers ALPN `acme-tls/1`; such a handshake never
+/// gets an ordinary certificate.
+static TLS_ALPN01: LazyLock<RwLock<HashMap<String, Arc<CertifiedKey>>>> =
+    LazyLock::new(Default::default);
+
+/// The validation certificate for `name` (already normalised), for the resolvers.
+fn validation_for(name: &str) -> Option<Arc<CertifiedKey>> {
+    TLS_ALPN01.read().ok()?.get(name).cloned()
+}
+
+/// Serves `key` to tls-alpn-01 validation handshakes for `name` on every TLS listener of
+/// the process (RFC 8737 §3).
+///
+/// # Errors
+/// A message when `name` is not a host name (wildcards cannot be validated this way).
+fn set_tls_alpn01(name: &str, key: Arc<CertifiedKey>) -> Result<(), String> {
+    let name = normalise(name)
+        .ok_or_else(|| format!("{name:?} is not a host name for a tls-alpn-01 challenge"))?;
+    answer_validations_from(validation_for);
+    if let Ok(mut table) = TLS_ALPN01.write() {
+        table.insert(name, key);
+    }
+    Ok(())
+}
+
+/// Stops answering tls-alpn-01 validations for `name`.
+fn remove_tls_alpn01(name: &str) {
+    if let (Some(name), Ok(mut table)) = (normalise(name), TLS_ALPN01.write()) {
+        table.remove(&name);
+    }
 }
 
 /// A challenge being answered; dropping it stops answering.
@@ -91,6 +126,36 @@ fn validation_certificate(name: &str, digest: &[u8]) -> Result<CertifiedKey, Str
         .load_private_key(der)
         .map_err(|e| format!("tls-alpn-01 key for {name}: {e}"))?;
     Ok(CertifiedKey::new(vec![certificate.der().clone()], signing))
+}
+
+/// Serves one plain-HTTP/1.1 connection with nothing but http-01 answers: `200` with the
+/// key authorization for a token this process is waiting for, `404` for any other request.
+/// What [`CertificateDirectory`](super::CertificateDirectory) runs on port 80 while it
+/// issues, so that no web server is needed for a one-shot issuance.
+pub(crate) async fn serve_http01(connection: crate::listener::Connection) {
+    let service = hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| {
+        let answer = http01_answer(request.uri().path());
+        async move {
+            let (status, body, content_type) = match answer {
+                Some(key_authorization) => (200, key_authorization, "application/octet-stream"),
+                None => (404, "Not Found\n".to_owned(), "text/plain; charset=utf-8"),
+            };
+            http::Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30));
+    if let Err(err) = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(connection), service)
+        .await
+    {
+        tracing::debug!("http-01 connection ended: {err}");
+    }
 }
 
 #[cfg(test)]

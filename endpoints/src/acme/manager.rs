@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use instant_acme::{
-    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
-    OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, Identifier, NewOrder, OrderStatus,
+    RetryPolicy,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -18,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::challenge::Provisioned;
 use super::client::{AcmeHttp, RetryAfter};
+use super::settings::{AcmeSettings, Challenge};
 use super::store::{CertificateFacts, CertificateState, CertificateStore};
 use crate::error::{Error, Result};
 use crate::tls::{Assembly, CertificateResolver, assemble};
@@ -30,88 +30,6 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(10);
 const BACKOFF_CAP: Duration = Duration::from_secs(3600);
 /// The longest any one HTTP request to the ACME server may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The challenge type used to prove control of a name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Challenge {
-    /// RFC 8737: answered on the TLS listener itself, by a validation certificate served to
-    /// handshakes offering ALPN `acme-tls/1`. Needs the listener reachable on port 443.
-    TlsAlpn01,
-    /// RFC 8555 §8.3: answered at `/.well-known/acme-challenge/<token>` by the plain-HTTP
-    /// listeners of the process (see [`http01_answer`](crate::http01_answer)). Needs one
-    /// reachable on port 80.
-    Http01,
-}
-
-impl Challenge {
-    /// The name used in descriptors and by ACME: `tls-alpn-01` or `http-01`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Challenge::TlsAlpn01 => "tls-alpn-01",
-            Challenge::Http01 => "http-01",
-        }
-    }
-
-    fn acme_type(self) -> ChallengeType {
-        match self {
-            Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
-            Challenge::Http01 => ChallengeType::Http01,
-        }
-    }
-}
-
-impl std::str::FromStr for Challenge {
-    type Err = String;
-
-    fn from_str(text: &str) -> std::result::Result<Challenge, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "tls-alpn-01" => Ok(Challenge::TlsAlpn01),
-            "http-01" => Ok(Challenge::Http01),
-            _ => Err("tls-alpn-01 or http-01".into()),
-        }
-    }
-}
-
-/// How to reach the ACME server and what to ask of it: the keywords `txacme:`, `le:`,
-/// `lets:` and `torsion certs` take.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AcmeSettings {
-    /// The ACME directory URL (RFC 8555 §7.1.1), `directory=`.
-    pub directory_url: String,
-    /// The account's contact address, `email=` (sent as `mailto:`), if any.
-    pub email: Option<String>,
-    /// A PEM file of extra trust anchors for the ACME server's own HTTPS, `cacert=`.
-    pub cacert: Option<PathBuf>,
-    /// The challenge type, `challenge=`.
-    pub challenge: Challenge,
-    /// Names to manage besides the directory's `*.pem` files, `domains=a.example,b.example`.
-    pub domains: Vec<String>,
-    /// How long one issuance may wait for validation and for the certificate, `timeout=`
-    /// (seconds).
-    pub timeout: Duration,
-}
-
-/// Let's Encrypt's production ACME v2 directory (`le:`, and `txacme:` without `directory=`).
-pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-/// Let's Encrypt's staging ACME v2 directory (`lets:`).
-pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
-/// The default `timeout=`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-
-impl AcmeSettings {
-    /// Settings for `directory_url` with every other setting at its default: no contact,
-    /// no extra trust anchor, tls-alpn-01, no extra names, a 120 s timeout.
-    pub fn new(directory_url: impl Into<String>) -> AcmeSettings {
-        AcmeSettings {
-            directory_url: directory_url.into(),
-            email: None,
-            cacert: None,
-            challenge: Challenge::TlsAlpn01,
-            domains: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
-}
 
 /// One name's standing, as `torsion certs status` shows it.
 #[derive(Clone, Debug)]
@@ -190,6 +108,11 @@ impl AcmeManager {
     }
 
     /// The store this manager writes to.
+    pub fn settings(&self) -> &AcmeSettings {
+        &self.settings
+    }
+
+    /// The store whose names this manager keeps fresh.
     pub fn store(&self) -> &CertificateStore {
         &self.store
     }
@@ -727,8 +650,12 @@ mod tests {
 
     #[test]
     fn challenge_names() {
-        assert_eq!("HTTP-01".parse(), Ok(Challenge::Http01));
-        assert_eq!("tls-alpn-01".parse(), Ok(Challenge::TlsAlpn01));
-        assert!("dns-01".parse::<Challenge>().is_err());
+        assert_eq!("HTTP-01".parse::<Challenge>().ok(), Some(Challenge::Http01));
+        assert_eq!(
+            "tls-alpn-01".parse::<Challenge>().ok(),
+            Some(Challenge::TlsAlpn01)
+        );
+        let err = "dns-01".parse::<Challenge>().unwrap_err();
+        assert!(err.to_string().contains("tls-alpn-01 or http-01"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::tls::DEFAULT_NAME;
+use crate::tls::{DEFAULT_NAME, assemble};
 
 /// The ACME account key's file in the directory: a PKCS#8 P-256 key in PEM, mode 0600.
 /// (txacme's `client.key`, an RSA key for ACME v1, is left alone.)
@@ -65,19 +65,24 @@ impl CertificateFacts {
     /// private key in the text (txsni's rule: any order), else the first certificate.
     ///
     /// # Errors
-    /// A message when the text holds no certificate or the leaf does not parse.
-    pub fn from_pem(pem: &[u8]) -> Result<CertificateFacts, String> {
+    /// [`Error::Certificate`](crate::Error::Certificate) when the text holds no certificate
+    /// or the leaf does not parse.
+    pub fn from_pem(pem: &[u8]) -> crate::error::Result<CertificateFacts> {
+        let fault = |reason: String| crate::error::Error::Certificate {
+            subject: "PEM data".into(),
+            reason,
+        };
         let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("a certificate is not valid PEM: {e}"))?;
+            .map_err(|e| fault(format!("a certificate is not valid PEM: {e}")))?;
         let leaf = PrivateKeyDer::from_pem_slice(pem)
             .ok()
-            .and_then(|key| crate::tls::assemble(key, certificates.clone()).ok())
+            .and_then(|key| assemble(key, certificates.clone()).ok())
             .map(|served| served.cert[0].clone())
             .or_else(|| certificates.first().cloned())
-            .ok_or("no certificate in PEM form")?;
+            .ok_or_else(|| fault("no certificate in PEM form".into()))?;
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
-            .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
+            .map_err(|e| fault(format!("the certificate cannot be parsed: {e}")))?;
         let time = |t: &x509_parser::time::ASN1Time| {
             UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
         };
@@ -185,9 +190,10 @@ impl CertificateStore {
             Ok(text) if text.iter().all(u8::is_ascii_whitespace) => CertificateState::Requested,
             Ok(text) => match CertificateFacts::from_pem(&text) {
                 Ok(facts) => CertificateState::Present(facts),
-                Err(reason) => {
+                Err(crate::error::Error::Certificate { reason, .. }) => {
                     CertificateState::Unreadable(format!("{}: {reason}", path.display()))
                 }
+                Err(other) => CertificateState::Unreadable(format!("{}: {other}", path.display())),
             },
         }
     }

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::certdir::{Naming, listen_directory};
 use crate::descriptor::Descriptor;
 use crate::error::Result;
 use crate::listener::Listener;
 use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
 use crate::tcp::{DEFAULT_BACKLOG, TcpEndpoint, tcp_from_bound};
-use crate::txsni::{Naming, listen_directory};
 
 /// TLS on TCP with the certificates below a directory:
 /// `tls:DIR[:port=443][:interface=][:backlog=50]`.
@@ -17,7 +17,7 @@ use crate::txsni::{Naming, listen_directory};
 /// private key and its certificate serves the DNS names of the certificate's
 /// subjectAltName (wildcards included); the first file, in path order, also serves clients
 /// without SNI and names no certificate carries. Files are reloaded when they change, as
-/// for [`TxsniEndpoint`](crate::TxsniEndpoint); a file that fails to load is logged and its
+/// for [`TxsniEndpoint`](super::TxsniEndpoint); a file that fails to load is logged and its
 /// previous certificate stays in service. Files whose names start with `.` are skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsDirEndpoint {

@@ -1,17 +1,17 @@
-//! `txsni:DIR:<inner descriptor>`: one certificate per host name from a directory of PEM
-//! files, reloaded when the directory changes (txsni's layout, served by rustls).
+//! A certificate directory: the PEM files of txsni's layout (`<name>.pem`) or of Twisted's
+//! `tls:` (any file, named by its subjectAltName), loaded into a [`CertificateResolver`]
+//! and kept current by a watcher (inotify, with a periodic rescan as a fallback). Shared
+//! by `txsni:`, `tls:` and the ACME kinds.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use crate::descriptor::Descriptor;
+use super::accept::{MinimumVersion, TlsAccept, server_config};
+use super::pem::load_certified_key;
+use super::resolver::{CertificateResolver, DEFAULT_NAME};
 use crate::error::{Error, Result};
 use crate::listener::Listener;
-use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
-use crate::tls::{
-    CertificateResolver, MinimumVersion, TlsAccept, load_certified_key, server_config,
-};
 
 /// How often the directory is rescanned when no change notification arrives (file systems
 /// without inotify, such as some network mounts).
@@ -19,69 +19,6 @@ const RESCAN_EVERY: Duration = Duration::from_secs(30);
 /// Changes are read this long after the last notification, so that a file being written
 /// is read once it is complete.
 const SETTLE: Duration = Duration::from_millis(200);
-
-/// TLS with a certificate per host name: `txsni:DIR:<inner descriptor>`, such as
-/// `txsni:/etc/certs:tcp:443`.
-///
-/// Follows txsni: DIR holds `<hostname>.pem` files, each with the private key, the leaf
-/// certificate and any chain, in any order (the leaf is the certificate matching the key);
-/// `DEFAULT.pem` serves clients that send no server name. Deliberate differences from
-/// txsni: DEFAULT also serves names with no file of their own (txsni refuses them); names
-/// match case-insensitively and without a trailing dot; `*.example.com.pem` serves any one
-/// label under example.com; files are read once and again when they change (inotify, and a
-/// rescan every 30 s as a fallback), never during a handshake, so a client's server name
-/// never reaches the file system. A file that fails to load (garbage, half-written, key and
-/// certificate that do not match) is logged with its name and the reason, and the
-/// certificate previously loaded for that name stays in service. A removed file stops
-/// serving its name.
-#[derive(Clone, Debug)]
-pub struct TxsniEndpoint {
-    directory: PathBuf,
-    inner: Endpoint,
-}
-
-impl TxsniEndpoint {
-    /// TLS with the certificates in `directory` on top of `inner`.
-    pub fn new(directory: impl Into<PathBuf>, inner: Endpoint) -> TxsniEndpoint {
-        TxsniEndpoint {
-            directory: directory.into(),
-            inner,
-        }
-    }
-
-    /// The certificate directory.
-    pub fn directory(&self) -> &Path {
-        &self.directory
-    }
-
-    /// The endpoint TLS runs on.
-    pub fn inner(&self) -> &Endpoint {
-        &self.inner
-    }
-}
-
-impl PartialEq for TxsniEndpoint {
-    fn eq(&self, other: &TxsniEndpoint) -> bool {
-        self.directory == other.directory && self.inner == other.inner
-    }
-}
-
-impl ServerEndpoint for TxsniEndpoint {
-    fn descriptor(&self) -> Descriptor {
-        Descriptor::new("txsni")
-            .with_arg(self.directory.to_string_lossy())
-            .with_inner(&self.inner.descriptor())
-    }
-
-    fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
-        Box::pin(listen_directory(
-            self.descriptor().to_string(),
-            &self.directory,
-            Naming::FileName,
-            self.inner.listen(),
-        ))
-    }
-}
 
 /// Loads `directory`, keeps it watched, and serves TLS from it over `inner` (shared by
 /// `txsni:` and `tls:`). With [`Naming::SubjectAltNames`] a directory yielding no
@@ -114,7 +51,7 @@ pub(crate) async fn listen_directory(
         ));
     }
     let config = server_config(resolver.clone(), MinimumVersion::Tls12)
-        .map_err(|message| listen_error("configure TLS".into(), &message))?;
+        .map_err(|err| listen_error("configure TLS".into(), &err.to_string()))?;
     watch(store, Arc::downgrade(&resolver), None);
     let inner = inner.await?;
     Ok(TlsAccept::listener(endpoint, inner, config))
@@ -292,7 +229,7 @@ impl Store {
         &self,
         path: &Path,
     ) -> std::result::Result<(Vec<String>, rustls::sign::CertifiedKey), String> {
-        let key = load_certified_key(path, path, None)?;
+        let key = load_certified_key(path, path, None).map_err(|e| e.to_string())?;
         let names = match self.naming {
             Naming::FileName => {
                 let stem = path
@@ -335,7 +272,7 @@ impl Store {
                 }
             }
             if self.naming == Naming::SubjectAltNames && !default_set {
-                let _ = resolver.set(crate::tls::DEFAULT_NAME, key.clone());
+                let _ = resolver.set(DEFAULT_NAME, key.clone());
                 default_set = true;
             }
         }
@@ -431,26 +368,4 @@ pub(crate) fn watch(
             }
         }
     });
-}
-
-/// The `txsni:` kind.
-pub(crate) struct TxsniKind;
-
-impl EndpointKind for TxsniKind {
-    fn prefix(&self) -> &str {
-        "txsni"
-    }
-
-    fn usage(&self) -> &str {
-        "txsni:DIRECTORY:<endpoint descriptor>, such as txsni:/etc/certs:tcp:443"
-    }
-
-    fn parse(&self, mut args: Arguments, registry: &Registry) -> Result<Endpoint> {
-        let directory = args
-            .next_positional()
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| args.missing("DIRECTORY"))?;
-        let inner = args.into_inner_endpoint("endpoint descriptor", registry)?;
-        Ok(Endpoint::new(TxsniEndpoint::new(directory, inner)))
-    }
 }

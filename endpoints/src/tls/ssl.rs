@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::accept::{MinimumVersion, TlsAccept, server_config};
+use super::pem::load_certified_key;
+use super::resolver::{CertificateResolver, DEFAULT_NAME};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
 use crate::listener::Listener;
 use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
 use crate::tcp::{DEFAULT_BACKLOG, TcpEndpoint, tcp_from_bound};
-use crate::tls::{
-    CertificateResolver, DEFAULT_NAME, MinimumVersion, TlsAccept, load_certified_key, server_config,
-};
 
 /// Twisted's default for `privateKey`.
 const DEFAULT_KEY_FILE: &str = "server.pem";
@@ -116,13 +116,13 @@ impl ServerEndpoint for SslEndpoint {
                 self.cert_key(),
                 self.extra_cert_chain.as_deref(),
             )
-            .map_err(|message| self.listen_error("load the certificate".into(), message))?;
+            .map_err(|err| self.listen_error("load the certificate".into(), err.to_string()))?;
             let resolver = Arc::new(CertificateResolver::new());
             resolver
                 .set(DEFAULT_NAME, Arc::new(key))
-                .map_err(|message| self.listen_error("load the certificate".into(), message))?;
+                .map_err(|err| self.listen_error("load the certificate".into(), err.to_string()))?;
             let config = server_config(resolver, self.minimum)
-                .map_err(|message| self.listen_error("configure TLS".into(), message))?;
+                .map_err(|err| self.listen_error("configure TLS".into(), err.to_string()))?;
             let inner = self.tcp.listen().await?;
             Ok(TlsAccept::listener(
                 self.descriptor().to_string(),

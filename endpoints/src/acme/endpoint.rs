@@ -1,0 +1,241 @@
+//! The kinds `txacme:DIR:<inner>`, `le:DIR:<inner>` and `lets:DIR:<inner>`: TLS over the
+//! inner endpoint, with certificates from a directory that an [`AcmeManager`] fills.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::manager::AcmeManager;
+use super::settings::{
+    AcmeSettings, Challenge, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
+};
+use super::store::CertificateStore;
+use crate::descriptor::Descriptor;
+use crate::error::{Error, Result};
+use crate::listener::Listener;
+use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
+use crate::tls::{
+    ACME_TLS_ALPN, CertificateResolver, MinimumVersion, Naming, Store, TlsAccept, server_config,
+    watch,
+};
+
+/// TLS with certificates obtained and renewed automatically over ACME:
+/// `txacme:DIR:<inner descriptor>`, such as `txacme:/srv/certs:tcp:443`.
+///
+/// DIR is a txsni directory ([`CertificateStore`] describes the files). The names managed
+/// are the `<name>.pem` files in it (an empty file asks for a certificate, as in txacme)
+/// plus `domains=`. Keywords, all optional:
+///
+/// | keyword | meaning | default |
+/// |---|---|---|
+/// | `directory=URL` | the ACME directory (Let's Encrypt, ZeroSSL, step-ca, Pebble); escape colons as `\:` | Let's Encrypt production for `txacme:` and `le:`, staging for `lets:` |
+/// | `email=ADDRESS` | the account's contact | none |
+/// | `cacert=FILE` | extra trust anchors (PEM) for the ACME server's own HTTPS | the platform's roots only |
+/// | `challenge=` | `tls-alpn-01` (answered on this listener) or `http-01` (answered by the process's plain-HTTP listeners) | `tls-alpn-01` |
+/// | `domains=a.example,b.example` | names to manage without a file | none |
+/// | `timeout=SECONDS` | how long one issuance may wait for validation | 120 |
+///
+/// The listener accepts connections at once. A name whose certificate is not issued yet
+/// gets `DEFAULT.pem` if there is one, else a failed handshake; once issued it is served
+/// without a restart. Renewal is described on [`AcmeManager`]. Deliberate differences from
+/// txacme 0.9.3: ACME v2 instead of v1 (which Let's Encrypt switched off), tls-alpn-01 and
+/// http-01 instead of the withdrawn tls-sni-01, the `txacme:` kind takes `directory=`, and
+/// a lock file keeps servers sharing DIR from issuing into it at the same time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcmeEndpoint {
+    kind: String,
+    path: PathBuf,
+    settings: AcmeSettings,
+    inner: Endpoint,
+}
+
+impl AcmeEndpoint {
+    /// An endpoint of `kind` (`txacme`, `le` or `lets`, for printing) keeping certificates
+    /// in `path` on top of `inner`.
+    pub fn new(
+        kind: impl Into<String>,
+        path: impl Into<PathBuf>,
+        settings: AcmeSettings,
+        inner: Endpoint,
+    ) -> AcmeEndpoint {
+        AcmeEndpoint {
+            kind: kind.into(),
+            path: path.into(),
+            settings,
+            inner,
+        }
+    }
+
+    /// The certificate directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The ACME settings.
+    pub fn settings(&self) -> &AcmeSettings {
+        &self.settings
+    }
+
+    /// The endpoint TLS runs on.
+    pub fn inner(&self) -> &Endpoint {
+        &self.inner
+    }
+
+    fn default_directory(&self) -> &'static str {
+        if self.kind == "lets" {
+            LETS_ENCRYPT_STAGING
+        } else {
+            LETS_ENCRYPT
+        }
+    }
+}
+
+impl ServerEndpoint for AcmeEndpoint {
+    fn descriptor(&self) -> Descriptor {
+        let s = &self.settings;
+        let mut d = Descriptor::new(self.kind.clone()).with_arg(self.path.to_string_lossy());
+        if s.directory_url != self.default_directory() {
+            d = d.with_kwarg("directory", s.directory_url.clone());
+        }
+        if let Some(email) = &s.email {
+            d = d.with_kwarg("email", email.clone());
+        }
+        if let Some(cacert) = &s.cacert {
+            d = d.with_kwarg("cacert", cacert.to_string_lossy());
+        }
+        if s.challenge != Challenge::TlsAlpn01 {
+            d = d.with_kwarg("challenge", s.challenge.as_str());
+        }
+        if !s.domains.is_empty() {
+            d = d.with_kwarg("domains", s.domains.join(","));
+        }
+        if s.timeout != DEFAULT_TIMEOUT {
+            d = d.with_kwarg("timeout", s.timeout.as_secs().to_string());
+        }
+        d.with_inner(&self.inner.descriptor())
+    }
+
+    fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
+        Box::pin(async move {
+            let endpoint = self.descriptor().to_string();
+            let listen_error = |action: String, message: String| Error::Listen {
+                endpoint: endpoint.clone(),
+                action,
+                hint: String::new(),
+                source: std::io::Error::other(message),
+            };
+            let store = CertificateStore::open(&self.path).map_err(|e| {
+                listen_error(
+                    format!("open the certificate directory {}", self.path.display()),
+                    e.to_string(),
+                )
+            })?;
+            let resolver = Arc::new(CertificateResolver::new());
+            let mut files = Store::new(self.path.clone(), Naming::FileName);
+            files.rescan(&resolver);
+            let mut config = server_config(resolver.clone(), MinimumVersion::Tls12)
+                .map_err(|err| listen_error("configure TLS".into(), err.to_string()))?;
+            if self.settings.challenge == Challenge::TlsAlpn01 {
+                config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+            }
+            let manager = AcmeManager::new(store, self.settings.clone(), resolver.clone())
+                .map_err(|e| listen_error("set up ACME".into(), e.to_string()))?;
+            let inner = self.inner.listen().await?;
+            let changed = Arc::new(tokio::sync::Notify::new());
+            watch(files, Arc::downgrade(&resolver), Some(changed.clone()));
+            tokio::spawn(manager.run(changed));
+            Ok(TlsAccept::listener(endpoint, inner, config))
+        })
+    }
+}
+
+/// A listener that answers only tls-alpn-01 validations for `resolver`'s challenges (every
+/// other handshake fails): what `torsion certs issue` runs while no server holds the port.
+///
+/// # Errors
+/// As [`Endpoint::listen`] for `inner`, or [`Error::Listen`] if TLS cannot be configured.
+pub async fn challenge_listener(
+    inner: &Endpoint,
+    resolver: Arc<CertificateResolver>,
+) -> Result<Listener> {
+    let endpoint = inner.to_string();
+    let mut config =
+        server_config(resolver, MinimumVersion::Tls12).map_err(|err| Error::Listen {
+            endpoint: endpoint.clone(),
+            action: "configure TLS".into(),
+            hint: String::new(),
+            source: std::io::Error::other(err.to_string()),
+        })?;
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    let plain = inner.listen().await?;
+    Ok(TlsAccept::listener(endpoint, plain, config))
+}
+
+/// Reads the ACME keywords out of `args` onto `settings`, leaving the others for the inner
+/// descriptor.
+///
+/// # Errors
+/// [`Error::InvalidValue`] naming the descriptor, the keyword and what it accepts.
+fn take_settings(args: &mut Arguments, settings: &mut AcmeSettings) -> Result<()> {
+    for keyword in KEYWORDS {
+        if let Some(value) = args.take_kwarg(keyword) {
+            settings.set(keyword, &value).map_err(|err| match err {
+                Error::InvalidSetting {
+                    value, expected, ..
+                } => args.invalid(keyword, &value, &expected),
+                other => other,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The `txacme:`, `le:` and `lets:` kinds.
+pub(crate) struct AcmeKind {
+    prefix: &'static str,
+    usage: &'static str,
+    directory: &'static str,
+}
+
+impl AcmeKind {
+    pub(crate) const TXACME: AcmeKind = AcmeKind {
+        prefix: "txacme",
+        usage: "txacme:DIRECTORY[:directory=URL][:email=][:cacert=][:challenge=tls-alpn-01|http-01][:domains=][:timeout=]:<endpoint descriptor>, such as txacme:/srv/certs:tcp:443",
+        directory: LETS_ENCRYPT,
+    };
+    pub(crate) const LE: AcmeKind = AcmeKind {
+        prefix: "le",
+        usage: "le:DIRECTORY[:email=][:challenge=][:domains=]:<endpoint descriptor> (Let's Encrypt), such as le:/srv/certs:tcp:443",
+        directory: LETS_ENCRYPT,
+    };
+    pub(crate) const LETS: AcmeKind = AcmeKind {
+        prefix: "lets",
+        usage: "lets:DIRECTORY[:email=][:challenge=][:domains=]:<endpoint descriptor> (Let's Encrypt staging), such as lets:/srv/certs:tcp:443",
+        directory: LETS_ENCRYPT_STAGING,
+    };
+}
+
+impl EndpointKind for AcmeKind {
+    fn prefix(&self) -> &str {
+        self.prefix
+    }
+
+    fn usage(&self) -> &str {
+        self.usage
+    }
+
+    fn parse(&self, mut args: Arguments, registry: &Registry) -> Result<Endpoint> {
+        let path = args
+            .next_positional()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| args.missing("DIRECTORY"))?;
+        let mut settings = AcmeSettings::new(self.directory);
+        take_settings(&mut args, &mut settings)?;
+        let inner = args.into_inner_endpoint("endpoint descriptor", registry)?;
+        Ok(Endpoint::new(AcmeEndpoint::new(
+            self.prefix,
+            path,
+            settings,
+            inner,
+        )))
+    }
+}

@@ -39,7 +39,7 @@ pub trait EndpointKind: Send + Sync + 'static {
 
 /// A parsed endpoint of some kind: what it prints as, and how it opens its listener.
 ///
-/// Implemented by each kind's endpoint type ([`TcpEndpoint`](crate::TcpEndpoint), ...) and
+/// Implemented by each kind's endpoint type ([`TcpEndpoint`](crate::kinds::TcpEndpoint), ...) and
 /// by third-party kinds. The `Any` supertrait lets callers inspect the concrete type
 /// through [`Endpoint::downcast_ref`].
 pub trait ServerEndpoint: fmt::Debug + Any + Send + Sync {

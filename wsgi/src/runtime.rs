@@ -97,7 +97,7 @@ pub(crate) fn set_wakeup_preemption(preempt: bool) {
 pub(crate) fn set_wakeup_preemption(_preempt: bool) {}
 
 /// A timer that fires every second for as long as the value lives, so that tokio's timer
-/// wheel is never empty while a server runs; [`serve`] keeps one.
+/// wheel is never empty while a server runs; [`serve`](crate::serve) keeps one.
 ///
 /// Why: tokio wakes its I/O driver (a write to an eventfd) whenever a timer is registered
 /// that is due before the driver's next planned wake-up, and a driver that parked with no

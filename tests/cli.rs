@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt, FdMapping};
-use common::{Server, environ, text, torsion, venv};
+use common::{Server, Started, environ, text, torsion, venv};
 
 #[test]
 fn the_demo_page_is_served_without_wsgi() {
@@ -277,12 +277,13 @@ fn the_embedded_python_is_the_build_interpreter_or_the_active_venv() {
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     let server = Server::start(&["--wsgi", "probe:application"]);
-    let url = server.url("/sleep?seconds=1");
+    let in_flight = Started::new();
+    let url = server.url(&format!("/sleep?seconds=1&{}", in_flight.query()));
     let started = Instant::now();
     let request =
         std::thread::spawn(move || Command::new("curl").args(["-sS", &url]).output().unwrap());
-    // Let the request reach the application before the signal.
-    std::thread::sleep(Duration::from_millis(300));
+    // The signal comes once the request is with the application.
+    in_flight.wait();
     let status = server.terminate();
     let output = request.join().unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "slept");

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, environ, read_response, send, text};
+use common::{Server, Started, environ, read_response, send, text};
 
 fn probe(extra: &[&str]) -> Server {
     let mut args = vec!["--wsgi", "probe:application"];
@@ -445,13 +445,18 @@ fn head_on_a_never_ending_generator_frees_the_thread() {
 #[test]
 fn a_client_that_stalls_its_upload_is_given_up_after_the_client_timeout() {
     let server = probe(&["--threads", "1", "--client-timeout", "1"]);
+    let in_flight = Started::new();
     let mut stalled = server.connect();
     send(
         &mut stalled,
-        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nonly ten b",
+        &format!(
+            "POST /echo?{} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nonly ten b",
+            in_flight.query()
+        ),
     );
-    std::thread::sleep(Duration::from_millis(200));
-    // Queued behind the stalled upload on the only thread, served once it is given up.
+    // The stalled upload holds the only Python thread...
+    in_flight.wait();
+    // ...so this request queues behind it, and is served once the upload is given up.
     let started = Instant::now();
     assert_eq!(server.get("/write"), "written then returned");
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -463,12 +468,18 @@ fn a_client_that_stalls_its_upload_is_given_up_after_the_client_timeout() {
 #[test]
 fn a_client_that_stops_reading_is_given_up_after_the_client_timeout() {
     let server = probe(&["--threads", "1", "--client-timeout", "1"]);
+    let in_flight = Started::new();
     let mut stalled = server.connect();
     send(
         &mut stalled,
-        "GET /counted-stream?n=100000 HTTP/1.1\r\nHost: t\r\n\r\n",
+        &format!(
+            "GET /counted-stream?n=100000&{} HTTP/1.1\r\nHost: t\r\n\r\n",
+            in_flight.query()
+        ),
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // The 6.5 GB response holds the only Python thread; this request is served only once
+    // the server has given up on the client that does not read.
+    in_flight.wait();
     assert_eq!(server.get("/write"), "written then returned");
     server.wait_for_log("the client read nothing for 1s");
     drop(stalled);
@@ -513,27 +524,24 @@ fn close_is_called_when_the_client_goes_away_mid_body() {
 
 #[test]
 fn a_client_that_stops_reading_stops_the_application_producing() {
-    let server = probe(&[]);
+    let server = probe(&["--client-timeout", "1"]);
     // 10,000 chunks of 64 KiB (655 MB) to a client that reads none of it.
     let mut stream = server.connect();
     send(
         &mut stream,
         "GET /counted-stream?n=10000 HTTP/1.1\r\nHost: t\r\n\r\n",
     );
-    // Let the application run until backpressure stops it, and check it stays stopped.
-    std::thread::sleep(Duration::from_millis(1500));
-    let first: u32 = server.get("/produced").parse().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let second: u32 = server.get("/produced").parse().unwrap();
-    assert!(first > 0, "the application never started");
-    assert_eq!(
-        first, second,
-        "the application kept producing for a client that does not read"
-    );
+    // The server says when backpressure has held the application for a whole client
+    // timeout without the client reading; the application was not asked for a chunk in
+    // that second, and is not asked again after it (the response is abandoned), so what it
+    // produced by then is all it ever produces for this client.
+    server.wait_for_log("the client read nothing for 1s; abandoning the response");
+    let produced: u32 = server.get("/produced").parse().unwrap();
+    assert!(produced > 0, "the application never started");
     // What is buffered is bounded by the socket buffers and a few chunks, not the body.
     assert!(
-        first < 500,
-        "{first} chunks (of 10,000) were produced for a stalled client"
+        produced < 500,
+        "{produced} chunks (of 10,000) were produced for a stalled client"
     );
     drop(stream);
 }
@@ -541,7 +549,8 @@ fn a_client_that_stops_reading_stops_the_application_producing() {
 #[test]
 fn a_slow_request_does_not_stall_the_others() {
     let server = probe(&["--threads", "4"]);
-    let slow_url = server.url("/sleep?seconds=3");
+    let in_flight = Started::new();
+    let slow_url = server.url(&format!("/sleep?seconds=3&{}", in_flight.query()));
     let slow = std::thread::spawn(move || {
         let output = Command::new("curl")
             .args(["-sS", &slow_url])
@@ -552,7 +561,8 @@ fn a_slow_request_does_not_stall_the_others() {
             String::from_utf8_lossy(&output.stdout).into_owned(),
         )
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The slow request is with the application before the quick one is sent.
+    in_flight.wait();
     let quick = server.get("/write");
     let quick_done = Instant::now();
     let (slow_done, slow_body) = slow.join().unwrap();
@@ -586,7 +596,9 @@ fn a_status_without_body_is_sent_as_is() {
 
 #[test]
 fn the_validator_app_runs_without_a_warning() {
-    let server = Server::start(&["--wsgi", "validated:application"]);
+    // One Python thread: each request, close() of its iterable included, is done before
+    // the next one starts, so the log of the last request follows everything before it.
+    let server = Server::start(&["--wsgi", "validated:application", "--threads", "1"]);
     for path in [
         "/environ",
         "/write",
@@ -605,8 +617,10 @@ fn the_validator_app_runs_without_a_warning() {
     assert_eq!(status, 200, "{}", server.logs());
     let (status, _) = post(&server, "/echo?mode=chunks", b"abcdefghijklmnop", &[]);
     assert_eq!(status, 200, "{}", server.logs());
-    // Give wsgi.errors and warnings a moment to reach the log, then check there are none.
-    std::thread::sleep(Duration::from_millis(200));
+    // A last request that logs a line through wsgi.errors: once it is in the log, so is any
+    // warning or assertion the requests before it caused.
+    assert_eq!(server.get("/errors"), "logged", "{}", server.logs());
+    server.wait_for_log("probe: a line for wsgi.errors");
     let logs = server.logs();
     assert!(!logs.contains("Warning"), "{logs}");
     assert!(!logs.contains("AssertionError"), "{logs}");

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use torsion_endpoints::{Endpoint, Listener, quote};
@@ -52,6 +53,60 @@ fn accept_forever(mut listener: Listener) {
     });
 }
 
+/// Everything this crate logged through `tracing` while the tests of this file ran.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the log of every thread (the watcher runs on the runtime's workers) to [`LOG`].
+fn capture_log() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .try_init()
+            .expect("install the log capture");
+    });
+}
+
+/// How much has been logged so far: pass it to [`wait_for_log`] to look only at what
+/// comes after.
+fn log_mark() -> usize {
+    LOG.lock().unwrap().len()
+}
+
+/// Waits up to 10 s for a line logged after `mark` that contains each of `needles`.
+async fn wait_for_log(mark: usize, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = String::from_utf8_lossy(&LOG.lock().unwrap()[mark..]).into_owned();
+        if let Some(line) = text
+            .lines()
+            .find(|line| needles.iter().all(|needle| line.contains(needle)))
+        {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {needles:?} in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !check() {
@@ -62,6 +117,7 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_per_name_with_default_wildcard_and_hot_reload() {
+    capture_log();
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path();
     pem(certs, "DEFAULT.pem", "default.example", "torsion-default");
@@ -129,14 +185,24 @@ async fn a_certificate_per_name_with_default_wildcard_and_hot_reload() {
     .await
     .unwrap();
 
-    // A garbage file leaves the previous certificate in service.
-    std::fs::write(certs.join("a.example.com.pem"), "-----BEGIN GARBAGE-----\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A garbage file leaves the previous certificate in service. What is served proves
+    // that only once the rescan has read the garbage, which it logs, naming the file.
+    let garbage = certs.join("a.example.com.pem");
+    let mark = log_mark();
+    std::fs::write(&garbage, "-----BEGIN GARBAGE-----\n").unwrap();
+    let line = wait_for_log(
+        mark,
+        &["certificate not loaded", &garbage.display().to_string()],
+    )
+    .await;
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains("no private key"), "{line}");
     assert!(
         check(Some("a.example.com"))
             .await
             .unwrap()
-            .contains("torsion-a-v2")
+            .contains("torsion-a-v2"),
+        "after {line}"
     );
 
     // A new name appears without a restart; a removed one falls back to DEFAULT.
@@ -148,6 +214,14 @@ async fn a_certificate_per_name_with_default_wildcard_and_hot_reload() {
     })
     .await
     .unwrap();
+    // A later rescan has completed, so the one that rejected the garbage has too, to the
+    // end: the previous certificate is still in service.
+    assert!(
+        check(Some("a.example.com"))
+            .await
+            .unwrap()
+            .contains("torsion-a-v2")
+    );
     std::fs::remove_file(certs.join("b.example.com.pem")).unwrap();
     tokio::task::spawn_blocking(move || {
         wait_until("the removed name falls back to DEFAULT", || {

@@ -207,6 +207,44 @@ impl Drop for Server {
     }
 }
 
+/// A file that fixtures/apps/probe.py creates when a request carrying [`Started::query`]
+/// reaches the application: the event a test waits for to know a request is in flight.
+pub struct Started {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Started {
+    pub fn new() -> Started {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("started");
+        Started { _dir: dir, path }
+    }
+
+    /// The query parameter to add to a probe URL: `started=/tmp/.../started`.
+    pub fn query(&self) -> String {
+        let path = self.path.to_str().unwrap();
+        assert!(
+            path.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b)),
+            "{path} would need percent-encoding"
+        );
+        format!("started={path}")
+    }
+
+    /// Waits up to 10 s until the application has the request.
+    pub fn wait(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.path.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the request did not reach the application within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Reads one HTTP/1.1 response (head and a Content-Length body) from `stream`.
 pub fn read_response(stream: &mut impl Read) -> (String, Vec<u8>) {
     let mut head = Vec::new();

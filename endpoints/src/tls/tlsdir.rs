@@ -51,7 +51,9 @@ impl ServerEndpoint for TlsDirEndpoint {
         if self.tcp.port() != 443 {
             d = d.with_kwarg("port", self.tcp.port().to_string());
         }
-        if !self.tcp.interface().is_unspecified() {
+        // Only 0.0.0.0 is the default: `::` (every IPv6 and IPv4 address) must be printed, or
+        // it reads back as IPv4 only.
+        if self.tcp.interface() != std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) {
             d = d.with_kwarg("interface", self.tcp.interface().to_string());
         }
         if self.tcp.backlog() != DEFAULT_BACKLOG {

@@ -536,7 +536,16 @@ fn a_client_that_stops_reading_stops_the_application_producing() {
     // that second, and is not asked again after it (the response is abandoned), so what it
     // produced by then is all it ever produces for this client.
     server.wait_for_log("the client read nothing for 1s; abandoning the response");
+    // Then the server closes the iterable: nothing is produced after that line.
+    server.wait_for_log("probe: counted-stream closed after");
     let produced: u32 = server.get("/produced").parse().unwrap();
+    assert!(
+        server.logs().contains(&format!(
+            "probe: counted-stream closed after {produced} chunks"
+        )),
+        "the application went on producing after the server closed it: {produced}\n{}",
+        server.logs()
+    );
     assert!(produced > 0, "the application never started");
     // What is buffered is bounded by the socket buffers and a few chunks, not the body.
     assert!(

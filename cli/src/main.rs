@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use torsion_endpoints::Endpoint;
 use torsion_endpoints::acme::{
     AcmeSettings, CertificateDirectory, CertificateState, LETS_ENCRYPT, NameStatus,
+    is_issuable_name,
 };
 use torsion_wsgi::{Application, Bridge, PythonOptions, ServerConfig};
 
@@ -197,10 +198,12 @@ fn seconds(flag: &str, value: f64, positive: bool) -> Result<Duration, ConfigErr
         .ok()
         .filter(|d| !positive || !d.is_zero())
         .ok_or_else(|| {
-            let least = if positive { "above 0" } else { "0 or more" };
-            ConfigError(format!(
-                "{flag} {value} is not valid; expected a number of seconds, {least}"
-            ))
+            let expected = if positive {
+                "a number of seconds above 0"
+            } else {
+                "a number of seconds, 0 or more"
+            };
+            ConfigError(format!("{flag} {value} is not valid; expected {expected}"))
         })
 }
 
@@ -297,7 +300,16 @@ fn acme_settings(args: &CertsArgs) -> Result<AcmeSettings, ConfigError> {
 }
 
 fn certs(args: CertsArgs) -> Result<ExitCode, ConfigError> {
+    // Every option is checked before anything touches the disk or the network.
     let settings = acme_settings(&args)?;
+    let listen = args.listen.as_deref().map(Endpoint::parse).transpose()?;
+    if let CertsAction::Issue { names } = &args.action
+        && let Some(bad) = names.iter().find(|n| !is_issuable_name(n))
+    {
+        return Err(ConfigError(format!(
+            "{bad:?} is not a host name that can be issued (such as www.example.com; no wildcards)"
+        )));
+    }
     let names = match &args.action {
         CertsAction::Status => {
             let directory = CertificateDirectory::open_existing(&args.path, settings)?;
@@ -308,10 +320,7 @@ fn certs(args: CertsArgs) -> Result<ExitCode, ConfigError> {
         CertsAction::Renew => None,
     };
     let directory = CertificateDirectory::open(&args.path, settings)?;
-    let listen = match &args.listen {
-        Some(text) => Endpoint::parse(text)?,
-        None => directory.default_listen(),
-    };
+    let listen = listen.unwrap_or_else(|| directory.default_listen());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -222,8 +222,19 @@ fn pause_after(err: &io::Error) -> Option<std::time::Duration> {
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionRefused
         | io::ErrorKind::Interrupted
-        | io::ErrorKind::PermissionDenied => None,
-        _ if err.raw_os_error() == Some(libc_errno::EPROTO) => None,
+        | io::ErrorKind::NetworkDown
+        | io::ErrorKind::NetworkUnreachable
+        | io::ErrorKind::HostUnreachable => None,
+        // accept(2): Linux passes a connection's pending network error on to accept.
+        _ if err
+            .raw_os_error()
+            .is_some_and(|code| libc_errno::CONNECTION_FAULTS.contains(&code)) =>
+        {
+            None
+        }
+        // A security module refusing this process: the connection stays queued, so
+        // retrying at once would spin.
+        io::ErrorKind::PermissionDenied => Some(Duration::from_millis(100)),
         _ if err
             .raw_os_error()
             .is_some_and(|code| EXHAUSTED.contains(&code)) =>
@@ -240,7 +251,14 @@ mod libc_errno {
     pub(super) const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
     pub(super) const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
     pub(super) const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
-    pub(super) const EPROTO: i32 = rustix::io::Errno::PROTO.raw_os_error();
+    /// Errors of one connection that accept(2) passes on (its "Error handling" section).
+    pub(super) const CONNECTION_FAULTS: [i32; 5] = [
+        rustix::io::Errno::PROTO.raw_os_error(),
+        rustix::io::Errno::NONET.raw_os_error(),
+        rustix::io::Errno::HOSTDOWN.raw_os_error(),
+        rustix::io::Errno::NOPROTOOPT.raw_os_error(),
+        rustix::io::Errno::OPNOTSUPP.raw_os_error(),
+    ];
 }
 
 /// The accepting half of a listener, implemented by each kind.
@@ -292,7 +310,11 @@ impl Listener {
     /// accept loop has to decide what a failed accept means, and none dies of one:
     ///
     /// - a connection that failed before it was accepted (`ECONNABORTED`, `ECONNRESET`,
-    ///   `EPROTO`, `EPERM` from a firewall, `EINTR`) is skipped, logged at debug level;
+    ///   `EINTR`, and the network errors accept(2) passes on: `EPROTO`, `ENETDOWN`,
+    ///   `ENETUNREACH`, `EHOSTUNREACH`, `EHOSTDOWN`, `ENONET`, `ENOPROTOOPT`,
+    ///   `EOPNOTSUPP`) is skipped, logged at debug level;
+    /// - a refusal by a security module (`EACCES`, `EPERM`) leaves the connection queued:
+    ///   it is logged and retried after 100 ms rather than in a busy loop;
     /// - running out of something (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) is logged as an
     ///   error, waited out for 100 ms (connections in flight close and free descriptors),
     ///   and retried: the pending connections stay in the kernel's queue meanwhile;
@@ -346,8 +368,10 @@ mod tests {
             rustix::io::Errno::CONNABORTED,
             rustix::io::Errno::CONNRESET,
             rustix::io::Errno::PROTO,
-            rustix::io::Errno::PERM,
             rustix::io::Errno::INTR,
+            rustix::io::Errno::NETUNREACH,
+            rustix::io::Errno::HOSTDOWN,
+            rustix::io::Errno::NONET,
         ] {
             assert_eq!(pause_after(&os(skipped)), None, "{skipped:?}");
         }
@@ -356,6 +380,8 @@ mod tests {
             rustix::io::Errno::NFILE,
             rustix::io::Errno::NOBUFS,
             rustix::io::Errno::NOMEM,
+            rustix::io::Errno::ACCESS,
+            rustix::io::Errno::PERM,
         ] {
             assert_eq!(
                 pause_after(&os(exhausted)),

@@ -122,13 +122,13 @@ impl CertificateDirectory {
                     .into(),
             });
         }
-        let _responder = self.answer_challenges(listen).await?;
+        let responder = self.answer_challenges(listen).await?;
         let mut outcomes = Vec::new();
         for name in names {
-            let name = name.to_ascii_lowercase();
-            let outcome = self.manager.issue(&name).await;
-            outcomes.push((name, outcome));
+            let outcome = self.manager.issue(&name.to_ascii_lowercase()).await;
+            outcomes.push((name.clone(), outcome));
         }
+        responder.stop().await;
         Ok(outcomes)
     }
 
@@ -142,8 +142,10 @@ impl CertificateDirectory {
         if self.manager.due_names().await.is_empty() {
             return Ok(Vec::new());
         }
-        let _responder = self.answer_challenges(listen).await?;
-        Ok(self.manager.renew_due().await)
+        let responder = self.answer_challenges(listen).await?;
+        let outcomes = self.manager.renew_due().await;
+        responder.stop().await;
+        Ok(outcomes)
     }
 
     /// Answers this directory's challenges on `listen` until the guard is dropped.
@@ -155,18 +157,33 @@ impl CertificateDirectory {
         };
         let http01 = self.manager.settings().challenge == Challenge::Http01;
         Ok(Responder(tokio::spawn(async move {
+            // The connections' tasks live in the accept task, so they end with it.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                let connection = listener.next_connection().await;
-                if http01 {
-                    tokio::spawn(super::challenge::serve_http01(connection));
+                tokio::select! {
+                    connection = listener.next_connection() => {
+                        if http01 {
+                            connections.spawn(super::challenge::serve_http01(connection));
+                        }
+                    }
+                    Some(_) = connections.join_next() => {}
                 }
             }
         })))
     }
 }
 
-/// Stops answering challenges when dropped.
+/// Answers challenges until stopped: [`Responder::stop`] closes the listener before it
+/// returns, so the port is free for what comes next; dropping it (a cancelled operation)
+/// closes it soon after.
 struct Responder(tokio::task::JoinHandle<()>);
+
+impl Responder {
+    async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
 
 impl Drop for Responder {
     fn drop(&mut self) {

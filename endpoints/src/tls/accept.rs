@@ -118,19 +118,27 @@ impl TlsAccept {
 
 impl Accept for TlsAccept {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
+        let mut failed = None;
         while self.handshakes.len() < MAX_HANDSHAKES {
             match self.inner.poll_accept(cx) {
                 Poll::Ready(Ok(plain)) => self.start(plain),
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Err(err)) => {
+                    failed = Some(err);
+                    break;
+                }
                 Poll::Pending => break,
             }
         }
+        // Finished handshakes go out before an accept error: while descriptors run out,
+        // they are what will free some.
         loop {
             match self.handshakes.poll_join_next(cx) {
                 Poll::Ready(Some(Ok(Some(connection)))) => return Poll::Ready(Ok(connection)),
                 // A failed handshake (logged by its task), or a task that panicked.
                 Poll::Ready(Some(_)) => continue,
-                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) | Poll::Pending => {
+                    return failed.map_or(Poll::Pending, |err| Poll::Ready(Err(err)));
+                }
             }
         }
     }

@@ -20,10 +20,13 @@ mod tlsdir;
 mod txsni;
 
 pub use accept::{MinimumVersion, TlsAccept, server_config};
+#[cfg(feature = "acme")]
 pub(crate) use certdir::{Naming, Store, watch};
 pub use pem::load_certified_key;
+#[cfg(feature = "acme")]
 pub(crate) use pem::{Assembly, assemble};
 pub use resolver::{ACME_TLS_ALPN, CertificateResolver, DEFAULT_NAME};
+#[cfg(feature = "acme")]
 pub(crate) use resolver::{answer_validations_from, normalise};
 pub use ssl::SslEndpoint;
 pub(crate) use ssl::SslKind;

@@ -122,6 +122,10 @@ impl Bridge {
 
     /// Serves one request: answers 413 at once for a declared body over the limit, else
     /// queues it for a Python thread and waits for the response head.
+    ///
+    /// ACME http-01 validations are not answered here but by [`serve`](crate::serve),
+    /// before any request reaches the bridge; a server that calls this from its own loop
+    /// answers them with `torsion_endpoints::acme::http01_answer` first.
     pub async fn handle(
         &self,
         request: http::Request<Incoming>,

@@ -2,6 +2,9 @@
 //! it parses its own argument, hands the rest to the registry, wraps the inner listener
 //! and adds facts to each connection.
 
+mod common;
+
+use common::builtin_kinds;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::task::{Context, Poll};
@@ -174,18 +177,4 @@ async fn a_wrapping_kind_adds_facts_to_each_connection() {
     connection.write_all(b"hello, example.org").await.unwrap();
     connection.shutdown().await.unwrap();
     assert_eq!(client.await.unwrap(), "hello, example.org");
-}
-
-/// The built-in prefixes the enabled features register, sorted.
-fn builtin_kinds(extra: &[&'static str]) -> Vec<&'static str> {
-    let mut kinds = vec!["systemd", "tcp", "tcp6", "unix"];
-    if cfg!(feature = "tls") {
-        kinds.extend(["ssl", "tls", "txsni"]);
-    }
-    if cfg!(feature = "acme") {
-        kinds.extend(["le", "lets", "txacme"]);
-    }
-    kinds.extend_from_slice(extra);
-    kinds.sort_unstable();
-    kinds
 }

@@ -2,6 +2,9 @@
 //! (twisted.internet.test.test_endpoints, docs/core/howto/endpoints.rst, systemd.rst),
 //! with the meaning Twisted gives it, or the error where Twisted raises one.
 
+mod common;
+
+use common::builtin_kinds;
 use std::net::IpAddr;
 
 use torsion_endpoints::kinds::{
@@ -271,18 +274,4 @@ fn a_plugin_receives_its_arguments() {
     let mut registry = Registry::default();
     registry.register(Fake);
     registry.parse("fake:hello:world:yes=no:up=down").unwrap();
-}
-
-/// The built-in prefixes the enabled features register, sorted.
-fn builtin_kinds(extra: &[&'static str]) -> Vec<&'static str> {
-    let mut kinds = vec!["systemd", "tcp", "tcp6", "unix"];
-    if cfg!(feature = "tls") {
-        kinds.extend(["ssl", "tls", "txsni"]);
-    }
-    if cfg!(feature = "acme") {
-        kinds.extend(["le", "lets", "txacme"]);
-    }
-    kinds.extend_from_slice(extra);
-    kinds.sort_unstable();
-    kinds
 }

@@ -189,6 +189,17 @@ mod tests {
         (Responder::new(sender), response, runtime)
     }
 
+    /// Writes each chunk (each must be taken), then finishes the response.
+    fn write_all(responder: &mut Responder, chunks: &[&'static [u8]]) {
+        Python::attach(|py| {
+            for chunk in chunks {
+                let sent = responder.write(py, Bytes::from_static(chunk));
+                assert!(sent.unwrap().is_ok(), "{chunk:?}");
+            }
+        });
+        assert!(responder.finish(Bytes::new()).unwrap().is_ok());
+    }
+
     /// The body's bytes, and whether it ended cleanly.
     fn read(runtime: &tokio::runtime::Runtime, body: ResponseBody) -> (Vec<u8>, bool) {
         runtime.block_on(async move {
@@ -240,35 +251,13 @@ mod tests {
     fn a_body_over_its_content_length_is_cut_and_one_under_it_aborts() {
         let (mut responder, mut response, runtime) = make(false);
         responder.set_head(head("200 OK", &[("Content-Length", "5")]));
-        Python::attach(|py| {
-            assert!(
-                responder
-                    .write(py, Bytes::from_static(b"abc"))
-                    .unwrap()
-                    .is_ok()
-            );
-            assert!(
-                responder
-                    .write(py, Bytes::from_static(b"defgh"))
-                    .unwrap()
-                    .is_ok()
-            );
-            assert!(responder.finish(Bytes::new()).unwrap().is_ok());
-        });
+        write_all(&mut responder, &[b"abc", b"defgh"]);
         let body = response.try_recv().unwrap().into_body();
         assert_eq!(read(&runtime, body), (b"abcde".to_vec(), true));
 
         let (mut responder, mut response, runtime) = make(false);
         responder.set_head(head("200 OK", &[("Content-Length", "10")]));
-        Python::attach(|py| {
-            assert!(
-                responder
-                    .write(py, Bytes::from_static(b"abc"))
-                    .unwrap()
-                    .is_ok()
-            );
-            assert!(responder.finish(Bytes::new()).unwrap().is_ok());
-        });
+        write_all(&mut responder, &[b"abc"]);
         let body = response.try_recv().unwrap().into_body();
         assert_eq!(
             read(&runtime, body),

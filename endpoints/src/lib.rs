@@ -36,9 +36,9 @@
 //!
 //! | descriptor | positional order | defaults |
 //! |---|---|---|
-//! | `tcp:port[:interface][:backlog]` | port, interface, backlog | every IPv4 address, 50 |
-//! | `tcp6:port[:backlog][:interface]` | port, backlog, interface | `::`, 50 |
-//! | `unix:address[:mode][:backlog][:lockfile]` | address, mode, backlog, lockfile | 666, 50, 1 |
+//! | `tcp:port[:interface][:backlog]` | port, interface, backlog | every IPv4 address, 1024 |
+//! | `tcp6:port[:backlog][:interface]` | port, backlog, interface | `::`, 1024 |
+//! | `unix:address[:mode][:backlog][:lockfile]` | address, mode, backlog, lockfile | 666, 1024, 1 |
 //! | `systemd:domain[:index][:name]` | domain, index, name | exactly one of index and name |
 //! | `ssl:port:privateKey=[:certKey=][:extraCertChain=]...` | port, privateKey, certKey, sslmethod, interface, backlog, extraCertChain, dhParameters | `server.pem`, certKey = privateKey |
 //! | `txsni:DIR:<inner descriptor>` | DIR, then any descriptor | none; `DIR/<host>.pem`, `DEFAULT.pem` |
@@ -80,6 +80,8 @@
 //! - Every error names the descriptor, the argument at fault and what is accepted; unknown
 //!   types list the known types and unknown keywords list the valid keywords.
 //! - Ports are checked against 0..=65535 and interfaces must be IP literals.
+//! - The listen backlog defaults to 1,024, not 50: with 50, a burst of connections
+//!   overflows the accept queue and clients wait a second to retry (`backlog=` still sets it).
 //! - A `unix:` socket file left behind by a dead process is replaced even without the lock
 //!   file, and one a live process still serves is refused; files that are not sockets are
 //!   never removed.

@@ -62,7 +62,7 @@ pub trait ServerEndpoint: fmt::Debug + Any + Send + Sync {
 /// ```
 /// use torsion_endpoints::Endpoint;
 /// use torsion_endpoints::kinds::TcpEndpoint;
-/// let endpoint: Endpoint = "TCP:port=8080:interface=127.0.0.1:backlog=50".parse().unwrap();
+/// let endpoint: Endpoint = "TCP:port=8080:interface=127.0.0.1:backlog=1024".parse().unwrap();
 /// assert_eq!(endpoint.kind(), "tcp");
 /// assert_eq!(endpoint.to_string(), "tcp:8080:interface=127.0.0.1");
 /// assert_eq!(endpoint.downcast_ref::<TcpEndpoint>().unwrap().port(), 8080);

@@ -12,7 +12,11 @@ use crate::listener::{Accept, Address, Connection, ConnectionInfo, Listener};
 use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, ServerEndpoint};
 
 /// Twisted's default listen backlog for every kind.
-pub(crate) const DEFAULT_BACKLOG: u32 = 50;
+/// The listen(2) backlog when `backlog=` is not given: 1,024, where Twisted uses 50. With
+/// 50, a burst of new connections overflows the accept queue and the kernel drops SYNs,
+/// which clients retry only after a second (granian uses 1,024, gunicorn 2,048, nginx 511).
+/// Linux caps it at `net.core.somaxconn`.
+pub(crate) const DEFAULT_BACKLOG: u32 = 1024;
 
 pub(crate) const PORT_EXPECTED: &str = "a port number from 0 to 65535 (0 picks a free port)";
 pub(crate) const BACKLOG_EXPECTED: &str =
@@ -41,7 +45,7 @@ pub(crate) fn parse_decimal(text: &str) -> Option<u64> {
 ///
 /// Follows Twisted's `TCP4ServerEndpoint` and `TCP6ServerEndpoint`: same positional order
 /// (note that `tcp6` puts the backlog before the interface), keywords `port`, `interface`,
-/// `backlog`, defaults all addresses and a backlog of 50. The interface is an IP address
+/// `backlog`, defaults all addresses and a backlog of 1,024 (Twisted: 50). The interface is an IP address
 /// literal (`tcp:` takes IPv4 or IPv6, `tcp6:` only IPv6); host names are refused instead
 /// of being resolved at bind time. Port 0 binds a port the system picks; ask the
 /// [`Listener`] for it. Listening sockets get `SO_REUSEADDR` as in Twisted; accepted
@@ -57,7 +61,7 @@ pub struct TcpEndpoint {
 }
 
 impl TcpEndpoint {
-    /// `tcp:port`: all IPv4 interfaces, backlog 50.
+    /// `tcp:port`: all IPv4 interfaces, backlog 1,024.
     pub fn new(port: u16) -> TcpEndpoint {
         TcpEndpoint {
             port,
@@ -67,7 +71,7 @@ impl TcpEndpoint {
         }
     }
 
-    /// `tcp6:port`: all IPv6 interfaces, backlog 50.
+    /// `tcp6:port`: all IPv6 interfaces, backlog 1,024.
     pub fn new_v6(port: u16) -> TcpEndpoint {
         TcpEndpoint {
             interface: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -276,7 +280,7 @@ impl EndpointKind for TcpKind {
     }
 
     fn usage(&self) -> &str {
-        "tcp:port[:interface=ADDRESS][:backlog=50]"
+        "tcp:port[:interface=ADDRESS][:backlog=1024]"
     }
 
     fn parse(&self, args: Arguments, _: &Registry) -> Result<Endpoint> {
@@ -293,7 +297,7 @@ impl EndpointKind for Tcp6Kind {
     }
 
     fn usage(&self) -> &str {
-        r"tcp6:port[:backlog=50][:interface=IPV6ADDRESS] (escape colons: interface=\:\:1)"
+        r"tcp6:port[:backlog=1024][:interface=IPV6ADDRESS] (escape colons: interface=\:\:1)"
     }
 
     fn parse(&self, args: Arguments, _: &Registry) -> Result<Endpoint> {
@@ -358,7 +362,7 @@ mod tests {
         let e = tcp("tcp:80:interface=127.0.0.1");
         assert_eq!(
             (e.port(), e.interface(), e.backlog()),
-            (80, ip("127.0.0.1"), 50)
+            (80, ip("127.0.0.1"), 1024)
         );
         let e = tcp("tcp:port=80:interface=192.168.1.1");
         assert_eq!((e.port(), e.interface()), (80, ip("192.168.1.1")));
@@ -389,7 +393,7 @@ mod tests {
             (8080, ip("::1"), 12, true)
         );
         let e = tcp(r"tcp6:8080:interface=\:\:1");
-        assert_eq!((e.interface(), e.backlog()), (ip("::1"), 50));
+        assert_eq!((e.interface(), e.backlog()), (ip("::1"), 1024));
         assert_eq!(tcp("tcp6:80").interface(), ip("::"));
         // Positional order differs from tcp: port, backlog, interface.
         let e = tcp(r"tcp6:443:20:\:\:1");
@@ -400,7 +404,8 @@ mod tests {
     fn canonical_form_omits_defaults_and_reads_back() {
         for (text, canonical) in [
             ("TCP:port=80", "tcp:80"),
-            ("tcp:80:interface=0.0.0.0:backlog=50", "tcp:80"),
+            ("tcp:80:interface=0.0.0.0:backlog=1024", "tcp:80"),
+            ("tcp:80:backlog=50", "tcp:80:backlog=50"),
             (
                 "tcp:1234:backlog=12:interface=10.0.0.1",
                 "tcp:1234:interface=10.0.0.1:backlog=12",

@@ -15,7 +15,7 @@ use crate::tcp::{BACKLOG_EXPECTED, DEFAULT_BACKLOG, parse_backlog, parse_decimal
 
 const DEFAULT_MODE: u32 = 0o666;
 
-/// A unix-domain stream endpoint: `unix:address[:mode=666][:backlog=50][:lockfile=1]`.
+/// A unix-domain stream endpoint: `unix:address[:mode=666][:backlog=1024][:lockfile=1]`.
 ///
 /// Follows Twisted's `unix:` string parser: positional order address, mode, backlog,
 /// lockfile; `mode` in octal (`660`, `0660` and `0o660` alike), applied to the socket file
@@ -385,7 +385,7 @@ impl EndpointKind for UnixKind {
     }
 
     fn usage(&self) -> &str {
-        "unix:address[:mode=666][:backlog=50][:lockfile=1]"
+        "unix:address[:mode=666][:backlog=1024][:lockfile=1]"
     }
 
     fn parse(&self, args: Arguments, _: &Registry) -> Result<Endpoint> {
@@ -455,7 +455,7 @@ mod tests {
             (Path::new("/var/foo/bar"), 0o123, 7, true)
         );
         let e = unix("unix:/var/run/finger");
-        assert_eq!((e.mode(), e.backlog(), e.lockfile()), (0o666, 50, true));
+        assert_eq!((e.mode(), e.backlog(), e.lockfile()), (0o666, 1024, true));
         assert_eq!(unix("unix:/var/run/finger:mode=0660").mode(), 0o660);
         assert_eq!(unix("unix:/var/run/finger:mode=660").mode(), 0o660);
         assert!(!unix("unix:/var/run/finger:lockfile=0").lockfile());

@@ -367,7 +367,7 @@ mod tls {
                 ssl.tcp().interface(),
                 self.interface.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
             );
-            prop_assert_eq!(ssl.tcp().backlog(), self.backlog.unwrap_or(50));
+            prop_assert_eq!(ssl.tcp().backlog(), self.backlog.unwrap_or(1024));
             prop_assert_eq!(ssl.private_key(), Path::new(&self.private_key));
             prop_assert_eq!(
                 ssl.cert_key(),
@@ -442,7 +442,7 @@ mod tls {
                 tls.tcp().interface(),
                 self.interface.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
             );
-            prop_assert_eq!(tls.tcp().backlog(), self.backlog.unwrap_or(50));
+            prop_assert_eq!(tls.tcp().backlog(), self.backlog.unwrap_or(1024));
             Ok(())
         }
     }

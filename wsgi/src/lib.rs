@@ -31,7 +31,8 @@
 //! Modules depend only on the layers below them; nothing imports back up:
 //!
 //! ```text
-//! serve      accept loops, the hyper connection builder, ACME http-01 before the site
+//! serve      accept loops, the hyper connection builder, the server's own answers
+//!   │        (checks: Host, request targets, CONNECT), ACME http-01 before the site
 //!   │        (to come beside it: the access log; above the bridge: the site, with its
 //!   │        mount table, static files and added headers)
 //! bridge     the PEP 3333 bridge: interpreter, application, environ, input, head,
@@ -48,6 +49,7 @@
 
 mod body;
 mod bridge;
+mod checks;
 mod config;
 mod pool;
 mod runtime;

@@ -16,6 +16,7 @@ use torsion_endpoints::ConnectionInfo;
 
 use crate::body::ResponseBody;
 use crate::bridge::Bridge;
+use crate::checks;
 use crate::runtime::Heartbeat;
 
 /// The hyper connection builder [`serve`] uses: HTTP/1.1 with a 30 s header-read timeout
@@ -100,10 +101,16 @@ async fn accept_loop(
             let bridge = bridge.clone();
             let info = info.clone();
             async move {
-                if let Some(answer) = http01(&request, &info) {
+                if let Some(answer) = checks::answer(&request) {
                     return Ok::<_, Infallible>(answer);
                 }
-                Ok(bridge.handle(request, info).await)
+                if let Some(answer) = http01(&request, &info) {
+                    return Ok(answer);
+                }
+                let version = request.version();
+                let mut response = bridge.handle(request, info).await;
+                checks::frame_for(version, &mut response);
+                Ok(response)
             }
         });
         let serving = builder

@@ -144,7 +144,7 @@ impl EndpointKind for SslKind {
     }
 
     fn usage(&self) -> &str {
-        "ssl:port:privateKey=key.pem[:certKey=cert.pem][:extraCertChain=chain.pem][:sslmethod=TLSv1_2_METHOD][:interface=ADDRESS][:backlog=50]"
+        "ssl:port:privateKey=key.pem[:certKey=cert.pem][:extraCertChain=chain.pem][:sslmethod=TLSv1_2_METHOD][:interface=ADDRESS][:backlog=1024]"
     }
 
     fn parse(&self, args: Arguments, _: &Registry) -> Result<Endpoint> {

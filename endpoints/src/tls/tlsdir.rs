@@ -11,7 +11,7 @@ use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, Se
 use crate::tcp::{DEFAULT_BACKLOG, TcpEndpoint, tcp_from_bound};
 
 /// TLS on TCP with the certificates below a directory:
-/// `tls:DIR[:port=443][:interface=][:backlog=50]`.
+/// `tls:DIR[:port=443][:interface=][:backlog=1024]`.
 ///
 /// Follows Twisted's `tls:` server endpoint: every file below DIR (recursively) holding a
 /// private key and its certificate serves the DNS names of the certificate's
@@ -81,7 +81,7 @@ impl EndpointKind for TlsDirKind {
     }
 
     fn usage(&self) -> &str {
-        "tls:DIRECTORY[:port=443][:interface=ADDRESS][:backlog=50]"
+        "tls:DIRECTORY[:port=443][:interface=ADDRESS][:backlog=1024]"
     }
 
     fn parse(&self, args: Arguments, _: &Registry) -> Result<Endpoint> {

@@ -1,0 +1,157 @@
+//! Requests the server must answer itself, without calling the application (RFC 9112 §3.2,
+//! §3.2.3, §3.2.4; RFC 9110 §9.3.6), sent over raw sockets to the real binary, and the
+//! framing of HTTP/1.0 responses whose length the application did not give.
+
+mod common;
+
+use std::io::Read;
+
+use common::{Server, send};
+
+/// Sends `request` on a fresh connection and reads until the server closes it or 20 s
+/// pass: the whole response text.
+fn exchange(server: &Server, request: &str) -> String {
+    let mut stream = server.connect();
+    send(&mut stream, request);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn calls(server: &Server) -> u64 {
+    server.get("/calls").trim().parse().unwrap()
+}
+
+#[test]
+fn malformed_requests_get_a_4xx_from_the_server_and_never_reach_the_application() {
+    let server = Server::start(&["--wsgi", "probe:application"]);
+    // (request, expected status line start, what the body names)
+    let cases = [
+        (
+            "GET /environ HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 400",
+            "must have a Host field",
+        ),
+        (
+            "GET /environ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "HTTP/1.1 400",
+            "only one Host field",
+        ),
+        (
+            "GET /environ HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "HTTP/1.1 400",
+            "host name or IP address",
+        ),
+        (
+            "GET /environ HTTP/1.1\r\nHost: user@evil.example\r\n\r\n",
+            "HTTP/1.1 400",
+            "host name or IP address",
+        ),
+        (
+            "GET /environ HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            "HTTP/1.1 400",
+            "host name or IP address",
+        ),
+        (
+            "GET * HTTP/1.1\r\nHost: t\r\n\r\n",
+            "HTTP/1.1 400",
+            "only for OPTIONS",
+        ),
+        (
+            "GET example.com:443 HTTP/1.1\r\nHost: t\r\n\r\n",
+            "HTTP/1.1 400",
+            "only for CONNECT",
+        ),
+        (
+            "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            "HTTP/1.1 501",
+            "CONNECT",
+        ),
+        (
+            "OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200",
+            "",
+        ),
+    ];
+    for (request, status, reason) in cases {
+        let before = calls(&server);
+        let response = exchange(&server, request);
+        assert!(response.starts_with(status), "{request:?} got {response:?}");
+        assert!(response.contains(reason), "{request:?} got {response:?}");
+        // Only the /calls request itself reached the application.
+        assert_eq!(
+            calls(&server),
+            before + 1,
+            "{request:?} reached the application"
+        );
+    }
+    let options = exchange(
+        &server,
+        "OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        options.to_ascii_lowercase().contains("allow: get, head"),
+        "{options}"
+    );
+}
+
+#[test]
+fn well_formed_requests_still_reach_the_application() {
+    let server = Server::start(&["--wsgi", "probe:application"]);
+    for request in [
+        "GET /write HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n",
+        "GET /write HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n",
+        "GET /write HTTP/1.0\r\n\r\n",
+        "GET http://example.com/write HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+        "OPTIONS /write HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ] {
+        let before = calls(&server);
+        let response = exchange(&server, request);
+        assert!(
+            response.starts_with("HTTP/1."),
+            "{request:?} got {response:?}"
+        );
+        assert!(!response.contains(" 400 "), "{request:?} got {response:?}");
+        assert_eq!(
+            calls(&server),
+            before + 2,
+            "{request:?} did not reach the application"
+        );
+    }
+}
+
+#[test]
+fn an_http_1_0_keep_alive_response_of_unknown_length_says_connection_close() {
+    let server = Server::start(&["--wsgi", "probe:application"]);
+    // /stream yields chunks with no Content-Length: an HTTP/1.0 client can only find the
+    // end by the close, so the head must not promise keep-alive.
+    let response = exchange(
+        &server,
+        "GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
+    let (head, _) = response.split_once("\r\n\r\n").expect("a whole head");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(!head.contains("keep-alive"), "{head}");
+}
+
+#[test]
+fn an_http_1_0_keep_alive_response_of_known_length_keeps_the_connection() {
+    let server = Server::start(&["--wsgi", "probe:application"]);
+    let mut stream = server.connect();
+    for _ in 0..2 {
+        // /calls answers with a Content-Length.
+        send(
+            &mut stream,
+            "GET /calls HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        );
+        let (head, body) = common::read_response(&mut stream);
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.0 200"), "{head}");
+        assert!(head.contains("content-length"), "{head}");
+        assert!(head.contains("connection: keep-alive"), "{head}");
+        assert!(String::from_utf8_lossy(&body).trim().parse::<u64>().is_ok());
+    }
+}

@@ -155,3 +155,37 @@ fn an_http_1_0_keep_alive_response_of_known_length_keeps_the_connection() {
         assert!(String::from_utf8_lossy(&body).trim().parse::<u64>().is_ok());
     }
 }
+
+#[test]
+fn a_burst_of_connections_is_accepted_without_syn_retries() {
+    // 500 connections opened at once by 10 clients: with Twisted's backlog of 50 the accept
+    // queue overflows, the kernel drops SYNs and those clients retry after a second.
+    let server = Server::start(&["--wsgi", "probe:application"]);
+    let address = server.address.clone();
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                let mut slowest = std::time::Duration::ZERO;
+                for _ in 0..50 {
+                    let started = std::time::Instant::now();
+                    held.push(std::net::TcpStream::connect(&address).expect("connect"));
+                    slowest = slowest.max(started.elapsed());
+                }
+                slowest
+            })
+        })
+        .collect();
+    let slowest = clients
+        .into_iter()
+        .map(|client| client.join().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        slowest < std::time::Duration::from_secs(1),
+        "a connect took {slowest:?}: a SYN was dropped and retried"
+    );
+    // And the server still serves.
+    assert!(server.get("/calls").trim().parse::<u64>().is_ok());
+}

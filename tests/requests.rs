@@ -189,3 +189,41 @@ fn a_burst_of_connections_is_accepted_without_syn_retries() {
     // And the server still serves.
     assert!(server.get("/calls").trim().parse::<u64>().is_ok());
 }
+
+#[test]
+fn chunked_framing_errors_are_the_clients_400_not_the_applications_500() {
+    let server = Server::start(&["--wsgi", "probe:application"]);
+    let head = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let long_extension = format!("5;{}=x\r\nhello\r\n0\r\n\r\n", "e".repeat(200_000));
+    // hyper bounds chunk extensions at 16 KiB per body, counted across all chunk lines.
+    let many_extensions = format!(
+        "{}0\r\n\r\n",
+        format!("1{}\r\nx\r\n", ";e=x".repeat(100)).repeat(50)
+    );
+    let cases: [(&str, &str); 7] = [
+        ("bad size", "zz\r\nhello\r\n0\r\n\r\n"),
+        (
+            "size over 64 bits",
+            "fffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        ),
+        ("LF inside an extension", "5;a=b\nc\r\nhello\r\n0\r\n\r\n"),
+        ("data longer than its size", "3\r\nhello\r\n0\r\n\r\n"),
+        ("missing CRLF after data", "5\r\nhelloXX0\r\n\r\n"),
+        ("a 200 kB extension", &long_extension),
+        ("5,000 extensions over 50 chunks", &many_extensions),
+    ];
+    for (what, body) in cases {
+        let response = exchange(&server, &format!("{head}{body}"));
+        assert!(
+            response.starts_with("HTTP/1.1 400"),
+            "{what}: {:?}",
+            &response[..response.len().min(200)]
+        );
+    }
+    // None of it was logged as the application's error.
+    assert!(
+        !server.logs().contains("the application raised"),
+        "{}",
+        server.logs()
+    );
+}

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -35,12 +35,47 @@ struct State {
     buffer: Buffer,
     received: u64,
     limit: u64,
-    too_large: Arc<AtomicBool>,
+    fault: Arc<ClientFault>,
     /// Why the body cannot be read any further; raised again on every later read, so a
     /// truncated body is never mistaken for a whole one.
     failed: Option<String>,
     runtime: tokio::runtime::Handle,
     client_timeout: Duration,
+}
+
+/// What the client did wrong while the application read its body; the server answers with
+/// the matching 4xx instead of the 500 the application's exception would give.
+#[derive(Debug, Default)]
+pub(crate) struct ClientFault(AtomicU8);
+
+/// One fault of [`ClientFault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The body passed the server's limit: 413 (RFC 9110 §15.5.14).
+    TooLarge = 1,
+    /// The body's framing is broken (RFC 9112 §7.1): 400.
+    Malformed = 2,
+    /// The client sent nothing for the client timeout: 408 (RFC 9110 §15.5.9).
+    Silent = 3,
+}
+
+impl ClientFault {
+    /// Records `fault`; the first one recorded stands.
+    pub(crate) fn set(&self, fault: Fault) {
+        let _ = self
+            .0
+            .compare_exchange(0, fault as u8, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The fault recorded, if any.
+    pub(crate) fn get(&self) -> Option<Fault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(Fault::TooLarge),
+            2 => Some(Fault::Malformed),
+            3 => Some(Fault::Silent),
+            _ => None,
+        }
+    }
 }
 
 /// What a Python thread needs to wait for the client: the runtime that drives timers, and
@@ -52,11 +87,12 @@ pub(crate) struct Waiting {
 }
 
 impl Input {
-    /// `too_large` is set when the body passes `limit` bytes.
+    /// `fault` records what the client did wrong, if reading fails because of it: a body
+    /// over `limit` bytes, a malformed body, or silence for longer than the client timeout.
     pub(crate) fn new(
         body: Incoming,
         limit: u64,
-        too_large: Arc<AtomicBool>,
+        fault: Arc<ClientFault>,
         waiting: Waiting,
     ) -> Input {
         let body = (!body.is_end_stream()).then_some(body);
@@ -66,7 +102,7 @@ impl Input {
                 buffer: Buffer::default(),
                 received: 0,
                 limit,
-                too_large,
+                fault,
                 failed: None,
                 runtime: waiting.runtime,
                 client_timeout: waiting.client_timeout,
@@ -132,6 +168,7 @@ impl State {
                         })
                     })
                     .map_err(|_| {
+                        self.fault.set(Fault::Silent);
                         format!(
                             "the client sent none of the rest of the request body for {timeout:?}"
                         )
@@ -143,7 +180,12 @@ impl State {
                     self.body = None;
                     return Ok(false);
                 }
-                Some(Err(err)) => return Err(format!("reading the request body failed: {err}")),
+                Some(Err(err)) => {
+                    // A framing error (a bad chunk size or extension, data longer than its
+                    // chunk) or a body cut short: either way the client's doing.
+                    self.fault.set(Fault::Malformed);
+                    return Err(format!("reading the request body failed: {err}"));
+                }
                 Some(Ok(frame)) => {
                     // Trailers carry no body bytes; keep reading.
                     let Ok(data) = frame.into_data() else {
@@ -151,7 +193,7 @@ impl State {
                     };
                     self.received += data.len() as u64;
                     if self.received > self.limit {
-                        self.too_large.store(true, Ordering::Relaxed);
+                        self.fault.set(Fault::TooLarge);
                         return Err(format!(
                             "the request body is larger than the server's limit of {} bytes",
                             self.limit

@@ -20,7 +20,6 @@ pub(crate) mod start_response;
 pub(crate) mod streams;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Response, StatusCode, header};
@@ -33,7 +32,7 @@ use torsion_endpoints::ConnectionInfo;
 
 use self::application::Application;
 use self::environ::Constants;
-use self::input::{Input, Waiting};
+use self::input::{ClientFault, Fault, Input, Waiting};
 use self::interpreter::{LoadError, describe};
 use self::responder::Responder;
 use self::sender::{ClientGone, Sender};
@@ -197,7 +196,7 @@ impl Worker {
         }
         let (parts, body) = request.into_parts();
         let head_only = parts.method == Method::HEAD;
-        let too_large = Arc::new(AtomicBool::new(false));
+        let fault = Arc::new(ClientFault::default());
         let sender = Sender::new(
             reply,
             head_only,
@@ -215,7 +214,7 @@ impl Worker {
                 Input::new(
                     body,
                     self.config.max_body_size,
-                    too_large.clone(),
+                    fault.clone(),
                     self.waiting.clone(),
                 ),
             )?;
@@ -234,7 +233,7 @@ impl Worker {
             match result {
                 Ok(result) => Ok((start_response, input, Some(result))),
                 Err(err) => {
-                    self.fail(py, &start_response, &parts, err, &too_large);
+                    self.fail(py, &start_response, &parts, err, &fault);
                     Ok((start_response, input, None))
                 }
             }
@@ -257,7 +256,7 @@ impl Worker {
             return;
         };
         if let Err(err) = self.respond(py, &start_response, &result) {
-            self.fail(py, &start_response, &parts, err, &too_large);
+            self.fail(py, &start_response, &parts, err, &fault);
         }
         // PEP 3333: close() is called whatever happened, client gone or error included.
         // Lists and tuples have none; looking it up would raise and catch an
@@ -331,7 +330,7 @@ impl Worker {
         start_response: &Bound<'_, StartResponse>,
         parts: &http::request::Parts,
         err: PyErr,
-        too_large: &AtomicBool,
+        fault: &ClientFault,
     ) {
         let traceback = traceback(py, &err);
         // Another thread may hold the responder while it waits for the client: wait for it
@@ -358,11 +357,29 @@ impl Worker {
             responder.sender.abort();
             return;
         }
-        if too_large.load(Ordering::Relaxed) {
-            tracing::info!(method = %parts.method, path = parts.uri.path(), "request body over the limit: 413");
-            let _ = responder
-                .sender
-                .send_whole(too_large_response(self.config.max_body_size));
+        // The client's fault, found while the application read the body: the client's
+        // error, not the application's, though the application let the exception through.
+        let client_error = match fault.get() {
+            Some(Fault::TooLarge) => Some(too_large_response(self.config.max_body_size)),
+            Some(Fault::Malformed) => Some(closing(plain(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: the request body is malformed or incomplete.\n",
+            ))),
+            Some(Fault::Silent) => Some(closing(plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "Request Timeout: the client stopped sending the request body.\n",
+            ))),
+            None => None,
+        };
+        if let Some(response) = client_error {
+            tracing::info!(
+                method = %parts.method,
+                path = parts.uri.path(),
+                "the client's request body failed ({}): answering {}",
+                err.value(py),
+                response.status()
+            );
+            let _ = responder.sender.send_whole(response);
             return;
         }
         tracing::error!(method = %parts.method, path = parts.uri.path(), "the application raised:\n{traceback}");
@@ -389,6 +406,15 @@ fn traceback(py: Python<'_>, err: &PyErr) -> String {
             .extract()
     })();
     formatted.unwrap_or_else(|_| err.to_string())
+}
+
+/// `response` with `Connection: close`: after a broken body the connection cannot be
+/// reused.
+fn closing(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn too_large_response(limit: u64) -> Response<ResponseBody> {

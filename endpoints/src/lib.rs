@@ -42,7 +42,7 @@
 //! | `systemd:domain[:index][:name]` | domain, index, name | exactly one of index and name |
 //! | `ssl:port:privateKey=[:certKey=][:extraCertChain=]...` | port, privateKey, certKey, sslmethod, interface, backlog, extraCertChain, dhParameters | `server.pem`, certKey = privateKey |
 //! | `txsni:DIR:<inner descriptor>` | DIR, then any descriptor | none; `DIR/<host>.pem`, `DEFAULT.pem` |
-//! | `tls:DIR[:port][:interface][:backlog]` | DIR, port, interface, backlog | port 443; names from each file's subjectAltName |
+//! | `tls:DIR[:port][:backlog][:interface]` | DIR, port, backlog, interface | port 443, `::`; keys and certificates of every `*.pem` below DIR paired by public key, named by subjectAltName |
 //! | `txacme:DIR[:directory=][:email=][:cacert=][:challenge=][:domains=][:timeout=]:<inner>` | DIR, then any descriptor | Let's Encrypt, tls-alpn-01, 120 s |
 //! | `le:DIR:...:<inner>` | as `txacme:` | Let's Encrypt production |
 //! | `lets:DIR:...:<inner>` | as `txacme:` | Let's Encrypt staging |
@@ -80,6 +80,9 @@
 //! - Every error names the descriptor, the argument at fault and what is accepted; unknown
 //!   types list the known types and unknown keywords list the valid keywords.
 //! - Ports are checked against 0..=65535 and interfaces must be IP literals.
+//! - `txacme:` takes `timeout=` of at least 1 second (txacme accepts 0, which would give
+//!   up on every validation at once); `tls:` refuses a directory that yields no
+//!   certificate at start-up instead of failing every handshake.
 //! - The listen backlog defaults to 1,024, not 50: with 50, a burst of connections
 //!   overflows the accept queue and clients wait a second to retry (`backlog=` still sets it).
 //! - A `unix:` socket file left behind by a dead process is replaced even without the lock

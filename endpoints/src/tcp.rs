@@ -248,6 +248,7 @@ impl Accept for TcpAccept {
 pub(crate) fn tcp_from_bound(
     bound: &crate::registry::Bound,
     default_port: Option<u16>,
+    default_interface: IpAddr,
 ) -> Result<TcpEndpoint> {
     let port = match default_port {
         Some(default) => bound.parse_or("port", default, PORT_EXPECTED, parse_port)?,
@@ -256,7 +257,7 @@ pub(crate) fn tcp_from_bound(
     let backlog = bound.parse_or("backlog", DEFAULT_BACKLOG, BACKLOG_EXPECTED, parse_backlog)?;
     let mut tcp = TcpEndpoint::new(port).with_backlog(backlog);
     match bound.get("interface").map(str::trim) {
-        None | Some("") => {}
+        None | Some("") => tcp = tcp.with_interface(default_interface),
         Some(text) => {
             let interface = text.parse::<IpAddr>().map_err(|_| {
                 bound.invalid(

@@ -426,8 +426,8 @@ mod tls {
             let params = [
                 ("path", Some(self.directory.clone())),
                 ("port", self.port.map(|p| p.to_string())),
-                ("interface", self.interface.map(|ip| ip.to_string())),
                 ("backlog", self.backlog.map(|b| b.to_string())),
+                ("interface", self.interface.map(|ip| ip.to_string())),
             ];
             descriptor_text("tls", self.upper, &params, self.positional, &self.order)
         }
@@ -436,11 +436,14 @@ mod tls {
             let tls = endpoint
                 .downcast_ref::<TlsDirEndpoint>()
                 .ok_or_else(|| TestCaseError::fail(format!("not tls: {endpoint:?}")))?;
-            prop_assert_eq!(tls.directory(), Path::new(&self.directory));
+            let expected = super::home_expanded(&self.directory);
+            prop_assert_eq!(tls.directory(), Path::new(&expected));
             prop_assert_eq!(tls.tcp().port(), self.port.unwrap_or(443));
+            // Twisted's tls: listens on :: (IPv6 and IPv4) unless told otherwise.
             prop_assert_eq!(
                 tls.tcp().interface(),
-                self.interface.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+                self.interface
+                    .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
             );
             prop_assert_eq!(tls.tcp().backlog(), self.backlog.unwrap_or(1024));
             Ok(())
@@ -494,7 +497,8 @@ mod tls {
                 let txsni = endpoint
                     .downcast_ref::<TxsniEndpoint>()
                     .ok_or_else(|| TestCaseError::fail(format!("not txsni: {endpoint:?}")))?;
-                prop_assert_eq!(txsni.directory(), Path::new(&directory));
+                let expected = super::home_expanded(&directory);
+                prop_assert_eq!(txsni.directory(), Path::new(&expected));
                 check_inner(txsni.inner(), &inner)
             })?;
         }
@@ -700,5 +704,17 @@ mod acme {
         fn txacme_le_and_lets_print_what_parses_back(acme in acme()) {
             super::round_trip(&acme.text(), |endpoint| acme.check(endpoint))?;
         }
+    }
+}
+
+/// `path` as `txsni:` and `tls:` read it: a leading `~` is the home directory.
+#[allow(dead_code)]
+fn home_expanded(path: &str) -> String {
+    let home = std::env::var("HOME").unwrap_or_default();
+    match path.strip_prefix('~') {
+        Some(rest) if (rest.is_empty() || rest.starts_with('/')) && !home.is_empty() => {
+            format!("{}{rest}", home.trim_end_matches('/'))
+        }
+        _ => path.to_owned(),
     }
 }

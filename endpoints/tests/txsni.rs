@@ -366,3 +366,118 @@ async fn tls_descriptors_and_an_empty_directory() {
         "{err}"
     );
 }
+
+/// A root CA, an intermediate it signed, and a leaf for `name` the intermediate signed,
+/// laid out as certbot does: `live/NAME/{privkey,cert,chain,fullchain}.pem`. Returns the
+/// root, the only trust anchor a client needs.
+fn certbot_layout(dir: &Path, name: &str) -> rustls::pki_types::CertificateDer<'static> {
+    let ca = |cn: &str| {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+    };
+    let root_key = rcgen::KeyPair::generate().unwrap();
+    let root_params = ca("Torsion test root");
+    let root = root_params.self_signed(&root_key).unwrap();
+    let root_issuer = rcgen::Issuer::new(root_params, root_key);
+    let intermediate_key = rcgen::KeyPair::generate().unwrap();
+    let intermediate_params = ca("Torsion test intermediate");
+    let intermediate = intermediate_params
+        .clone()
+        .signed_by(&intermediate_key, &root_issuer)
+        .unwrap();
+    let intermediate_issuer = rcgen::Issuer::new(intermediate_params, intermediate_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "torsion-certbot");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &intermediate_issuer)
+        .unwrap();
+    let live = dir.join("live").join(name);
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("privkey.pem"), leaf_key.serialize_pem()).unwrap();
+    std::fs::write(live.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(live.join("chain.pem"), intermediate.pem()).unwrap();
+    std::fs::write(
+        live.join("fullchain.pem"),
+        format!("{}{}", leaf.pem(), intermediate.pem()),
+    )
+    .unwrap();
+    root.der().clone()
+}
+
+/// Completes a handshake for `name` on `address`, verifying the chain against `root`
+/// only; the served certificate's chain length.
+async fn verified_chain(
+    address: std::net::SocketAddr,
+    name: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> std::io::Result<usize> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let stream = connector.connect(server_name, tcp).await?;
+    Ok(stream.get_ref().1.peer_certificates().map_or(0, <[_]>::len))
+}
+
+#[tokio::test]
+async fn tls_serves_certbots_layout_with_its_chain_on_ipv4_and_ipv6() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = certbot_layout(dir.path(), "certbot.example");
+    // A backup beside the live files, with a key and certificate for the same name: only
+    // `*.pem` is read, so it must not replace the live certificate.
+    pem_names(
+        dir.path(),
+        "live/certbot.example/old.pem.bak",
+        &["certbot.example"],
+        "stale",
+    );
+    // A symbolic link loop below the directory is walked once.
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("live/loop")).unwrap();
+    // No interface: Twisted's tls: listens on ::, every IPv6 and IPv4 address.
+    let text = format!("tls:{}:port=0", quote(dir.path().to_str().unwrap()));
+    let endpoint = Endpoint::parse(&text).unwrap();
+    let listener = endpoint.listen().await.unwrap();
+    let port = listener.local_addr().as_tcp().unwrap().port();
+    accept_forever(listener);
+    for address in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let chain = verified_chain(address.parse().unwrap(), "certbot.example", &root)
+            .await
+            .unwrap_or_else(|e| panic!("{address}: {e}"));
+        // The leaf and the intermediate: the root is the client's.
+        assert_eq!(chain, 2, "{address}");
+    }
+    let subject = tokio::task::spawn_blocking(move || served(port, Some("certbot.example")))
+        .await
+        .unwrap();
+    assert!(subject.contains("torsion-certbot"), "{subject}");
+}
+
+#[tokio::test]
+async fn tls_positionals_are_twisteds_path_port_backlog_interface() {
+    let endpoint = Endpoint::parse(r"tls:/etc/certs:8443:9:\:\:1").unwrap();
+    assert_eq!(
+        endpoint.to_string(),
+        r"tls:/etc/certs:port=8443:interface=\:\:1:backlog=9"
+    );
+    let endpoint = Endpoint::parse("tls:~/certs").unwrap();
+    let home = std::env::var("HOME").unwrap();
+    assert_eq!(
+        endpoint.to_string(),
+        format!("tls:{}", quote(&format!("{home}/certs")))
+    );
+}

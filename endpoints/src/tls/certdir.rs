@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 use super::accept::{MinimumVersion, TlsAccept, server_config};
 use super::pem::load_certified_key;
 use super::resolver::{CertificateResolver, DEFAULT_NAME};
@@ -57,13 +60,29 @@ pub(crate) async fn listen_directory(
     Ok(TlsAccept::listener(endpoint, inner, config))
 }
 
+/// `~` or `~/...` with the user's home directory (`HOME`), as txsni's and Twisted's
+/// `os.path.expanduser` read a directory; any other path as it is.
+pub(crate) fn expand_home(path: impl Into<String>) -> String {
+    let path = path.into();
+    let home = || std::env::var("HOME").ok().filter(|h| !h.is_empty());
+    match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => match home() {
+            Some(home) => format!("{}{rest}", home.trim_end_matches('/')),
+            None => path,
+        },
+        _ => path,
+    }
+}
+
 /// How the files of a certificate directory name the hosts they serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Naming {
     /// txsni: `<hostname>.pem` in the directory itself; `DEFAULT.pem` is the default.
     FileName,
-    /// Twisted's `tls:`: every file below the directory, named by its certificate's
-    /// subjectAltName DNS entries; the first file (in path order) is the default.
+    /// Twisted's `tls:`: the keys and certificates of every `*.pem` file below the
+    /// directory, pooled and paired by public key (so certbot's `live/NAME/privkey.pem`
+    /// with `fullchain.pem` works), each leaf served under its subjectAltName DNS names
+    /// with the chain its issuers form; the first key (in path order) is the default.
     SubjectAltNames,
 }
 
@@ -76,6 +95,16 @@ struct Loaded {
     stamp: Stamp,
     names: Vec<String>,
     key: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// With [`Naming::SubjectAltNames`]: the file's keys and certificates (the last
+    /// version that parsed), for the pool.
+    pem: Option<Arc<PemObjects>>,
+}
+
+/// The private keys and certificates of one PEM file, in file order.
+#[derive(Default)]
+struct PemObjects {
+    keys: Vec<PrivateKeyDer<'static>>,
+    certificates: Vec<CertificateDer<'static>>,
 }
 
 /// What was loaded from the directory, by file.
@@ -83,6 +112,8 @@ pub(crate) struct Store {
     directory: PathBuf,
     naming: Naming,
     files: std::collections::BTreeMap<PathBuf, Loaded>,
+    /// With [`Naming::SubjectAltNames`]: the names the pool serves now.
+    served: std::collections::BTreeSet<String>,
 }
 
 impl Store {
@@ -91,6 +122,7 @@ impl Store {
             directory,
             naming,
             files: std::collections::BTreeMap::new(),
+            served: std::collections::BTreeSet::new(),
         }
     }
 
@@ -98,7 +130,15 @@ impl Store {
     fn list(&self) -> Option<Vec<(PathBuf, Stamp)>> {
         let mut found = Vec::new();
         let mut pending = vec![self.directory.clone()];
+        // Directories seen, by device and inode: a symbolic link loop is walked once.
+        let mut seen = std::collections::HashSet::new();
         while let Some(dir) = pending.pop() {
+            if let Ok(metadata) = std::fs::metadata(&dir) {
+                use std::os::unix::fs::MetadataExt;
+                if !seen.insert((metadata.dev(), metadata.ino())) {
+                    continue;
+                }
+            }
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(err) if dir == self.directory => {
@@ -118,13 +158,14 @@ impl Store {
                     }
                     continue;
                 }
-                let wanted = match self.naming {
-                    Naming::FileName => path.extension().is_some_and(|e| e == "pem"),
-                    Naming::SubjectAltNames => !path
+                // Only `*.pem`, as Twisted and txsni read: a `site.pem.bak` beside
+                // `site.pem` is not a certificate in service. Hidden files are locks and
+                // files being written.
+                let wanted = path.extension().is_some_and(|e| e == "pem")
+                    && !path
                         .file_name()
                         .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with('.')),
-                };
+                        .is_some_and(|n| n.starts_with('.'));
                 if metadata.is_file() && wanted {
                     found.push((path, (metadata.modified().ok(), metadata.len())));
                 }
@@ -184,6 +225,29 @@ impl Store {
                         stamp,
                         names: Vec::new(),
                         key: None,
+                        pem: None,
+                    },
+                );
+                continue;
+            }
+            if self.naming == Naming::SubjectAltNames {
+                let pem = match read_pem(&path) {
+                    Ok(pem) => Some(Arc::new(pem)),
+                    Err(reason) => {
+                        tracing::warn!(
+                            file = %path.display(),
+                            "certificate not loaded, the previous one for this file stays in service: {reason}"
+                        );
+                        previous.and_then(|p| p.pem)
+                    }
+                };
+                self.files.insert(
+                    path,
+                    Loaded {
+                        stamp,
+                        names: Vec::new(),
+                        key: None,
+                        pem,
                     },
                 );
                 continue;
@@ -200,6 +264,7 @@ impl Store {
                         stamp,
                         names,
                         key: Some(Arc::new(key)),
+                        pem: None,
                     }
                 }
                 Err(reason) => {
@@ -213,6 +278,7 @@ impl Store {
                             stamp,
                             names: Vec::new(),
                             key: None,
+                            pem: None,
                         },
                     }
                 }
@@ -241,28 +307,19 @@ impl Store {
                         .to_owned(),
                 ]
             }
-            Naming::SubjectAltNames => {
-                let leaf = key
-                    .cert
-                    .first()
-                    .ok_or_else(|| format!("{}: no certificate", path.display()))?;
-                let names = dns_names(leaf.as_ref())
-                    .map_err(|e| format!("{}: cannot read the certificate: {e}", path.display()))?;
-                if names.is_empty() {
-                    return Err(format!(
-                        "{}: the certificate names no DNS host in subjectAltName",
-                        path.display()
-                    ));
-                }
-                names
-            }
+            // Pooled instead: see `publish_pooled`.
+            Naming::SubjectAltNames => Vec::new(),
         };
         Ok((names, key))
     }
 
     /// Puts every loaded certificate in the resolver; for `tls:`, the first file's is also
     /// the default.
-    fn publish(&self, resolver: &CertificateResolver) {
+    fn publish(&mut self, resolver: &CertificateResolver) {
+        if self.naming == Naming::SubjectAltNames {
+            self.publish_pooled(resolver);
+            return;
+        }
         let mut default_set = false;
         for (path, loaded) in &self.files {
             let Some(key) = &loaded.key else { continue };
@@ -278,9 +335,137 @@ impl Store {
         }
     }
 
+    /// Pairs every key of every file with the certificate holding its public key (the
+    /// newest, if several do), builds each leaf's chain from the pool by issuer, and
+    /// serves it under the leaf's DNS names; names no longer served are removed.
+    fn publish_pooled(&mut self, resolver: &CertificateResolver) {
+        let files: Vec<(&PathBuf, &PemObjects)> = self
+            .files
+            .iter()
+            .filter_map(|(path, loaded)| loaded.pem.as_deref().map(|pem| (path, pem)))
+            .collect();
+        let mut pool: Vec<Pooled> = Vec::new();
+        for (_, pem) in &files {
+            for der in &pem.certificates {
+                if pool.iter().all(|known| known.der != *der)
+                    && let Some(pooled) = Pooled::parse(der)
+                {
+                    pool.push(pooled);
+                }
+            }
+        }
+        let provider = rustls::crypto::ring::default_provider();
+        let mut served = std::collections::BTreeSet::new();
+        let mut default_set = false;
+        for (path, pem) in &files {
+            for key in &pem.keys {
+                let Ok(signing) = provider.key_provider.load_private_key(key.clone_key()) else {
+                    tracing::warn!(file = %path.display(), "a private key rustls cannot sign with; skipped");
+                    continue;
+                };
+                let leaf = pool
+                    .iter()
+                    .filter(|c| {
+                        rustls::sign::CertifiedKey::new(vec![c.der.clone()], signing.clone())
+                            .keys_match()
+                            .is_ok()
+                    })
+                    .max_by_key(|c| c.not_after);
+                let Some(leaf) = leaf else {
+                    tracing::warn!(file = %path.display(), "no certificate below the directory matches a private key in this file");
+                    continue;
+                };
+                if leaf.names.is_empty() {
+                    tracing::warn!(file = %path.display(), "the certificate for a key in this file names no DNS host in subjectAltName");
+                    continue;
+                }
+                let key = Arc::new(rustls::sign::CertifiedKey::new(chain(leaf, &pool), signing));
+                for name in &leaf.names {
+                    match resolver.set(name, key.clone()) {
+                        Ok(()) => {
+                            served.insert(name.clone());
+                        }
+                        Err(reason) => tracing::warn!(file = %path.display(), "{reason}"),
+                    }
+                }
+                if !default_set {
+                    let _ = resolver.set(DEFAULT_NAME, key.clone());
+                    default_set = true;
+                }
+            }
+        }
+        for gone in self.served.difference(&served) {
+            resolver.remove(gone);
+        }
+        if !default_set {
+            resolver.remove(DEFAULT_NAME);
+        }
+        self.served = served;
+    }
+
     pub(crate) fn directory(&self) -> &Path {
         &self.directory
     }
+}
+
+/// A certificate of the pool, with what pairing and chaining need.
+struct Pooled {
+    der: CertificateDer<'static>,
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+    not_after: i64,
+    names: Vec<String>,
+}
+
+impl Pooled {
+    fn parse(der: &CertificateDer<'static>) -> Option<Pooled> {
+        let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        Some(Pooled {
+            der: der.clone(),
+            subject: certificate.subject().as_raw().to_vec(),
+            issuer: certificate.issuer().as_raw().to_vec(),
+            not_after: certificate.validity().not_after.timestamp(),
+            names: dns_names(der.as_ref()).unwrap_or_default(),
+        })
+    }
+}
+
+/// `leaf` then its issuers from `pool`, each the issuer of the one before, until a
+/// self-signed certificate (a root, left out as clients have it) or one whose issuer is
+/// not in the pool; at most 8 deep.
+fn chain(leaf: &Pooled, pool: &[Pooled]) -> Vec<CertificateDer<'static>> {
+    let mut chain = vec![leaf.der.clone()];
+    let mut current = leaf;
+    while chain.len() < 9 && current.subject != current.issuer {
+        let Some(issuer) = pool
+            .iter()
+            .filter(|c| c.subject == current.issuer && c.subject != c.issuer)
+            .find(|c| !chain.contains(&c.der))
+        else {
+            break;
+        };
+        chain.push(issuer.der.clone());
+        current = issuer;
+    }
+    chain
+}
+
+/// The private keys and certificates of a PEM file.
+fn read_pem(path: &Path) -> std::result::Result<PemObjects, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut pem = PemObjects::default();
+    for item in rustls::pki_types::pem::PemObject::pem_slice_iter(&text) {
+        pem.keys
+            .push(item.map_err(|e| format!("a private key is not valid PEM: {e}"))?);
+    }
+    for item in CertificateDer::pem_slice_iter(&text) {
+        pem.certificates
+            .push(item.map_err(|e| format!("a certificate is not valid PEM: {e}"))?);
+    }
+    if pem.keys.is_empty() && pem.certificates.is_empty() {
+        return Err("no private key and no certificate in PEM form".into());
+    }
+    Ok(pem)
 }
 
 /// The DNS names in a certificate's subjectAltName extension.

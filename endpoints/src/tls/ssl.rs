@@ -158,7 +158,11 @@ impl EndpointKind for SslKind {
             "extraCertChain",
             "dhParameters",
         ])?;
-        let tcp = tcp_from_bound(&bound, None)?;
+        let tcp = tcp_from_bound(
+            &bound,
+            None,
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        )?;
         let non_empty = |name: &str| bound.get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         let mut endpoint = SslEndpoint::new(
             tcp,

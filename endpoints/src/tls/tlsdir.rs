@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::certdir::{Naming, listen_directory};
+use super::certdir::{Naming, expand_home, listen_directory};
 use crate::descriptor::Descriptor;
 use crate::error::Result;
 use crate::listener::Listener;
@@ -11,14 +11,21 @@ use crate::registry::{Arguments, BoxFuture, Endpoint, EndpointKind, Registry, Se
 use crate::tcp::{DEFAULT_BACKLOG, TcpEndpoint, tcp_from_bound};
 
 /// TLS on TCP with the certificates below a directory:
-/// `tls:DIR[:port=443][:interface=][:backlog=1024]`.
+/// `tls:DIR[:port=443][:backlog=1024][:interface=::]` (Twisted's positional order).
 ///
-/// Follows Twisted's `tls:` server endpoint: every file below DIR (recursively) holding a
-/// private key and its certificate serves the DNS names of the certificate's
-/// subjectAltName (wildcards included); the first file, in path order, also serves clients
-/// without SNI and names no certificate carries. Files are reloaded when they change, as
-/// for [`TxsniEndpoint`](super::TxsniEndpoint); a file that fails to load is logged and its
-/// previous certificate stays in service. Files whose names start with `.` are skipped.
+/// Follows Twisted's `tls:` server endpoint: the private keys and certificates of every
+/// `*.pem` file below DIR (recursively; a symbolic link loop is walked once) are pooled,
+/// each key is paired with the certificate holding its public key (the newest, if several
+/// do), and the leaf is served with the chain its issuers in the pool form, under the DNS
+/// names of its subjectAltName (wildcards included). So certbot's layout works as it is:
+/// `live/NAME/privkey.pem` beside `fullchain.pem` (or `cert.pem` and `chain.pem`). The
+/// first key, in path order, also serves clients without SNI and names no certificate
+/// carries. It listens on `::` (IPv6 and IPv4) unless `interface=` says otherwise; a
+/// leading `~` in DIR is the home directory. Files are reloaded when they change, as for
+/// [`TxsniEndpoint`](super::TxsniEndpoint); a file that fails to parse is logged and what
+/// it held before stays in the pool. Other files (`site.pem.bak`) and hidden files are
+/// not read. Deliberately unlike Twisted, a directory that yields no certificate stops
+/// start-up with an error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsDirEndpoint {
     directory: PathBuf,
@@ -51,9 +58,8 @@ impl ServerEndpoint for TlsDirEndpoint {
         if self.tcp.port() != 443 {
             d = d.with_kwarg("port", self.tcp.port().to_string());
         }
-        // Only 0.0.0.0 is the default: `::` (every IPv6 and IPv4 address) must be printed, or
-        // it reads back as IPv4 only.
-        if self.tcp.interface() != std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) {
+        // `::` (every IPv6 and IPv4 address) is the default, as in Twisted.
+        if self.tcp.interface() != DEFAULT_INTERFACE {
             d = d.with_kwarg("interface", self.tcp.interface().to_string());
         }
         if self.tcp.backlog() != DEFAULT_BACKLOG {
@@ -72,6 +78,10 @@ impl ServerEndpoint for TlsDirEndpoint {
     }
 }
 
+/// Where `tls:` listens unless told: `::`, every IPv6 and IPv4 address, as Twisted's
+/// `tls:` does.
+const DEFAULT_INTERFACE: std::net::IpAddr = std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
 /// The `tls:` kind.
 pub(crate) struct TlsDirKind;
 
@@ -81,16 +91,20 @@ impl EndpointKind for TlsDirKind {
     }
 
     fn usage(&self) -> &str {
-        "tls:DIRECTORY[:port=443][:interface=ADDRESS][:backlog=1024]"
+        r"tls:DIRECTORY[:port=443][:backlog=1024][:interface=\:\:]"
     }
 
     fn parse(&self, args: Arguments, _: &Registry) -> Result<Endpoint> {
-        let bound = args.bind(&["path", "port", "interface", "backlog"])?;
+        // Twisted's order: path, port, backlog, interface.
+        let bound = args.bind(&["path", "port", "backlog", "interface"])?;
         let directory = bound.required("path")?;
         if directory.is_empty() {
             return Err(bound.invalid("path", directory, "the directory holding the certificates"));
         }
-        let tcp = tcp_from_bound(&bound, Some(443))?;
-        Ok(Endpoint::new(TlsDirEndpoint::new(directory, tcp)))
+        let tcp = tcp_from_bound(&bound, Some(443), DEFAULT_INTERFACE)?;
+        Ok(Endpoint::new(TlsDirEndpoint::new(
+            expand_home(directory),
+            tcp,
+        )))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::certdir::{Naming, listen_directory};
+use super::certdir::{Naming, expand_home, listen_directory};
 use crate::descriptor::Descriptor;
 use crate::error::Result;
 use crate::listener::Listener;
@@ -90,6 +90,9 @@ impl EndpointKind for TxsniKind {
             .filter(|d| !d.is_empty())
             .ok_or_else(|| args.missing("DIRECTORY"))?;
         let inner = args.into_inner_endpoint("endpoint descriptor", registry)?;
-        Ok(Endpoint::new(TxsniEndpoint::new(directory, inner)))
+        Ok(Endpoint::new(TxsniEndpoint::new(
+            expand_home(directory),
+            inner,
+        )))
     }
 }

@@ -227,3 +227,108 @@ fn chunked_framing_errors_are_the_clients_400_not_the_applications_500() {
         server.logs()
     );
 }
+
+/// Sends `head` then a body one byte every `every` until told to stop, and returns the
+/// answer; tells `started` once the head and the first byte are sent.
+fn dribble(
+    server: &Server,
+    head: String,
+    every: std::time::Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    started: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<String> {
+    let mut stream = server.connect();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        send(&mut stream, &head);
+        let mut first = Some(started);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if stream.write_all(b"x").is_err() {
+                break;
+            }
+            if let Some(started) = first.take() {
+                let _ = started.send(());
+            }
+            std::thread::sleep(every);
+        }
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+}
+
+/// Six clients sending a small body a byte every two seconds to a server with `args`;
+/// then three ordinary requests, each of which must be answered within a second.
+fn beside_six_slow_uploaders(args: &[&str]) {
+    let server = Server::start(args);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (started, all_started) = std::sync::mpsc::channel();
+    let slow: Vec<_> = (0..6)
+        .map(|_| {
+            dribble(
+                &server,
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n".to_owned(),
+                std::time::Duration::from_secs(2),
+                stop.clone(),
+                started.clone(),
+            )
+        })
+        .collect();
+    // Every slow client has sent its head and the first byte of its body.
+    for _ in 0..6 {
+        all_started.recv().unwrap();
+    }
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        assert!(server.get("/calls").trim().parse::<u64>().is_ok());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "a request took {:?} beside six slow uploaders",
+            started.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(server);
+    for client in slow {
+        let _ = client.join();
+    }
+}
+
+#[test]
+fn slow_uploaders_hold_no_python_thread() {
+    // Four Python threads and six slow clients: the small bodies are read ahead by the
+    // event loop, so other requests are still served. (With `--request-buffer-size 0
+    // --min-upload-rate 0` the same check fails: the six hold all four threads.)
+    beside_six_slow_uploaders(&["--wsgi", "probe:application", "--threads", "4"]);
+}
+
+#[test]
+fn an_upload_slower_than_the_minimum_rate_gets_408_and_frees_its_thread() {
+    // A body larger than the read-ahead buffer streams to the application; sent at about
+    // 5 bytes a second where 1,000 are required after a 1 s grace, it ends in 408.
+    let server = Server::start(&[
+        "--wsgi",
+        "probe:application",
+        "--threads",
+        "1",
+        "--min-upload-rate",
+        "1000",
+        "--upload-grace",
+        "1",
+    ]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (started, _) = std::sync::mpsc::channel();
+    let slow = dribble(
+        &server,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n".to_owned(),
+        std::time::Duration::from_millis(200),
+        stop.clone(),
+        started,
+    );
+    server.wait_for_log("slower than 1000 bytes a second");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answer = slow.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    // The only Python thread is free again.
+    assert!(server.get("/calls").trim().parse::<u64>().is_ok());
+}

@@ -444,7 +444,18 @@ fn head_on_a_never_ending_generator_frees_the_thread() {
 
 #[test]
 fn a_client_that_stalls_its_upload_is_given_up_after_the_client_timeout() {
-    let server = probe(&["--threads", "1", "--client-timeout", "1"]);
+    // No read-ahead and no rate rule: the stalled upload reaches the application and holds
+    // its thread until the silence rule frees it.
+    let server = probe(&[
+        "--threads",
+        "1",
+        "--client-timeout",
+        "1",
+        "--request-buffer-size",
+        "0",
+        "--min-upload-rate",
+        "0",
+    ]);
     let in_flight = Started::new();
     let mut stalled = server.connect();
     send(

@@ -136,6 +136,20 @@ struct WebArgs {
     /// response before its request is given up.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     client_timeout: f64,
+
+    /// Request bodies up to this size are read before the application is called, so a
+    /// slow client holds no Python thread over them [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    request_buffer_size: Option<usize>,
+
+    /// The slowest average upload rate allowed after --upload-grace; slower uploads get
+    /// 408. 0 turns the check off [default: 240].
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    min_upload_rate: Option<u64>,
+
+    /// Seconds an upload may run before --min-upload-rate applies.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    upload_grace: f64,
 }
 
 fn main() -> ExitCode {
@@ -240,6 +254,13 @@ fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
     config.display_tracebacks = args.display_tracebacks;
     config.shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout, false)?;
     config.client_timeout = seconds("--client-timeout", args.client_timeout, true)?;
+    if let Some(size) = args.request_buffer_size {
+        config.request_buffer_size = size;
+    }
+    if let Some(rate) = args.min_upload_rate {
+        config.min_upload_rate = rate;
+    }
+    config.upload_grace = seconds("--upload-grace", args.upload_grace, false)?;
     Ok(config)
 }
 

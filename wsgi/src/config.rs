@@ -28,6 +28,19 @@ pub struct ServerConfig {
     /// Requests that may wait for a free Python thread; beyond that, 503 Service
     /// Unavailable with Retry-After (RFC 9110 §15.6.4). Default: 2048.
     pub max_queued_requests: usize,
+    /// Request bodies up to this many bytes are read by the event loop before the
+    /// application is called, so a client that dawdles over a small upload holds no Python
+    /// thread (nginx buffers bodies the same way). Larger bodies stream to the application
+    /// as it reads them. Default: 64 KiB.
+    pub request_buffer_size: usize,
+    /// The slowest average rate, in bytes per second, at which a client may send a request
+    /// body, counted from the first read after [`ServerConfig::upload_grace`]; a slower
+    /// upload ends with 408 Request Timeout and frees its Python thread. 0 disables the
+    /// check. Default: 240, Kestrel's `MinRequestBodyDataRate`.
+    pub min_upload_rate: u64,
+    /// How long an upload may run before [`ServerConfig::min_upload_rate`] applies.
+    /// Default: 5 s, as Kestrel's grace period.
+    pub upload_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +55,9 @@ impl Default for ServerConfig {
             multiprocess: false,
             client_timeout: Duration::from_secs(60),
             max_queued_requests: 2048,
+            request_buffer_size: 64 * 1024,
+            min_upload_rate: 240,
+            upload_grace: Duration::from_secs(5),
         }
     }
 }

@@ -40,7 +40,112 @@ struct State {
     /// truncated body is never mistaken for a whole one.
     failed: Option<String>,
     runtime: tokio::runtime::Handle,
-    client_timeout: Duration,
+    pace: Pace,
+}
+
+/// How long a client may take over its request body: never silent for the client timeout,
+/// and, after a grace period, never slower on average than a minimum rate (Kestrel's
+/// `MinRequestBodyDataRate`; nginx's `client_body_timeout` is the silence rule alone).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace {
+    /// When the server first waited for the body.
+    pub(crate) started: std::time::Instant,
+    /// The longest silence.
+    pub(crate) client_timeout: Duration,
+    /// Bytes per second; 0 for no minimum.
+    pub(crate) min_rate: u64,
+    /// How long the minimum rate does not apply.
+    pub(crate) grace: Duration,
+}
+
+impl Pace {
+    /// How long the next wait for body bytes may last, having received `received` bytes,
+    /// and the fault if it runs out.
+    pub(crate) fn next_wait(&self, received: u64) -> (Duration, Fault) {
+        if self.min_rate == 0 {
+            return (self.client_timeout, Fault::Silent);
+        }
+        // The average rate stays above the minimum while the elapsed time is under the
+        // grace period plus the time the bytes received so far would take at that rate.
+        let allowed = self.grace + Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        let left = allowed.saturating_sub(self.started.elapsed());
+        if left < self.client_timeout {
+            (left, Fault::TooSlow)
+        } else {
+            (self.client_timeout, Fault::Silent)
+        }
+    }
+
+    /// The message for a wait that ran out with `fault`.
+    pub(crate) fn message(&self, fault: Fault) -> String {
+        match fault {
+            Fault::TooSlow => format!(
+                "the client sent the request body slower than {} bytes a second",
+                self.min_rate
+            ),
+            _ => format!(
+                "the client sent none of the rest of the request body for {:?}",
+                self.client_timeout
+            ),
+        }
+    }
+}
+
+/// A request body as it reaches the Python thread: what the event loop read ahead, and
+/// the rest still with the client, if any.
+#[derive(Debug, Default)]
+pub(crate) struct RequestBody {
+    pub(crate) prefix: Vec<Bytes>,
+    pub(crate) rest: Option<Incoming>,
+}
+
+/// Reads up to `buffer` bytes of `body` on the event loop (the whole body, when it is no
+/// larger), pacing the client with `pace`: a client that dawdles over a small upload then
+/// holds no Python thread. A body declared larger than `buffer` is not read ahead.
+///
+/// # Errors
+/// The client's fault: a body over `limit` bytes, a malformed body, silence or slowness.
+pub(crate) async fn read_ahead(
+    mut body: Incoming,
+    buffer: usize,
+    limit: u64,
+    pace: &Pace,
+) -> Result<RequestBody, Fault> {
+    use http_body_util::BodyExt;
+    let mut read = RequestBody::default();
+    if body.is_end_stream() {
+        return Ok(read);
+    }
+    if body.size_hint().lower() > buffer as u64 {
+        read.rest = Some(body);
+        return Ok(read);
+    }
+    let mut received = 0u64;
+    while received <= buffer as u64 {
+        let (wait, fault) = pace.next_wait(received);
+        match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) => return Err(fault),
+            Ok(None) => return Ok(read),
+            Ok(Some(Err(_))) => return Err(Fault::Malformed),
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                received += data.len() as u64;
+                if received > limit {
+                    return Err(Fault::TooLarge);
+                }
+                if !data.is_empty() {
+                    read.prefix.push(data);
+                }
+            }
+        }
+        if body.is_end_stream() {
+            return Ok(read);
+        }
+    }
+    read.rest = Some(body);
+    Ok(read)
 }
 
 /// What the client did wrong while the application read its body; the server answers with
@@ -57,6 +162,8 @@ pub(crate) enum Fault {
     Malformed = 2,
     /// The client sent nothing for the client timeout: 408 (RFC 9110 §15.5.9).
     Silent = 3,
+    /// The client sent the body slower than the minimum rate: 408.
+    TooSlow = 4,
 }
 
 impl ClientFault {
@@ -73,39 +180,39 @@ impl ClientFault {
             1 => Some(Fault::TooLarge),
             2 => Some(Fault::Malformed),
             3 => Some(Fault::Silent),
+            4 => Some(Fault::TooSlow),
             _ => None,
         }
     }
 }
 
-/// What a Python thread needs to wait for the client: the runtime that drives timers, and
-/// how long the client may stay silent.
-#[derive(Clone)]
-pub(crate) struct Waiting {
-    pub(crate) runtime: tokio::runtime::Handle,
-    pub(crate) client_timeout: Duration,
-}
-
 impl Input {
     /// `fault` records what the client did wrong, if reading fails because of it: a body
-    /// over `limit` bytes, a malformed body, or silence for longer than the client timeout.
+    /// over `limit` bytes, a malformed body, silence or slowness past `pace`.
     pub(crate) fn new(
-        body: Incoming,
+        body: RequestBody,
         limit: u64,
         fault: Arc<ClientFault>,
-        waiting: Waiting,
+        runtime: tokio::runtime::Handle,
+        pace: Pace,
     ) -> Input {
-        let body = (!body.is_end_stream()).then_some(body);
+        let mut buffer = Buffer::default();
+        let mut received = 0;
+        for data in body.prefix {
+            received += data.len() as u64;
+            buffer.push(data);
+        }
+        let rest = body.rest.filter(|rest| !rest.is_end_stream());
         Input {
             state: Mutex::new(State {
-                body,
-                buffer: Buffer::default(),
-                received: 0,
+                body: rest,
+                buffer,
+                received,
                 limit,
                 fault,
                 failed: None,
-                runtime: waiting.runtime,
-                client_timeout: waiting.client_timeout,
+                runtime,
+                pace,
             }),
         }
     }
@@ -156,22 +263,21 @@ impl State {
             let frame = match Pin::new(&mut *body).poll_frame(&mut ready) {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
-                    let (runtime, timeout) = (&self.runtime, self.client_timeout);
+                    let (wait, fault) = self.pace.next_wait(self.received);
+                    let runtime = &self.runtime;
                     py.detach(|| {
                         // The timer is made inside block_on: it needs the runtime's context.
                         runtime.block_on(async {
                             tokio::time::timeout(
-                                timeout,
+                                wait,
                                 std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)),
                             )
                             .await
                         })
                     })
                     .map_err(|_| {
-                        self.fault.set(Fault::Silent);
-                        format!(
-                            "the client sent none of the rest of the request body for {timeout:?}"
-                        )
+                        self.fault.set(fault);
+                        self.pace.message(fault)
                     })?
                 }
             };

@@ -32,7 +32,7 @@ use torsion_endpoints::ConnectionInfo;
 
 use self::application::Application;
 use self::environ::Constants;
-use self::input::{ClientFault, Fault, Input, Waiting};
+use self::input::{ClientFault, Fault, Input, Pace, RequestBody, read_ahead};
 use self::interpreter::{LoadError, describe};
 use self::responder::Responder;
 use self::sender::{ClientGone, Sender};
@@ -44,7 +44,9 @@ use crate::pool::{Pool, Refused, Run};
 
 /// One request handed to a Python thread.
 struct Job {
-    request: http::Request<Incoming>,
+    parts: http::request::Parts,
+    body: RequestBody,
+    pace: Pace,
     info: Arc<ConnectionInfo>,
     reply: oneshot::Sender<Response<ResponseBody>>,
 }
@@ -73,7 +75,8 @@ struct Worker {
     application: Py<PyAny>,
     constants: Constants,
     config: Arc<ServerConfig>,
-    waiting: Waiting,
+    /// The runtime whose timers the Python threads wait on.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Bridge {
@@ -100,10 +103,7 @@ impl Bridge {
                 application: application.object.clone_ref(py),
                 constants,
                 config: config.clone(),
-                waiting: Waiting {
-                    runtime,
-                    client_timeout: config.client_timeout,
-                },
+                runtime,
             }))
         })
         .map_err(|err| LoadError::Interpreter(err.to_string()))?;
@@ -119,8 +119,10 @@ impl Bridge {
         &self.config
     }
 
-    /// Serves one request: answers 413 at once for a declared body over the limit, else
-    /// queues it for a Python thread and waits for the response head.
+    /// Serves one request: answers 413 at once for a declared body over the limit; reads a
+    /// body of up to [`ServerConfig::request_buffer_size`] bytes on the event loop (408,
+    /// 400 or 413 if the client fails at it); then queues the request for a Python thread
+    /// and waits for the response head.
     ///
     /// ACME http-01 validations are not answered here but by [`serve`](crate::serve),
     /// before any request reaches the bridge; a server that calls this from its own loop
@@ -138,9 +140,39 @@ impl Bridge {
         if declared.is_some_and(|n| n > self.config.max_body_size) {
             return too_large_response(self.config.max_body_size);
         }
+        let pace = Pace {
+            started: std::time::Instant::now(),
+            client_timeout: self.config.client_timeout,
+            min_rate: self.config.min_upload_rate,
+            grace: self.config.upload_grace,
+        };
+        let (parts, body) = request.into_parts();
+        let body = match read_ahead(
+            body,
+            self.config.request_buffer_size,
+            self.config.max_body_size,
+            &pace,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(fault) => {
+                let response = fault_response(fault, self.config.max_body_size);
+                tracing::info!(
+                    method = %parts.method,
+                    path = parts.uri.path(),
+                    peer = %info.peer,
+                    "the client's request body failed before the application was called: answering {}",
+                    response.status()
+                );
+                return response;
+            }
+        };
         let (reply, response) = oneshot::channel();
         match self.pool.submit(Job {
-            request,
+            parts,
+            body,
+            pace,
             info,
             reply,
         }) {
@@ -182,25 +214,26 @@ impl Run<Job> for Worker {
 impl Worker {
     fn serve(&self, py: Python<'_>, job: Job) {
         let Job {
-            request,
+            parts,
+            body,
+            pace,
             info,
             reply,
         } = job;
         if reply.is_closed() {
             // The client left (or reset its HTTP/2 stream) while the request waited.
             tracing::debug!(
-                path = request.uri().path(),
+                path = parts.uri.path(),
                 "skipping a request nobody waits for"
             );
             return;
         }
-        let (parts, body) = request.into_parts();
         let head_only = parts.method == Method::HEAD;
         let fault = Arc::new(ClientFault::default());
         let sender = Sender::new(
             reply,
             head_only,
-            self.waiting.runtime.clone(),
+            self.runtime.clone(),
             self.config.client_timeout,
         );
         type Called<'py> = (
@@ -215,7 +248,8 @@ impl Worker {
                     body,
                     self.config.max_body_size,
                     fault.clone(),
-                    self.waiting.clone(),
+                    self.runtime.clone(),
+                    pace,
                 ),
             )?;
             let environ =
@@ -359,18 +393,9 @@ impl Worker {
         }
         // The client's fault, found while the application read the body: the client's
         // error, not the application's, though the application let the exception through.
-        let client_error = match fault.get() {
-            Some(Fault::TooLarge) => Some(too_large_response(self.config.max_body_size)),
-            Some(Fault::Malformed) => Some(closing(plain(
-                StatusCode::BAD_REQUEST,
-                "Bad Request: the request body is malformed or incomplete.\n",
-            ))),
-            Some(Fault::Silent) => Some(closing(plain(
-                StatusCode::REQUEST_TIMEOUT,
-                "Request Timeout: the client stopped sending the request body.\n",
-            ))),
-            None => None,
-        };
+        let client_error = fault
+            .get()
+            .map(|fault| fault_response(fault, self.config.max_body_size));
         if let Some(response) = client_error {
             tracing::info!(
                 method = %parts.method,
@@ -406,6 +431,25 @@ fn traceback(py: Python<'_>, err: &PyErr) -> String {
             .extract()
     })();
     formatted.unwrap_or_else(|_| err.to_string())
+}
+
+/// The server's answer to a client's fault in its request body, with `Connection: close`.
+fn fault_response(fault: Fault, limit: u64) -> Response<ResponseBody> {
+    match fault {
+        Fault::TooLarge => too_large_response(limit),
+        Fault::Malformed => closing(plain(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: the request body is malformed or incomplete.\n",
+        )),
+        Fault::Silent => closing(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request Timeout: the client stopped sending the request body.\n",
+        )),
+        Fault::TooSlow => closing(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request Timeout: the client sent the request body too slowly.\n",
+        )),
+    }
 }
 
 /// `response` with `Connection: close`: after a broken body the connection cannot be

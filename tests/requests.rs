@@ -332,3 +332,37 @@ fn an_upload_slower_than_the_minimum_rate_gets_408_and_frees_its_thread() {
     // The only Python thread is free again.
     assert!(server.get("/calls").trim().parse::<u64>().is_ok());
 }
+
+#[test]
+fn a_refusal_before_the_body_is_read_reaches_the_client_whole() {
+    // 413 for a declared 10 MB body, while the client goes on sending it: without
+    // lingering close, the unread bytes would make the server's close a TCP reset that
+    // can destroy the response before the client reads it.
+    let server = Server::start(&["--wsgi", "probe:application", "--max-body-size", "1000"]);
+    for _ in 0..3 {
+        let mut stream = server.connect();
+        send(
+            &mut stream,
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n",
+        );
+        let mut writer = stream.try_clone().unwrap();
+        let uploading = std::thread::spawn(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let block = vec![b'x'; 64 * 1024];
+            for _ in 0..(10_000_000 / block.len()) {
+                writer.write_all(&block)?;
+            }
+            writer.shutdown(std::net::Shutdown::Write)
+        });
+        let mut response = Vec::new();
+        let read = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        assert!(read.is_ok(), "{read:?} after {text:?}");
+        assert!(text.starts_with("HTTP/1.1 413"), "{text:?}");
+        assert!(text.contains("at most 1000 bytes"), "{text:?}");
+        // The server read and threw away the rest of the upload: no reset reached the
+        // client while it was still sending.
+        let uploaded = uploading.join().unwrap();
+        assert!(uploaded.is_ok(), "the upload was reset: {uploaded:?}");
+    }
+}

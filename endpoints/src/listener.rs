@@ -142,6 +142,18 @@ impl Connection {
         }
     }
 
+    /// Bytes received and not yet read, as the kernel counts them (`FIONREAD`, ioctl(2)),
+    /// for a plain `tcp:` or `unix:` connection; `None` when the connection is wrapped
+    /// (TLS, a plugin) or the kernel will not say. A server uses it to tell whether
+    /// closing now would answer the client's pending data with a reset (lingering close).
+    pub fn unread_bytes(&self) -> Option<u64> {
+        match &self.stream {
+            Stream::Tcp(stream) => rustix::io::ioctl_fionread(stream).ok(),
+            Stream::Unix(stream) => rustix::io::ioctl_fionread(stream).ok(),
+            Stream::Other(_) => None,
+        }
+    }
+
     /// The connection's facts.
     pub fn info(&self) -> &ConnectionInfo {
         &self.info

@@ -32,7 +32,8 @@
 //!
 //! ```text
 //! serve      accept loops, the hyper connection builder, the server's own answers
-//!   │        (checks: Host, request targets, CONNECT), ACME http-01 before the site
+//!   │        (checks: Host, request targets, CONNECT), ACME http-01 before the site,
+//!   │        lingering close (linger)
 //!   │        (to come beside it: the access log; above the bridge: the site, with its
 //!   │        mount table, static files and added headers)
 //! bridge     the PEP 3333 bridge: interpreter, application, environ, input, head,
@@ -51,6 +52,7 @@ mod body;
 mod bridge;
 mod checks;
 mod config;
+mod linger;
 mod pool;
 mod runtime;
 mod serve;

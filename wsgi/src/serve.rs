@@ -17,6 +17,7 @@ use torsion_endpoints::ConnectionInfo;
 use crate::body::ResponseBody;
 use crate::bridge::Bridge;
 use crate::checks;
+use crate::linger::Lingering;
 use crate::runtime::Heartbeat;
 
 /// The hyper connection builder [`serve`] uses: HTTP/1.1 with a 30 s header-read timeout
@@ -97,9 +98,12 @@ async fn accept_loop(
         let info = Arc::new(connection.info().clone());
         let peer = info.peer.clone();
         let bridge = bridge.clone();
+        let connection = Lingering::new(connection);
+        let expect_more = connection.expect_more();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let bridge = bridge.clone();
             let info = info.clone();
+            let expect_more = expect_more.clone();
             async move {
                 if let Some(answer) = checks::answer(&request) {
                     return Ok::<_, Infallible>(answer);
@@ -108,8 +112,19 @@ async fn accept_loop(
                     return Ok(answer);
                 }
                 let version = request.version();
+                let has_body = !hyper::body::Body::is_end_stream(request.body());
                 let mut response = bridge.handle(request, info).await;
                 checks::frame_for(version, &mut response);
+                // A close after a body the server may not have read to its end: the rest
+                // may still be coming, so the close lingers (see linger.rs).
+                if has_body
+                    && response
+                        .headers()
+                        .get(header::CONNECTION)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+                {
+                    expect_more.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(response)
             }
         });

@@ -366,3 +366,36 @@ fn a_refusal_before_the_body_is_read_reaches_the_client_whole() {
         assert!(uploaded.is_ok(), "the upload was reset: {uploaded:?}");
     }
 }
+
+#[test]
+fn one_http2_connection_with_many_streams_does_not_starve_the_others() {
+    // 200 streams on one HTTP/2 connection (the Python h2 library), each 0.2 s of a
+    // four-thread application (10 s of work in all), while HTTP/1.1 clients on other
+    // connections ask for a quick page: served in turn, each is answered within 2 s, not
+    // after the 200.
+    let server = Server::start(&["--wsgi", "probe:application", "--threads", "4"]);
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
+    let mut flood = std::process::Command::new(common::venv().join("bin/python"))
+        .arg(common::fixtures().join("h2_streams.py"))
+        .args(["127.0.0.1", &port, "200", "/sleep?seconds=0.2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The client sent all 200 streams before the first response arrived: from then on
+    // the server has them queued.
+    let mut said = std::io::BufReader::new(flood.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+    assert_eq!(line.trim(), "first response");
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        assert!(server.get("/calls").trim().parse::<u64>().is_ok());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "an HTTP/1.1 request took {:?} behind one HTTP/2 connection's streams",
+            started.elapsed()
+        );
+    }
+    let _ = flood.kill();
+    let _ = flood.wait();
+}

@@ -1,6 +1,8 @@
-//! The Python thread pool: a queue of requests, threads that take them in batches with one
-//! GIL acquisition per batch, and a watchdog that wakes more threads only when the running
-//! ones stop making progress (the application is blocked in I/O).
+//! The Python thread pool: a queue of requests with a lane per connection, served in turn
+//! so that one connection's many HTTP/2 streams cannot starve the others; threads that take
+//! them in batches with one GIL acquisition per batch; and a watchdog that wakes more
+//! threads only when the running ones stop making progress (the application is blocked in
+//! I/O).
 //!
 //! Why not one thread per request from a plain channel: every hand-off would cost two
 //! context switches and a GIL acquisition, and every idle thread a send woke would then
@@ -29,6 +31,59 @@ pub(crate) trait Run<J>: Send + Sync + 'static {
     fn run(&self, py: pyo3::Python<'_>, job: J);
 }
 
+/// The queue of waiting jobs, one lane per client (a connection), served in turn: the next
+/// job is the first of the lane after the one served last, so one connection's many
+/// queued requests (HTTP/2 streams) never all run before another connection's first.
+/// Within a lane, jobs keep their order.
+struct Lanes<J> {
+    lanes: std::collections::HashMap<usize, VecDeque<J>>,
+    /// Lanes with jobs, in the order they are served.
+    turn: VecDeque<usize>,
+    len: usize,
+}
+
+impl<J> Default for Lanes<J> {
+    fn default() -> Lanes<J> {
+        Lanes {
+            lanes: std::collections::HashMap::new(),
+            turn: VecDeque::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<J> Lanes<J> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push_back(&mut self, lane: usize, job: J) {
+        let jobs = self.lanes.entry(lane).or_default();
+        if jobs.is_empty() {
+            self.turn.push_back(lane);
+        }
+        jobs.push_back(job);
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self) -> Option<J> {
+        let lane = self.turn.pop_front()?;
+        let jobs = self.lanes.get_mut(&lane)?;
+        let job = jobs.pop_front();
+        if jobs.is_empty() {
+            self.lanes.remove(&lane);
+        } else {
+            self.turn.push_back(lane);
+        }
+        self.len -= usize::from(job.is_some());
+        job
+    }
+}
+
 struct Shared<J> {
     queue: Mutex<Queue<J>>,
     /// Signalled when a job arrives for an idle thread, or at shutdown.
@@ -46,7 +101,7 @@ struct Shared<J> {
 }
 
 struct Queue<J> {
-    jobs: VecDeque<J>,
+    jobs: Lanes<J>,
     idle: usize,
     /// A thread has been woken for the queue and has not taken a job yet: waking another
     /// would only add a thread competing for the same jobs.
@@ -80,7 +135,7 @@ impl<J: Send + 'static> Pool<J> {
     ) -> std::io::Result<Pool<J>> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
-                jobs: VecDeque::new(),
+                jobs: Lanes::default(),
                 idle: 0,
                 waking: false,
                 watchdog_parked: false,
@@ -107,8 +162,9 @@ impl<J: Send + 'static> Pool<J> {
         Ok(Pool { shared })
     }
 
-    /// Queues a job; wakes a thread if none is running.
-    pub(crate) fn submit(&self, job: J) -> Result<(), Refused<J>> {
+    /// Queues a job from the client `lane` (a connection); wakes a thread if none is
+    /// running. Lanes are served in turn (see [`Lanes`]).
+    pub(crate) fn submit(&self, lane: usize, job: J) -> Result<(), Refused<J>> {
         let shared = &*self.shared;
         if shared.closed.load(Ordering::Relaxed) {
             return Err(Refused::Closed(job));
@@ -119,7 +175,7 @@ impl<J: Send + 'static> Pool<J> {
         if queue.jobs.len() >= shared.limit {
             return Err(Refused::Full(job));
         }
-        queue.jobs.push_back(job);
+        queue.jobs.push_back(lane, job);
         let wake = shared.running.load(Ordering::Acquire) == 0 && queue.idle > 0 && !queue.waking;
         queue.waking |= wake;
         let arm = std::mem::take(&mut queue.watchdog_parked);
@@ -270,6 +326,23 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn lanes_are_served_in_turn_and_keep_their_order() {
+        let mut lanes = Lanes::default();
+        // One connection queues five requests, then two others one each.
+        for job in 0..5 {
+            lanes.push_back(1, job);
+        }
+        lanes.push_back(2, 100);
+        lanes.push_back(3, 200);
+        lanes.push_back(1, 5);
+        assert_eq!(lanes.len(), 8);
+        let order: Vec<u32> = std::iter::from_fn(|| lanes.pop_front()).collect();
+        assert_eq!(order, [0, 100, 200, 1, 2, 3, 4, 5]);
+        assert!(lanes.is_empty());
+        assert!(lanes.lanes.is_empty() && lanes.turn.is_empty());
+    }
+
     /// A runner that reports each job, and blocks (without the GIL) on the jobs that ask
     /// to, until released.
     struct Recorder {
@@ -312,7 +385,7 @@ mod tests {
     fn every_submitted_job_runs_once_on_a_pool_thread() {
         let (pool, reports, _release) = pool(3, 64);
         for job in 0..50 {
-            assert!(pool.submit(job).is_ok());
+            assert!(pool.submit(0, job).is_ok());
         }
         let mut seen: Vec<u32> = (0..50)
             .map(|_| {
@@ -329,8 +402,8 @@ mod tests {
     fn a_blocked_job_does_not_hold_up_the_others() {
         // One thread blocks in the "application"; the watchdog must wake a second one.
         let (pool, reports, release) = pool(2, 64);
-        assert!(pool.submit(100).is_ok());
-        assert!(pool.submit(1).is_ok());
+        assert!(pool.submit(0, 100).is_ok());
+        assert!(pool.submit(0, 1).is_ok());
         assert_eq!(reports.recv_timeout(Duration::from_secs(30)).unwrap().0, 1);
         release.send(()).unwrap();
         assert_eq!(
@@ -343,14 +416,14 @@ mod tests {
     fn a_full_queue_refuses_and_a_closed_pool_stops_taking_jobs() {
         // The only thread is blocked, so queued jobs stay queued.
         let (pool, reports, release) = pool(1, 2);
-        assert!(pool.submit(100).is_ok());
+        assert!(pool.submit(0, 100).is_ok());
         // Wait until the thread has taken the blocking job, so the queue is empty again.
         while pool.shared.started.load(Ordering::Relaxed) == 0 {
             std::thread::yield_now();
         }
-        assert!(pool.submit(1).is_ok());
-        assert!(pool.submit(2).is_ok());
-        assert!(matches!(pool.submit(3), Err(Refused::Full(3))));
+        assert!(pool.submit(0, 1).is_ok());
+        assert!(pool.submit(0, 2).is_ok());
+        assert!(matches!(pool.submit(0, 3), Err(Refused::Full(3))));
         release.send(()).unwrap();
         let mut seen: Vec<u32> = (0..3)
             .map(|_| reports.recv_timeout(Duration::from_secs(30)).unwrap().0)
@@ -358,6 +431,6 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, [1, 2, 100]);
         pool.shared.closed.store(true, Ordering::Relaxed);
-        assert!(matches!(pool.submit(4), Err(Refused::Closed(4))));
+        assert!(matches!(pool.submit(0, 4), Err(Refused::Closed(4))));
     }
 }

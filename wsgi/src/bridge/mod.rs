@@ -169,13 +169,18 @@ impl Bridge {
             }
         };
         let (reply, response) = oneshot::channel();
-        match self.pool.submit(Job {
-            parts,
-            body,
-            pace,
-            info,
-            reply,
-        }) {
+        // The connection is the lane: its requests are served in turn with the others'.
+        let lane = Arc::as_ptr(&info) as usize;
+        match self.pool.submit(
+            lane,
+            Job {
+                parts,
+                body,
+                pace,
+                info,
+                reply,
+            },
+        ) {
             Ok(()) => {}
             Err(Refused::Full(_)) => {
                 tracing::warn!(

@@ -13,13 +13,26 @@ use std::time::{Duration, Instant};
 use common::{Server, torsion};
 use torsion_endpoints::quote;
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the process under test).
+/// A free TCP port on 127.0.0.1 (bound, then released for the process under test),
+/// chosen below Linux's ephemeral range (32768 and up): a port the kernel hands out for
+/// `bind(0)` may be taken meanwhile as the source port of any outgoing connection (the
+/// other tests open hundreds), and Pebble would then fail to listen on it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mixed =
+            (seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let port = 20_000 + (mixed >> 33) as u16 % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn wait_for_port(port: u16, what: &str) {

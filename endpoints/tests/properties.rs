@@ -718,3 +718,48 @@ fn home_expanded(path: &str) -> String {
         _ => path.to_owned(),
     }
 }
+
+/// Certificate and key loading never panics, whatever the files hold: random bytes, PEM
+/// armour around garbage, truncated PEM.
+#[cfg(feature = "tls")]
+mod pem {
+    use proptest::prelude::*;
+
+    fn pem_like() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..400),
+            (
+                prop::sample::select(vec![
+                    "CERTIFICATE",
+                    "PRIVATE KEY",
+                    "RSA PRIVATE KEY",
+                    "EC PRIVATE KEY"
+                ]),
+                "[A-Za-z0-9+/=\n]{0,300}",
+            )
+                .prop_map(|(label, body)| {
+                    format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n").into_bytes()
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn loading_any_file_as_key_and_certificate_is_an_error_or_a_key(
+            key in pem_like(),
+            cert in pem_like(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (key_path, cert_path) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+            std::fs::write(&key_path, &key).unwrap();
+            std::fs::write(&cert_path, &cert).unwrap();
+            let _ = torsion_endpoints::tls::load_certified_key(&key_path, &cert_path, None);
+            #[cfg(feature = "acme")]
+            {
+                let _ = torsion_endpoints::acme::CertificateFacts::from_pem(&[key, cert].concat());
+            }
+        }
+    }
+}

@@ -209,4 +209,29 @@ mod tests {
         frame_for(Version::HTTP_11, &mut chunked);
         assert!(!chunked.headers().contains_key(header::CONNECTION));
     }
+
+    proptest::proptest! {
+        // PROPTEST_CASES raises the count for a long run; CI runs the default.
+        #[test]
+        fn any_host_field_and_target_get_an_answer_or_pass_without_panic(
+            host in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            target in "[ -~]{0,40}",
+            method in proptest::sample::select(vec!["GET", "OPTIONS", "CONNECT", "POST", "HEAD"]),
+        ) {
+            let mut builder = Request::builder().method(method).version(Version::HTTP_11);
+            if let Ok(uri) = target.parse::<http::Uri>() {
+                builder = builder.uri(uri);
+            }
+            if let Ok(value) = HeaderValue::from_bytes(&host) {
+                builder = builder.header(header::HOST, value);
+            }
+            if let Ok(request) = builder.body(()) {
+                let _ = answer(&request);
+            }
+            // A Host that passes holds only host and port characters.
+            if is_host(&host) {
+                proptest::prop_assert!(!host.iter().any(|b| b" @/?#\r\n".contains(b)));
+            }
+        }
+    }
 }

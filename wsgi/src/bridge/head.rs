@@ -323,4 +323,14 @@ mod tests {
             assert_eq!(head(status, &[]).unwrap().has_no_body(), none, "{status}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_status_and_fields_are_checked_without_panic(
+            status in "\\PC{0,40}",
+            fields in proptest::collection::vec(("\\PC{0,20}", "\\PC{0,40}"), 0..8),
+        ) {
+            let _ = head(&status, &fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect::<Vec<_>>());
+        }
+    }
 }

@@ -139,6 +139,16 @@ impl http_body::Body for ResponseBody {
     }
 }
 
+/// [`plain`] with `Connection: close`: the server's refusal of a request after which the
+/// connection cannot be trusted (a body not read to its end, framing in doubt).
+pub(crate) fn refusal(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let mut response = plain(status, text);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// A short `text/plain` response the server itself gives (503, 500, 404, 413).
 pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(Bytes::copy_from_slice(text.as_bytes())));

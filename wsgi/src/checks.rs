@@ -15,15 +15,15 @@
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 
-use crate::body::{ResponseBody, plain};
+use crate::body::{ResponseBody, refusal};
 
 /// The server's own answer to `request`, when it gets one; `None` to pass it on.
 pub(crate) fn answer<B>(request: &Request<B>) -> Option<Response<ResponseBody>> {
     let uri = request.uri();
     if *request.method() == Method::CONNECT {
-        return Some(refuse(
+        return Some(refusal(
             StatusCode::NOT_IMPLEMENTED,
-            "Not Implemented: this server does not open CONNECT tunnels.",
+            "Not Implemented: this server does not open CONNECT tunnels.\n",
         ));
     }
     if uri.scheme().is_none() && uri.authority().is_some() {
@@ -112,17 +112,11 @@ fn is_host(value: &[u8]) -> bool {
 }
 
 fn bad_request(reason: &str) -> Response<ResponseBody> {
-    refuse(StatusCode::BAD_REQUEST, &format!("Bad Request: {reason}."))
-}
-
-/// A short plain-text refusal; the connection is closed after it, since a client that
-/// sends such requests may not frame the next one as the server would.
-fn refuse(status: StatusCode, text: &str) -> Response<ResponseBody> {
-    let mut response = plain(status, &format!("{text}\n"));
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    // A client that sends such requests may not frame the next one as the server would.
+    refusal(
+        StatusCode::BAD_REQUEST,
+        &format!("Bad Request: {reason}.\n"),
+    )
 }
 
 #[cfg(test)]

@@ -100,6 +100,19 @@ struct Loaded {
     pem: Option<Arc<PemObjects>>,
 }
 
+impl Loaded {
+    /// A file that serves no certificate of its own: empty, failed to load, or (with
+    /// [`Naming::SubjectAltNames`]) contributing `pem` to the pool.
+    fn without_key(stamp: Stamp, pem: Option<Arc<PemObjects>>) -> Loaded {
+        Loaded {
+            stamp,
+            names: Vec::new(),
+            key: None,
+            pem,
+        }
+    }
+}
+
 /// The private keys and certificates of one PEM file, in file order.
 #[derive(Default)]
 struct PemObjects {
@@ -219,15 +232,7 @@ impl Store {
                         resolver.remove(name);
                     }
                 }
-                self.files.insert(
-                    path,
-                    Loaded {
-                        stamp,
-                        names: Vec::new(),
-                        key: None,
-                        pem: None,
-                    },
-                );
+                self.files.insert(path, Loaded::without_key(stamp, None));
                 continue;
             }
             if self.naming == Naming::SubjectAltNames {
@@ -241,15 +246,7 @@ impl Store {
                         previous.and_then(|p| p.pem)
                     }
                 };
-                self.files.insert(
-                    path,
-                    Loaded {
-                        stamp,
-                        names: Vec::new(),
-                        key: None,
-                        pem,
-                    },
-                );
+                self.files.insert(path, Loaded::without_key(stamp, pem));
                 continue;
             }
             let loaded = match self.load(&path) {
@@ -274,12 +271,7 @@ impl Store {
                     );
                     match previous {
                         Some(previous) => Loaded { stamp, ..previous },
-                        None => Loaded {
-                            stamp,
-                            names: Vec::new(),
-                            key: None,
-                            pem: None,
-                        },
+                        None => Loaded::without_key(stamp, None),
                     }
                 }
             };

@@ -38,7 +38,7 @@ use self::responder::Responder;
 use self::sender::{ClientGone, Sender};
 use self::start_response::{StartResponse, body_chunk};
 use self::streams::{ErrorStream, FileWrapper};
-use crate::body::{ResponseBody, plain};
+use crate::body::{ResponseBody, plain, refusal};
 use crate::config::ServerConfig;
 use crate::pool::{Pool, Refused, Run};
 
@@ -442,40 +442,27 @@ fn traceback(py: Python<'_>, err: &PyErr) -> String {
 fn fault_response(fault: Fault, limit: u64) -> Response<ResponseBody> {
     match fault {
         Fault::TooLarge => too_large_response(limit),
-        Fault::Malformed => closing(plain(
+        Fault::Malformed => refusal(
             StatusCode::BAD_REQUEST,
             "Bad Request: the request body is malformed or incomplete.\n",
-        )),
-        Fault::Silent => closing(plain(
+        ),
+        Fault::Silent => refusal(
             StatusCode::REQUEST_TIMEOUT,
             "Request Timeout: the client stopped sending the request body.\n",
-        )),
-        Fault::TooSlow => closing(plain(
+        ),
+        Fault::TooSlow => refusal(
             StatusCode::REQUEST_TIMEOUT,
             "Request Timeout: the client sent the request body too slowly.\n",
-        )),
+        ),
     }
 }
 
-/// `response` with `Connection: close`: after a broken body the connection cannot be
-/// reused.
-fn closing(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
 fn too_large_response(limit: u64) -> Response<ResponseBody> {
-    let mut response = plain(
+    // The rest of the body is not read; do not try to reuse the connection.
+    refusal(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!(
             "Content Too Large: this server accepts request bodies of at most {limit} bytes.\n"
         ),
-    );
-    // The rest of the body is not read; do not try to reuse the connection.
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    )
 }

@@ -367,6 +367,62 @@ fn a_refusal_before_the_body_is_read_reaches_the_client_whole() {
     }
 }
 
+/// A chunked body of `chunks` chunks of 16 KiB each, ended.
+fn chunked_body(chunks: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    for _ in 0..chunks {
+        body.extend_from_slice(b"4000\r\n");
+        body.extend_from_slice(&[b'x'; 0x4000]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    body
+}
+
+#[test]
+fn an_unread_chunked_body_is_held_to_the_body_limit() {
+    use std::io::Write;
+    // /calls answers without reading the body. The body limit is 200,000 bytes; the server
+    // reads 64 KiB ahead, so the rest is left unread by the application.
+    let server = Server::start(&["--wsgi", "probe:application", "--max-body-size", "200000"]);
+    let head = "POST /calls HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    // 20 × 16 KiB = 327,680 bytes: over the limit, so 413 instead of the application's 200.
+    let mut stream = server.connect();
+    send(&mut stream, head);
+    let mut writer = stream.try_clone().unwrap();
+    let uploading = std::thread::spawn(move || writer.write_all(&chunked_body(20)));
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text:?}");
+    assert!(text.contains("at most 200000 bytes"), "{text:?}");
+    assert!(uploading.join().unwrap().is_ok());
+
+    // 8 × 16 KiB = 131,072 bytes: within the limit; the application's answer stands, and
+    // the connection, its body read to the end, serves the next request.
+    let mut stream = server.connect();
+    send(&mut stream, head);
+    stream.write_all(&chunked_body(8)).unwrap();
+    let (first, _) = common::read_response(&mut stream);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+    send(&mut stream, "GET /calls HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (second, _) = common::read_response(&mut stream);
+    assert!(second.starts_with("HTTP/1.1 200"), "{second:?}");
+
+    // A broken chunk after the read-ahead: the client's 400, not the application's 200.
+    let mut stream = server.connect();
+    send(&mut stream, head);
+    let mut broken = chunked_body(8);
+    broken.truncate(broken.len() - 5);
+    broken.extend_from_slice(b"zz\r\n\r\n");
+    stream.write_all(&broken).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text:?}");
+}
+
 #[test]
 fn one_http2_connection_with_many_streams_does_not_starve_the_others() {
     // 200 streams on one HTTP/2 connection (the Python h2 library), each 0.2 s of a

@@ -111,7 +111,6 @@ pub(crate) async fn read_ahead(
     limit: u64,
     pace: &Pace,
 ) -> Result<RequestBody, Fault> {
-    use http_body_util::BodyExt;
     let mut read = RequestBody::default();
     if body.is_end_stream() {
         return Ok(read);
@@ -122,30 +121,71 @@ pub(crate) async fn read_ahead(
     }
     let mut received = 0u64;
     while received <= buffer as u64 {
-        let (wait, fault) = pace.next_wait(received);
-        match tokio::time::timeout(wait, body.frame()).await {
-            Err(_) => return Err(fault),
-            Ok(None) => return Ok(read),
-            Ok(Some(Err(_))) => return Err(Fault::Malformed),
-            Ok(Some(Ok(frame))) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                received += data.len() as u64;
-                if received > limit {
-                    return Err(Fault::TooLarge);
-                }
-                if !data.is_empty() {
-                    read.prefix.push(data);
-                }
-            }
-        }
+        let Some(data) = next_data(&mut body, &mut received, limit, pace).await? else {
+            return Ok(read);
+        };
+        read.prefix.push(data);
         if body.is_end_stream() {
             return Ok(read);
         }
     }
     read.rest = Some(body);
     Ok(read)
+}
+
+/// The rest of a request body of unknown length (chunked, or HTTP/2 without
+/// content-length) that the application did not read: the server still holds it to the
+/// body limit, so it reads it on the event loop before the response goes out.
+pub(crate) struct Unread {
+    body: Incoming,
+    received: u64,
+}
+
+impl Unread {
+    /// Reads the rest of the body and throws it away, pacing the client with `pace`; once
+    /// it is read, the connection can serve the client's next request.
+    ///
+    /// # Errors
+    /// The client's fault: the whole body over `limit` bytes (RFC 9110 §15.5.14's 413),
+    /// broken framing, silence or slowness.
+    pub(crate) async fn discard(mut self, limit: u64, pace: &Pace) -> Result<(), Fault> {
+        while next_data(&mut self.body, &mut self.received, limit, pace)
+            .await?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// The next non-empty data frame of `body` (trailers are skipped), or None at its end,
+/// counting its bytes into `received`.
+async fn next_data(
+    body: &mut Incoming,
+    received: &mut u64,
+    limit: u64,
+    pace: &Pace,
+) -> Result<Option<Bytes>, Fault> {
+    use http_body_util::BodyExt;
+    loop {
+        let (wait, fault) = pace.next_wait(*received);
+        match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) => return Err(fault),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(_))) => return Err(Fault::Malformed),
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                *received += data.len() as u64;
+                if *received > limit {
+                    return Err(Fault::TooLarge);
+                }
+                if !data.is_empty() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
 }
 
 /// What the client did wrong while the application read its body; the server answers with
@@ -215,6 +255,23 @@ impl Input {
                 pace,
             }),
         }
+    }
+
+    /// Takes the rest of a body of unknown length the application has not read, for the
+    /// server to read before it answers (see [`Unread`]). None when the body is over, has
+    /// failed, has a declared length (the server checked it before the call), or is in use.
+    pub(crate) fn take_unread(&self) -> Option<Unread> {
+        let mut state = self.state.try_lock().ok()?;
+        if state.failed.is_some() {
+            return None;
+        }
+        let body = state
+            .body
+            .take_if(|body| !body.is_end_stream() && body.size_hint().exact().is_none())?;
+        Some(Unread {
+            body,
+            received: state.received,
+        })
     }
 
     /// Lets go of the request body once the response is over, so that hyper can go on

@@ -35,7 +35,7 @@ use self::environ::Constants;
 use self::input::{ClientFault, Fault, Input, Pace, RequestBody, read_ahead};
 use self::interpreter::{LoadError, describe};
 use self::responder::Responder;
-use self::sender::{ClientGone, Sender};
+use self::sender::{ClientGone, Reply, Sender};
 use self::start_response::{StartResponse, body_chunk};
 use self::streams::{ErrorStream, FileWrapper};
 use crate::body::{ResponseBody, plain, refusal};
@@ -48,7 +48,7 @@ struct Job {
     body: RequestBody,
     pace: Pace,
     info: Arc<ConnectionInfo>,
-    reply: oneshot::Sender<Response<ResponseBody>>,
+    reply: oneshot::Sender<Reply>,
 }
 
 /// Runs a WSGI application on a pool of Python threads.
@@ -171,6 +171,8 @@ impl Bridge {
         let (reply, response) = oneshot::channel();
         // The connection is the lane: its requests are served in turn with the others'.
         let lane = Arc::as_ptr(&info) as usize;
+        let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
+        let peer = info.peer.clone();
         match self.pool.submit(
             lane,
             Job {
@@ -202,10 +204,29 @@ impl Bridge {
                 );
             }
         }
-        match response.await {
-            Ok(response) => response,
+        let Ok(Reply { response, unread }) = response.await else {
             // The Python thread dropped the request without answering (a panic).
-            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+        };
+        let Some(unread) = unread else {
+            return response;
+        };
+        // The application answered without reading all of a body of unknown length: the
+        // body limit holds all the same (RFC 9112 §6.3 leaves the server to read or close).
+        match unread.discard(self.config.max_body_size, &pace).await {
+            Ok(()) => response,
+            Err(fault) => {
+                let refused = fault_response(fault, self.config.max_body_size);
+                tracing::info!(
+                    %method,
+                    path,
+                    %peer,
+                    "the application did not read the whole request body, and the rest failed: answering {} instead of {}",
+                    refused.status(),
+                    response.status()
+                );
+                refused
+            }
         }
     }
 }
@@ -294,7 +315,7 @@ impl Worker {
             input.get().release();
             return;
         };
-        if let Err(err) = self.respond(py, &start_response, &result) {
+        if let Err(err) = self.respond(py, &start_response, &result, input.get()) {
             self.fail(py, &start_response, &parts, err, &fault);
         }
         // PEP 3333: close() is called whatever happened, client gone or error included.
@@ -316,13 +337,23 @@ impl Worker {
     }
 
     /// Sends the application's response: a list or tuple whole, any other iterable chunk by
-    /// chunk as it is produced.
+    /// chunk as it is produced. When the head goes out only at the end, the application is
+    /// done with `input`, and what it left unread goes with the head (see [`input::Unread`]).
     fn respond(
         &self,
         py: Python<'_>,
         start_response: &Bound<'_, StartResponse>,
         result: &Bound<'_, PyAny>,
+        input: &Input,
     ) -> PyResult<()> {
+        let finish = |body: Bytes| -> PyResult<()> {
+            let mut responder = start_response.get().lock()?;
+            if !responder.sender.started() {
+                responder.sender.leave_unread(input.take_unread());
+            }
+            let _ = responder.finish(body)?;
+            Ok(())
+        };
         let whole = result.cast::<PyList>().is_ok() || result.cast::<PyTuple>().is_ok();
         if whole && !start_response.get().lock()?.sender.started() {
             let mut collected: Option<Bytes> = None;
@@ -339,9 +370,7 @@ impl Worker {
                     }
                 }
             }
-            let body = collected.unwrap_or_else(|| buffer.freeze());
-            let _ = start_response.get().lock()?.finish(body)?;
-            return Ok(());
+            return finish(collected.unwrap_or_else(|| buffer.freeze()));
         }
         for item in result.try_iter()? {
             let chunk = body_chunk(&item?)?;
@@ -357,8 +386,7 @@ impl Worker {
                 break;
             }
         }
-        let _ = start_response.get().lock()?.finish(Bytes::new())?;
-        Ok(())
+        finish(Bytes::new())
     }
 
     /// The application raised: 500 (or 413 when the body was too large) if nothing was

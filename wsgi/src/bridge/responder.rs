@@ -155,6 +155,7 @@ mod tests {
 
     use super::*;
     use crate::bridge::head::{Fields, check_status};
+    use crate::bridge::sender::Reply;
 
     fn head(status: &str, fields: &[(&str, &str)]) -> Head {
         let (status, reason) = check_status(status).unwrap();
@@ -167,13 +168,7 @@ mod tests {
 
     /// A responder for a GET (or HEAD) request, the receiver of its response, and the
     /// runtime that drives the stream.
-    fn make(
-        head_only: bool,
-    ) -> (
-        Responder,
-        oneshot::Receiver<Response<ResponseBody>>,
-        tokio::runtime::Runtime,
-    ) {
+    fn make(head_only: bool) -> (Responder, oneshot::Receiver<Reply>, tokio::runtime::Runtime) {
         Python::initialize();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -239,7 +234,7 @@ mod tests {
             );
             assert!(responder.finish(Bytes::new()).unwrap().is_ok());
         });
-        let response = response.try_recv().unwrap();
+        let response = response.try_recv().unwrap().response;
         assert_eq!(response.headers()["content-type"], "text/plain");
         assert_eq!(
             read(&runtime, response.into_body()),
@@ -252,13 +247,13 @@ mod tests {
         let (mut responder, mut response, runtime) = make(false);
         responder.set_head(head("200 OK", &[("Content-Length", "5")]));
         write_all(&mut responder, &[b"abc", b"defgh"]);
-        let body = response.try_recv().unwrap().into_body();
+        let body = response.try_recv().unwrap().response.into_body();
         assert_eq!(read(&runtime, body), (b"abcde".to_vec(), true));
 
         let (mut responder, mut response, runtime) = make(false);
         responder.set_head(head("200 OK", &[("Content-Length", "10")]));
         write_all(&mut responder, &[b"abc"]);
-        let body = response.try_recv().unwrap().into_body();
+        let body = response.try_recv().unwrap().response.into_body();
         assert_eq!(
             read(&runtime, body),
             (b"abc".to_vec(), false),
@@ -276,7 +271,7 @@ mod tests {
                 .unwrap()
                 .is_ok()
         );
-        let body = response.try_recv().unwrap().into_body();
+        let body = response.try_recv().unwrap().response.into_body();
         assert_eq!(read(&runtime, body), (b"short".to_vec(), false));
     }
 
@@ -290,7 +285,7 @@ mod tests {
                 .unwrap()
                 .is_ok()
         );
-        let response = response.try_recv().unwrap();
+        let response = response.try_recv().unwrap().response;
         assert_eq!(response.headers()["content-length"], "12");
         assert_eq!(read(&runtime, response.into_body()), (Vec::new(), true));
     }
@@ -308,7 +303,7 @@ mod tests {
             )
         });
         assert!(responder.finish(Bytes::new()).unwrap().is_ok());
-        let response = response.try_recv().unwrap();
+        let response = response.try_recv().unwrap().response;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         assert_eq!(read(&runtime, response.into_body()), (Vec::new(), true));
     }

@@ -10,6 +10,7 @@ use pyo3::Python;
 use tokio::sync::oneshot;
 
 use super::head::Head;
+use super::input::Unread;
 use crate::body::{ResponseBody, StreamSender};
 
 /// How many chunks may wait between the Python thread and the connection: small, so a
@@ -21,9 +22,19 @@ const STREAM_DEPTH: usize = 4;
 #[derive(Debug)]
 pub(crate) struct ClientGone;
 
+/// What the Python thread hands back to the connection: the response, and the part of a
+/// request body of unknown length the application left unread, which the event loop reads
+/// (within the body limit) before the response goes out.
+pub(crate) struct Reply {
+    pub(crate) response: Response<ResponseBody>,
+    pub(crate) unread: Option<Unread>,
+}
+
 /// Where the response goes: the head once, then body chunks.
 pub(crate) struct Sender {
-    reply: Option<oneshot::Sender<Response<ResponseBody>>>,
+    reply: Option<oneshot::Sender<Reply>>,
+    /// Sent with the head, when the application is done with the body before the head.
+    unread: Option<Unread>,
     pub(crate) stream: Option<StreamSender>,
     /// A HEAD request: the head is sent, the body is not.
     pub(crate) head_only: bool,
@@ -33,13 +44,14 @@ pub(crate) struct Sender {
 
 impl Sender {
     pub(crate) fn new(
-        reply: oneshot::Sender<Response<ResponseBody>>,
+        reply: oneshot::Sender<Reply>,
         head_only: bool,
         runtime: tokio::runtime::Handle,
         client_timeout: Duration,
     ) -> Sender {
         Sender {
             reply: Some(reply),
+            unread: None,
             stream: None,
             head_only,
             runtime,
@@ -52,13 +64,23 @@ impl Sender {
         self.reply.is_none()
     }
 
+    /// Hands the unread rest of the request body to the connection with the head, for the
+    /// event loop to read before the response goes out. Only for a response whose
+    /// application will read no more of the body.
+    pub(crate) fn leave_unread(&mut self, unread: Option<Unread>) {
+        self.unread = unread;
+    }
+
     /// Sends a complete response (head and whole body) if nothing was sent yet.
     pub(crate) fn send_whole(
         &mut self,
         response: Response<ResponseBody>,
     ) -> Result<(), ClientGone> {
         let reply = self.reply.take().ok_or(ClientGone)?;
-        reply.send(response).map_err(|_| ClientGone)
+        let unread = self.unread.take();
+        reply
+            .send(Reply { response, unread })
+            .map_err(|_| ClientGone)
     }
 
     /// Sends the head with the first chunk and opens the stream for the rest.

@@ -149,7 +149,7 @@ fn short_body(sent: u64, declared: u64) -> String {
 mod tests {
     use std::time::Duration;
 
-    use http::{Response, StatusCode};
+    use http::StatusCode;
     use http_body_util::BodyExt;
     use tokio::sync::oneshot;
 

@@ -455,3 +455,27 @@ fn one_http2_connection_with_many_streams_does_not_starve_the_others() {
     let _ = flood.kill();
     let _ = flood.wait();
 }
+
+#[test]
+fn an_over_large_http2_header_list_refuses_its_stream_and_keeps_the_connection() {
+    // Three streams on one connection, the first with 900 kB of fields (a HEADERS frame
+    // and about 55 CONTINUATION frames): 431 for it, 200 for the other two on the same
+    // connection, and no GOAWAY. A block over the 1 MiB the server reads still ends the
+    // connection.
+    let server = Server::start(&["--wsgi", "probe:application"]);
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
+    let run = |bytes: &str| {
+        let output = std::process::Command::new(common::venv().join("bin/python"))
+            .arg(common::fixtures().join("h2_streams.py"))
+            .args(["127.0.0.1", &port, "3", "/calls", bytes])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let said = run("900000");
+    assert!(said.ends_with("200:2 431:1\n"), "{said:?}");
+    assert!(!said.contains("goaway"), "{said:?}");
+    let said = run("2000000");
+    assert!(said.contains("goaway"), "{said:?}");
+}

@@ -9,16 +9,43 @@
 //!   `OPTIONS *`, which the server answers itself (it asks about the server, not a
 //!   resource); the authority form is only for CONNECT; and CONNECT itself, a tunnel no
 //!   WSGI application can serve, gets 501.
+//! - An HTTP/2 request whose field section is over [`MAX_HTTP2_FIELD_SECTION`] gets 431
+//!   (RFC 6585 §5) on its stream, and the connection goes on. The HTTP/2 layer admits
+//!   blocks up to [`HTTP2_HEADER_BLOCK_LIMIT`] so that such requests can be refused one
+//!   stream at a time; HTTP/1.1 heads are bounded by hyper's read buffer (about 400 KiB),
+//!   which answers 431 itself.
 //! - An HTTP/1.0 response whose length is not known says `Connection: close`
 //!   (RFC 9112 §6.3): an HTTP/1.0 client can only find its end when the connection closes.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 
-use crate::body::{ResponseBody, refusal};
+use crate::body::{ResponseBody, plain, refusal};
+
+/// The largest field section an HTTP/2 request may have, in bytes counted as RFC 9113
+/// §6.5.2 counts them (name, value and 32 bytes per field, the request's pseudo-fields
+/// included): 64 KiB, four times hyper's default, twice nginx's (`large_client_header_buffers
+/// 4 8k`).
+pub(crate) const MAX_HTTP2_FIELD_SECTION: usize = 64 * 1024;
+
+/// The largest HTTP/2 header block (encoded, HEADERS and CONTINUATION frames together) the
+/// server reads, advertised as `SETTINGS_MAX_HEADER_LIST_SIZE`: 1 MiB. A request up to it
+/// but over [`MAX_HTTP2_FIELD_SECTION`] is refused on its own stream with 431; a block over
+/// it ends the connection with GOAWAY (COMPRESSION_ERROR or ENHANCE_YOUR_CALM): the h2
+/// crate's bound on what one connection may make the server buffer (RFC 9113 §10.5.1).
+pub(crate) const HTTP2_HEADER_BLOCK_LIMIT: u32 = 1 << 20;
 
 /// The server's own answer to `request`, when it gets one; `None` to pass it on.
 pub(crate) fn answer<B>(request: &Request<B>) -> Option<Response<ResponseBody>> {
+    if request.version() == Version::HTTP_2 && field_section_size(request) > MAX_HTTP2_FIELD_SECTION
+    {
+        return Some(plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!(
+                "Request Header Fields Too Large: this server accepts at most {MAX_HTTP2_FIELD_SECTION} bytes of fields in a request.\n"
+            ),
+        ));
+    }
     let uri = request.uri();
     if *request.method() == Method::CONNECT {
         return Some(refusal(
@@ -57,6 +84,25 @@ pub(crate) fn answer<B>(request: &Request<B>) -> Option<Response<ResponseBody>> 
         )),
         _ => None,
     }
+}
+
+/// The size of `request`'s field section as RFC 9113 §6.5.2 counts it: each field's name
+/// and value plus 32 bytes, the pseudo-fields (:method, :scheme, :authority, :path)
+/// included.
+fn field_section_size<B>(request: &Request<B>) -> usize {
+    const OVERHEAD: usize = 32;
+    let uri = request.uri();
+    let pseudo = [
+        7 + request.method().as_str().len(),
+        7 + uri.scheme_str().map_or(0, str::len),
+        10 + uri.authority().map_or(0, |a| a.as_str().len()),
+        5 + uri.path_and_query().map_or(0, |p| p.as_str().len()),
+    ];
+    let fields = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + OVERHEAD);
+    pseudo.iter().map(|n| n + OVERHEAD).chain(fields).sum()
 }
 
 /// Adds `Connection: close` to an HTTP/1.0 response whose body has no known length.
@@ -173,6 +219,34 @@ mod tests {
         assert_eq!(status("CONNECT", "example.com:443", v11, &["h"]), Some(501));
         assert_eq!(status("GET", "http://example.com/x", v11, &["h"]), None);
         assert_eq!(status("OPTIONS", "/x", v11, &["h"]), None);
+    }
+
+    #[test]
+    fn http2_field_sections_over_the_limit_get_431_on_their_stream() {
+        let with_fields = |version: Version, bytes: usize| {
+            let mut request = request("GET", "/", version, &["h"]);
+            for i in 0..bytes / 1000 {
+                let name = http::HeaderName::try_from(format!("x-{i}")).unwrap();
+                let value = HeaderValue::from_str(&"v".repeat(1000)).unwrap();
+                request.headers_mut().insert(name, value);
+            }
+            answer(&request).map(|response| response.status().as_u16())
+        };
+        assert_eq!(with_fields(Version::HTTP_2, 63_000), None);
+        assert_eq!(with_fields(Version::HTTP_2, 65_000), Some(431));
+        // HTTP/1.1 heads are hyper's to bound.
+        assert_eq!(with_fields(Version::HTTP_11, 65_000), None);
+        // No Connection field on HTTP/2, where it is not allowed (RFC 9113 §8.2.2).
+        let mut request = request("GET", "/", Version::HTTP_2, &["h"]);
+        request
+            .headers_mut()
+            .insert("x", HeaderValue::from_str(&"v".repeat(70_000)).unwrap());
+        assert!(
+            !answer(&request)
+                .unwrap()
+                .headers()
+                .contains_key(header::CONNECTION)
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@ use crate::runtime::Heartbeat;
 
 /// The hyper connection builder [`serve`] uses: HTTP/1.1 with a 30 s header-read timeout
 /// (a client that has not sent a whole request head by then is disconnected), and HTTP/2
-/// by prior knowledge, both on tokio's timer. Public so that other servers on Torsion's
+/// by prior knowledge with header blocks of up to 1 MiB (requests over 64 KiB of fields get
+/// 431 on their stream), both on tokio's timer. Public so that other servers on Torsion's
 /// stack (the benchmark's ceiling, `examples/ceiling.rs`) serve with the same settings.
 pub fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -30,7 +31,10 @@ pub fn connection_builder() -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(checks::HTTP2_HEADER_BLOCK_LIMIT);
     builder
 }
 

@@ -479,3 +479,38 @@ fn an_over_large_http2_header_list_refuses_its_stream_and_keeps_the_connection()
     let said = run("2000000");
     assert!(said.contains("goaway"), "{said:?}");
 }
+
+#[test]
+fn a_client_reading_too_slowly_is_cut_off_and_frees_its_thread() {
+    // One Python thread streams 64 MB to a client that reads none of it: once the socket
+    // buffers are full the thread waits, and after the grace period and what the bytes it
+    // waited for allow at 10 MB/s, it gives the client up, long before the 60 s client
+    // timeout.
+    let server = Server::start(&[
+        "--wsgi",
+        "probe:application",
+        "--threads",
+        "1",
+        "--min-download-rate",
+        "10000000",
+        "--download-grace",
+        "1",
+    ]);
+    let mut stalled = server.connect();
+    send(
+        &mut stalled,
+        "GET /counted-stream?n=1000 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    server.wait_for_log("slower than 10000000 bytes a second; abandoning it");
+    // The only Python thread is free again.
+    let started = std::time::Instant::now();
+    assert!(server.get("/calls").trim().parse::<u64>().is_ok());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The stalled client's response is cut, not completed: fewer than 64 MB arrive.
+    stalled
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = stalled.read_to_end(&mut received);
+    assert!(received.len() < 1000 * 65536, "{}", received.len());
+}

@@ -150,6 +150,16 @@ struct WebArgs {
     /// Seconds an upload may run before --min-upload-rate applies.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     upload_grace: f64,
+
+    /// The slowest rate at which a client may read a streamed response, over the time the
+    /// server waits for it beyond --download-grace; a slower client is cut off and its
+    /// Python thread freed. 0 turns the check off [default: 240].
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    min_download_rate: Option<u64>,
+
+    /// Seconds of waiting for a reading client allowed before --min-download-rate applies.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    download_grace: f64,
 }
 
 fn main() -> ExitCode {
@@ -261,6 +271,10 @@ fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
         config.min_upload_rate = rate;
     }
     config.upload_grace = seconds("--upload-grace", args.upload_grace, false)?;
+    if let Some(rate) = args.min_download_rate {
+        config.min_download_rate = rate;
+    }
+    config.download_grace = seconds("--download-grace", args.download_grace, false)?;
     Ok(config)
 }
 

@@ -41,6 +41,15 @@ pub struct ServerConfig {
     /// How long an upload may run before [`ServerConfig::min_upload_rate`] applies.
     /// Default: 5 s, as Kestrel's grace period.
     pub upload_grace: Duration,
+    /// The slowest rate, in bytes per second, at which a client may read a streamed
+    /// response, counted over the time the application waits for it (not the time it
+    /// takes to produce the body); a slower client is given up (its connection cut) and
+    /// the Python thread freed. 0 disables the check. Default: 240, Kestrel's
+    /// `MinResponseDataRate`.
+    pub min_download_rate: u64,
+    /// Waiting time for the client allowed on top of what
+    /// [`ServerConfig::min_download_rate`] allows. Default: 5 s, as Kestrel's.
+    pub download_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +67,8 @@ impl Default for ServerConfig {
             request_buffer_size: 64 * 1024,
             min_upload_rate: 240,
             upload_grace: Duration::from_secs(5),
+            min_download_rate: 240,
+            download_grace: Duration::from_secs(5),
         }
     }
 }

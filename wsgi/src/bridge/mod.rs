@@ -35,7 +35,7 @@ use self::environ::Constants;
 use self::input::{ClientFault, Fault, Input, Pace, RequestBody, read_ahead};
 use self::interpreter::{LoadError, describe};
 use self::responder::Responder;
-use self::sender::{ClientGone, Reply, Sender};
+use self::sender::{ClientGone, ReadPace, Reply, Sender};
 use self::start_response::{StartResponse, body_chunk};
 use self::streams::{ErrorStream, FileWrapper};
 use crate::body::{ResponseBody, plain, refusal};
@@ -260,7 +260,11 @@ impl Worker {
             reply,
             head_only,
             self.runtime.clone(),
-            self.config.client_timeout,
+            ReadPace {
+                client_timeout: self.config.client_timeout,
+                min_rate: self.config.min_download_rate,
+                grace: self.config.download_grace,
+            },
         );
         type Called<'py> = (
             Bound<'py, StartResponse>,

@@ -155,7 +155,7 @@ mod tests {
 
     use super::*;
     use crate::bridge::head::{Fields, check_status};
-    use crate::bridge::sender::Reply;
+    use crate::bridge::sender::{ReadPace, Reply};
 
     fn head(status: &str, fields: &[(&str, &str)]) -> Head {
         let (status, reason) = check_status(status).unwrap();
@@ -179,7 +179,11 @@ mod tests {
             reply,
             head_only,
             runtime.handle().clone(),
-            Duration::from_secs(5),
+            ReadPace {
+                client_timeout: Duration::from_secs(5),
+                min_rate: 0,
+                grace: Duration::ZERO,
+            },
         );
         (Responder::new(sender), response, runtime)
     }

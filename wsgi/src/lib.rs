@@ -53,6 +53,7 @@ mod bridge;
 mod checks;
 mod config;
 mod linger;
+mod memory;
 mod pool;
 mod runtime;
 mod serve;

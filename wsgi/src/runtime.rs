@@ -119,9 +119,15 @@ impl Heartbeat {
     /// Outside a tokio runtime with the time driver enabled, as `tokio::spawn` and
     /// `tokio::time::sleep` do.
     pub fn start() -> Heartbeat {
-        Heartbeat(tokio::spawn(async {
+        Heartbeat::start_with(|| {})
+    }
+
+    /// [`Heartbeat::start`], running `tick` (which must not block) on every beat.
+    pub(crate) fn start_with(mut tick: impl FnMut() + Send + 'static) -> Heartbeat {
+        Heartbeat(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                tick();
             }
         }))
     }

@@ -18,6 +18,7 @@ use crate::body::ResponseBody;
 use crate::bridge::Bridge;
 use crate::checks;
 use crate::linger::Lingering;
+use crate::memory::{self, Connections, Trimmer};
 use crate::runtime::Heartbeat;
 
 /// The hyper connection builder [`serve`] uses: HTTP/1.1 with a 30 s header-read timeout
@@ -50,7 +51,15 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(connection_builder());
 
-    let heartbeat = Heartbeat::start();
+    // The heartbeat also returns the memory a burst of connections leaves behind.
+    let connections = Connections::default();
+    let mut trimmer = Trimmer::default();
+    let counted = connections.clone();
+    let heartbeat = Heartbeat::start_with(move || {
+        if trimmer.sample(counted.count()) {
+            tokio::task::spawn_blocking(memory::trim);
+        }
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut accepting = Vec::new();
     for listener in listeners {
@@ -59,6 +68,7 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
             bridge.clone(),
             builder.clone(),
             graceful.clone(),
+            connections.clone(),
             stop_rx.clone(),
         )));
     }
@@ -90,6 +100,7 @@ async fn accept_loop(
     bridge: Arc<Bridge>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
+    connections: Connections,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let endpoint = listener.endpoint().to_owned();
@@ -138,7 +149,9 @@ async fn accept_loop(
         let serving = graceful.watch(serving);
         // No span per connection: entering one on every poll cost 2% of a hello-world
         // request; the peer is logged where something is worth logging.
+        let open = connections.open();
         tokio::spawn(async move {
+            let _open = open;
             if let Err(err) = serving.await {
                 tracing::debug!(%peer, "connection ended: {err}");
             }

@@ -1,18 +1,29 @@
 #!/usr/bin/env python3
-"""Memory under large bodies: Torsion's RSS while a 10 MB request body is read and while a
-100 MB response is streamed, measured above the idle server's RSS.
+"""Torsion's memory: its RSS while a 10 MB request body is read and while a 100 MB response
+is streamed, measured above the idle server's RSS; and its RSS before, during and after
+rounds of connection bursts.
 
 Usage: python3 bench/memory.py [--binary target/release/torsion] [--write bench/RESULTS.md]
+                               [--rounds 6] [--connections 2000]
 
 Builds the release binary unless --binary is given, serves fixtures/apps/probe.py on a
 loopback port, sends the bodies with curl, and samples /proc/PID/status every 10 ms. The
-claim it checks (issue 3): each scenario stays under 64 MB above idle.
+claims it checks: each body scenario stays under 64 MB above idle (issue 3); after each
+burst of keep-alive connections has closed, RSS is back within 20% of idle (issue 12).
+
+A burst opens --connections connections (128 at most connecting at once), sends one GET on
+each and reads its answer, and holds them all open ("during"); then closes them, waits
+until the server holds none of them (/proc/net/tcp), and one second more ("after").
 """
 
 import argparse
 import datetime
+import errno
 import os
 import platform
+import re
+import resource
+import selectors
 import socket
 import subprocess
 import sys
@@ -22,6 +33,7 @@ from run import Sampler, free_port, rss_kb, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_MB = 64
+BURST_LIMIT = 1.2
 
 
 def start(binary, port):
@@ -52,10 +64,105 @@ def scenario(server, url, curl_args, stdin=None):
     return sampler.stop(), result.stdout.decode(), elapsed
 
 
+def burst(port, count, path="/environ", in_flight=128, deadline=60.0):
+    """Opens `count` connections, one GET on each, and reads every answer; returns the
+    open sockets and how many were answered."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    selector = selectors.DefaultSelector()
+    sockets, answered = [], 0
+    give_up = time.monotonic() + deadline
+    while time.monotonic() < give_up and (len(sockets) < count or selector.get_map()):
+        while len(sockets) < count and len(selector.get_map()) < in_flight:
+            sock = socket.socket()
+            sock.setblocking(False)
+            sockets.append(sock)
+            if sock.connect_ex(("127.0.0.1", port)) in (0, errno.EINPROGRESS):
+                selector.register(sock, selectors.EVENT_WRITE, None)
+        for key, _ in selector.select(timeout=0.05):
+            sock = key.fileobj
+            if key.data is None:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    selector.unregister(sock)
+                    continue
+                sock.send(request)
+                selector.modify(sock, selectors.EVENT_READ, bytearray())
+                continue
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                selector.unregister(sock)
+                continue
+            key.data.extend(data)
+            if complete(key.data):
+                answered += 1
+                selector.unregister(sock)
+    selector.close()
+    return sockets, answered
+
+
+def complete(response):
+    end = response.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", bytes(response[:end]))
+    return length is None or len(response) - end - 4 >= int(length.group(1))
+
+
+def server_connections(port):
+    """The server's sockets on `port` still established or closing (/proc/net/tcp)."""
+    count = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as table:
+                next(table)
+                for line in table:
+                    fields = line.split()
+                    if fields[1].endswith(f":{port:04X}") and fields[3] in ("01", "08", "09"):
+                        count += 1
+        except OSError:
+            pass
+    return count
+
+
+def bursts(binary, rounds, count):
+    """RSS (kB) idle, then (before, during, after, answered) for each round."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * count + 1024)), hard))
+    port = free_port()
+    server = start(binary, port)
+    try:
+        warm, _ = burst(port, 1)
+        for sock in warm:
+            sock.close()
+        while server_connections(port):
+            time.sleep(0.05)
+        time.sleep(1.0)
+        idle = rss_kb(server.pid)
+        rows = []
+        for _ in range(rounds):
+            before = rss_kb(server.pid)
+            sockets, answered = burst(port, count)
+            during = rss_kb(server.pid)
+            for sock in sockets:
+                sock.close()
+            while server_connections(port):
+                time.sleep(0.05)
+            time.sleep(1.0)
+            rows.append((before, during, rss_kb(server.pid), answered))
+        return idle, rows
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", help="a torsion binary (default: build target/release/torsion)")
     parser.add_argument("--write", help="append the table to this Markdown file")
+    parser.add_argument("--rounds", type=int, default=6, help="connection bursts (default 6)")
+    parser.add_argument("--connections", type=int, default=2000, help="connections a burst opens (default 2000)")
     args = parser.parse_args()
     binary = os.path.abspath(args.binary) if args.binary else None
     if not binary:
@@ -101,6 +208,27 @@ def main():
     print(text)
     if args.write:
         write_section(args.write, text, section="## Memory under large bodies")
+
+    idle, rounds = bursts(binary, args.rounds, args.connections)
+    lines = [
+        f"## Memory after connection bursts ({date})",
+        "",
+        f"`python3 bench/memory.py`: {args.rounds} rounds of {args.connections} keep-alive connections, one GET"
+        f" each, held open, then closed; RSS one second after the server holds none of them. Idle RSS"
+        f" {idle / 1024:.1f} MB. Limit: {BURST_LIMIT:.1f}x idle after each round.",
+        "",
+        "| round | answered | RSS before | RSS during | RSS after | after / idle | within limit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n, (before, during, after, answered) in enumerate(rounds, 1):
+        within = after <= BURST_LIMIT * idle
+        ok &= within and answered == args.connections
+        lines.append(f"| {n} | {answered} | {before / 1024:.1f} MB | {during / 1024:.1f} MB | {after / 1024:.1f} MB"
+                     f" | {after / idle:.2f} | {'yes' if within else 'NO'} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        write_section(args.write, text, section="## Memory after connection bursts")
     return 0 if ok else 1
 
 

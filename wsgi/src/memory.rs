@@ -16,45 +16,57 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Peaks under this many connections leave too little behind to be worth a trim.
 const SMALL_PEAK: usize = 64;
 
-/// The count of open connections, shared by the accept loops and the trimmer.
+/// The count of open connections and their peak, shared by the accept loops and the
+/// trimmer. The peak is kept as connections open, so a burst that comes and goes between
+/// two samples is still seen.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Connections(Arc<AtomicUsize>);
+pub(crate) struct Connections(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    open: AtomicUsize,
+    peak: AtomicUsize,
+}
 
 /// One open connection, counted until dropped.
 #[derive(Debug)]
-pub(crate) struct Open(Arc<AtomicUsize>);
+pub(crate) struct Open(Arc<Counts>);
 
 impl Connections {
     /// Counts one more connection, for as long as the returned value lives.
     pub(crate) fn open(&self) -> Open {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        let open = self.0.open.fetch_add(1, Ordering::Relaxed) + 1;
+        self.0.peak.fetch_max(open, Ordering::Relaxed);
         Open(self.0.clone())
     }
 
-    /// How many are open now.
-    pub(crate) fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+    /// How many are open now, and the most that were open at once since the last call.
+    pub(crate) fn sample(&self) -> (usize, usize) {
+        let open = self.0.open.load(Ordering::Relaxed);
+        let peak = self.0.peak.swap(open, Ordering::Relaxed);
+        (open, peak.max(open))
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Decides when to trim, from the connection count sampled about once a second.
+/// Decides when to trim, from the connection counts sampled about once a second.
 #[derive(Debug, Default)]
 pub(crate) struct Trimmer {
     peak: usize,
 }
 
 impl Trimmer {
-    /// Takes one sample of the open connections; true when the memory freed since the last
-    /// trim is worth returning: the count has fallen to half a peak of at least
-    /// [`SMALL_PEAK`]. The peak then restarts from the present count.
-    pub(crate) fn sample(&mut self, open: usize) -> bool {
-        self.peak = self.peak.max(open);
+    /// Takes one sample: `open` connections now, `peak` at most since the last sample.
+    /// True when the memory freed since the last trim is worth returning: the count has
+    /// fallen to half a peak of at least [`SMALL_PEAK`]. The peak then restarts from the
+    /// present count.
+    pub(crate) fn sample(&mut self, (open, peak): (usize, usize)) -> bool {
+        self.peak = self.peak.max(peak);
         if self.peak >= SMALL_PEAK && open <= self.peak / 2 {
             self.peak = open;
             return true;
@@ -86,26 +98,36 @@ mod tests {
     fn a_trim_follows_the_fall_from_a_peak_not_small_swings() {
         let mut trimmer = Trimmer::default();
         // Small servers never trim.
-        assert!(![10, 40, 0, 63, 0].into_iter().any(|n| trimmer.sample(n)));
+        assert!(
+            ![10, 40, 0, 63, 0]
+                .into_iter()
+                .any(|n| trimmer.sample((n, n)))
+        );
         // A burst of 2,000 closing: one trim at half the peak, another as the rest closes.
         let mut trimmer = Trimmer::default();
         let trims: Vec<bool> = [0, 2000, 1500, 900, 600, 0, 0]
             .into_iter()
-            .map(|n| trimmer.sample(n))
+            .map(|n| trimmer.sample((n, n)))
             .collect();
         assert_eq!(trims, [false, false, false, true, false, true, false]);
+        // A burst that came and went between two samples: seen by its peak.
+        let mut trimmer = Trimmer::default();
+        assert!(trimmer.sample((0, 2000)));
     }
 
     #[test]
-    fn connections_are_counted_while_open() {
+    fn connections_and_their_peak_are_counted() {
         let connections = Connections::default();
         let a = connections.open();
         let b = connections.open();
-        assert_eq!(connections.count(), 2);
+        assert_eq!(connections.sample(), (2, 2));
         drop(a);
-        assert_eq!(connections.count(), 1);
         drop(b);
-        assert_eq!(connections.count(), 0);
+        // The peak since the last sample is kept after the connections close.
+        let c = connections.open();
+        drop(c);
+        assert_eq!(connections.sample(), (0, 2));
+        assert_eq!(connections.sample(), (0, 0));
         trim();
     }
 }

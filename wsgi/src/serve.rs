@@ -56,7 +56,7 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
     let mut trimmer = Trimmer::default();
     let counted = connections.clone();
     let heartbeat = Heartbeat::start_with(move || {
-        if trimmer.sample(counted.count()) {
+        if trimmer.sample(counted.sample()) {
             tokio::task::spawn_blocking(memory::trim);
         }
     });

@@ -22,7 +22,9 @@ use crate::memory::{self, Connections, Trimmer};
 use crate::runtime::Heartbeat;
 
 /// The hyper connection builder [`serve`] uses: HTTP/1.1 with a 30 s header-read timeout
-/// (a client that has not sent a whole request head by then is disconnected), and HTTP/2
+/// (a client that has not sent a whole request head by then is disconnected) that answers
+/// a client which shuts its sending side after its request (as `nc -N` does), as nginx
+/// and gunicorn do, where hyper's default drops it; and HTTP/2
 /// by prior knowledge with header blocks of up to 1 MiB (requests over 64 KiB of fields get
 /// 431 on their stream), both on tokio's timer. Public so that other servers on Torsion's
 /// stack (the benchmark's ceiling, `examples/ceiling.rs`) serve with the same settings.
@@ -31,7 +33,8 @@ pub fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(Duration::from_secs(30))
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())

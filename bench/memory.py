@@ -18,18 +18,15 @@ until the server holds none of them (/proc/net/tcp), and one second more ("after
 
 import argparse
 import datetime
-import errno
 import os
 import platform
-import re
 import resource
-import selectors
 import socket
 import subprocess
 import sys
 import time
 
-from run import Sampler, free_port, rss_kb, write_section
+from run import Sampler, free_port, open_keepalive, rss_kb, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_MB = 64
@@ -64,52 +61,6 @@ def scenario(server, url, curl_args, stdin=None):
     return sampler.stop(), result.stdout.decode(), elapsed
 
 
-def burst(port, count, path="/environ", in_flight=128, deadline=60.0):
-    """Opens `count` connections, one GET on each, and reads every answer; returns the
-    open sockets and how many were answered."""
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-    selector = selectors.DefaultSelector()
-    sockets, answered = [], 0
-    give_up = time.monotonic() + deadline
-    while time.monotonic() < give_up and (len(sockets) < count or selector.get_map()):
-        while len(sockets) < count and len(selector.get_map()) < in_flight:
-            sock = socket.socket()
-            sock.setblocking(False)
-            sockets.append(sock)
-            if sock.connect_ex(("127.0.0.1", port)) in (0, errno.EINPROGRESS):
-                selector.register(sock, selectors.EVENT_WRITE, None)
-        for key, _ in selector.select(timeout=0.05):
-            sock = key.fileobj
-            if key.data is None:
-                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                    selector.unregister(sock)
-                    continue
-                sock.send(request)
-                selector.modify(sock, selectors.EVENT_READ, bytearray())
-                continue
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                selector.unregister(sock)
-                continue
-            key.data.extend(data)
-            if complete(key.data):
-                answered += 1
-                selector.unregister(sock)
-    selector.close()
-    return sockets, answered
-
-
-def complete(response):
-    end = response.find(b"\r\n\r\n")
-    if end < 0:
-        return False
-    length = re.search(rb"(?im)^content-length:\s*(\d+)", bytes(response[:end]))
-    return length is None or len(response) - end - 4 >= int(length.group(1))
-
-
 def server_connections(port):
     """The server's sockets on `port` still established or closing (/proc/net/tcp)."""
     count = 0
@@ -133,7 +84,7 @@ def bursts(binary, rounds, count):
     port = free_port()
     server = start(binary, port)
     try:
-        warm, _ = burst(port, 1)
+        warm, _, _, _ = open_keepalive(port, 1, 1, 60.0, "/environ")
         for sock in warm:
             sock.close()
         while server_connections(port):
@@ -143,7 +94,8 @@ def bursts(binary, rounds, count):
         rows = []
         for _ in range(rounds):
             before = rss_kb(server.pid)
-            sockets, answered = burst(port, count)
+            sockets, answered, _, _ = open_keepalive(port, count, 128, 60.0, "/environ")
+            answered = len(answered)
             during = rss_kb(server.pid)
             for sock in sockets:
                 sock.close()

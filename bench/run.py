@@ -443,19 +443,20 @@ def response_complete(buf):
     return length is None or len(buf) - end - 4 >= int(length.group(1))
 
 
-def run_idle(port, sampler):
-    """Open IDLE_CONNECTIONS keep-alive connections, one GET / each (at most IDLE_IN_FLIGHT
-    unanswered at a time), hold them IDLE_HOLD seconds, and report the peak RSS of the hold."""
-    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+def open_keepalive(port, count, in_flight, deadline, path="/"):
+    """Opens `count` connections to `port`, at most `in_flight` of them connecting or
+    unanswered at a time, sends `GET path` on each and reads its answer, for at most
+    `deadline` seconds. Returns every socket opened, the answered ones, and how many were
+    refused and how many closed before answering."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     sel = selectors.DefaultSelector()
-    sockets, opened, answered, refused, closed_early = [], 0, [], 0, 0
-    deadline = time.monotonic() + IDLE_DEADLINE
-    while time.monotonic() < deadline and (opened < IDLE_CONNECTIONS or sel.get_map()):
-        while opened < IDLE_CONNECTIONS and len(sel.get_map()) < IDLE_IN_FLIGHT:
+    sockets, answered, refused, closed_early = [], [], 0, 0
+    give_up = time.monotonic() + deadline
+    while time.monotonic() < give_up and (len(sockets) < count or sel.get_map()):
+        while len(sockets) < count and len(sel.get_map()) < in_flight:
             s = socket.socket()
             s.setblocking(False)
             sockets.append(s)
-            opened += 1
             code = s.connect_ex(("127.0.0.1", port))
             if code not in (0, errno.EINPROGRESS):
                 refused += 1
@@ -483,6 +484,15 @@ def run_idle(port, sampler):
             if response_complete(key.data):
                 answered.append(s)
                 sel.unregister(s)
+    sel.close()
+    return sockets, answered, refused, closed_early
+
+
+def run_idle(port, sampler):
+    """Open IDLE_CONNECTIONS keep-alive connections, one GET / each (at most IDLE_IN_FLIGHT
+    unanswered at a time), hold them IDLE_HOLD seconds, and report the peak RSS of the hold."""
+    sockets, answered, refused, closed_early = open_keepalive(port, IDLE_CONNECTIONS, IDLE_IN_FLIGHT,
+                                                              IDLE_DEADLINE)
     unanswered = IDLE_CONNECTIONS - len(answered) - refused - closed_early
     sampler.reset()
     time.sleep(IDLE_HOLD)
@@ -498,7 +508,6 @@ def run_idle(port, sampler):
             closed += 1
     for s in sockets:
         s.close()
-    sel.close()
     errors = {"unanswered": unanswered, "refused": refused, "closed before answering": closed_early,
               "closed by server after answering": closed}
     return dict(rss=rss, errors=errors)

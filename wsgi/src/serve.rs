@@ -21,13 +21,16 @@ use crate::linger::Lingering;
 use crate::memory::{self, Connections, Trimmer};
 use crate::runtime::Heartbeat;
 
-/// The hyper connection builder [`serve`] uses: HTTP/1.1 with a 30 s header-read timeout
-/// (a client that has not sent a whole request head by then is disconnected) that answers
-/// a client which shuts its sending side after its request (as `nc -N` does), as nginx
-/// and gunicorn do, where hyper's default drops it; and HTTP/2
-/// by prior knowledge with header blocks of up to 1 MiB (requests over 64 KiB of fields get
-/// 431 on their stream), both on tokio's timer. Public so that other servers on Torsion's
-/// stack (the benchmark's ceiling, `examples/ceiling.rs`) serve with the same settings.
+/// The hyper connection builder [`serve`] uses, both protocols on tokio's timer:
+/// - HTTP/1.1 with a 30 s header-read timeout (a client that has not sent a whole request
+///   head by then is disconnected), answering a client that shuts its sending side after
+///   its request (as `nc -N` does), as nginx and gunicorn do, where hyper's default drops
+///   it;
+/// - HTTP/2 by prior knowledge, with header blocks of up to 1 MiB, so that a request with
+///   over 64 KiB of fields gets 431 on its stream rather than ending the connection.
+///
+/// Public so that other servers on Torsion's stack (the benchmark's ceiling,
+/// `examples/ceiling.rs`) serve with the same settings.
 pub fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -171,8 +171,8 @@ impl Bridge {
         let (reply, response) = oneshot::channel();
         // The connection is the lane: its requests are served in turn with the others'.
         let lane = Arc::as_ptr(&info) as usize;
-        let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
-        let peer = info.peer.clone();
+        // For the log, should the unread rest of the body fail: reference counts, no copy.
+        let (method, uri, connection) = (parts.method.clone(), parts.uri.clone(), info.clone());
         match self.pool.submit(
             lane,
             Job {
@@ -219,8 +219,8 @@ impl Bridge {
                 let refused = fault_response(fault, self.config.max_body_size);
                 tracing::info!(
                     %method,
-                    path,
-                    %peer,
+                    path = uri.path(),
+                    peer = %connection.peer,
                     "the application did not read the whole request body, and the rest failed: answering {} instead of {}",
                     refused.status(),
                     response.status()

@@ -15,7 +15,9 @@ use torsion_endpoints::acme::{
     AcmeSettings, CertificateDirectory, CertificateState, LETS_ENCRYPT, NameStatus,
     is_issuable_name,
 };
-use torsion_wsgi::{Application, Bridge, PythonOptions, ServerConfig};
+use torsion_wsgi::site::files::{Files, FilesOptions};
+use torsion_wsgi::site::{Resource, Site};
+use torsion_wsgi::{Application, PythonOptions, ServerConfig};
 
 /// Exit status for configuration errors (bad descriptor, bad application name).
 const CONFIG_ERROR: u8 = 2;
@@ -97,10 +99,53 @@ enum CertsAction {
 /// `twist web`'s options, with the same names.
 #[derive(Debug, clap::Args)]
 struct WebArgs {
-    /// The WSGI application: package.module.attribute (as Twisted), package.module:attribute
-    /// or package.module:factory() (as gunicorn). Without it, a demo page is served.
+    /// The WSGI application at /: package.module.attribute (as Twisted),
+    /// package.module:attribute or package.module:factory() (as gunicorn). Without it (and
+    /// without --path), a demo page is served.
     #[arg(long, value_name = "NAME")]
     wsgi: Option<String>,
+
+    /// Another WSGI application, at PREFIX (its SCRIPT_NAME): --mount /flask=flask_app:app.
+    /// Repeatable; the longest prefix that matches a request's path on a segment boundary
+    /// takes it.
+    #[arg(long, value_name = "PREFIX=NAME")]
+    mount: Vec<String>,
+
+    /// A directory of static files at / (twist web's --path).
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
+
+    /// A directory of static files at PREFIX: --static /static=./static. Repeatable.
+    #[arg(long = "static", value_name = "PREFIX=DIR")]
+    static_dirs: Vec<String>,
+
+    /// A name tried for a request naming a directory; repeatable, in order [default:
+    /// index.html].
+    #[arg(long, value_name = "NAME")]
+    index: Vec<String>,
+
+    /// List a directory that has no index file (else 404).
+    #[arg(long)]
+    directory_listing: bool,
+
+    /// Serve names starting with a dot (.well-known/, .htaccess), which are hidden by
+    /// default.
+    #[arg(long)]
+    dotfiles: bool,
+
+    /// Cache-Control: max-age=SECONDS on every static file.
+    #[arg(long, value_name = "SECONDS")]
+    max_age: Option<u64>,
+
+    /// EXT=TYPE maps an extension to a content type for static files (--mime-type
+    /// foo=text/x-foo); a bare TYPE is the type of files whose extension is unknown, as in
+    /// Twisted [default: application/octet-stream]. Repeatable.
+    #[arg(long, value_name = "[EXT=]TYPE")]
+    mime_type: Vec<String>,
+
+    /// Do not serve precompressed siblings (F.br, F.zst, F.gz) in place of F.
+    #[arg(long)]
+    no_precompressed: bool,
 
     /// Where to listen, as an endpoint descriptor: tcp:8080, tcp6:8080:interface=\:\:1,
     /// unix:/run/app.sock:mode=660, systemd:domain=INET:index=0. Repeat to listen on
@@ -278,6 +323,85 @@ fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
     Ok(config)
 }
 
+/// The site the flags describe: --wsgi and --path at /, --mount and --static at their
+/// prefixes; the demo at / when nothing is. Starts Python only when an application is
+/// mounted.
+fn site(args: &WebArgs, config: ServerConfig) -> Result<Site, ConfigError> {
+    let split = |flag: &str, value: &str| -> Result<(String, String), ConfigError> {
+        match value.split_once('=') {
+            Some((prefix, rest)) if !rest.is_empty() => Ok((prefix.to_owned(), rest.to_owned())),
+            _ => Err(format!(
+                "{flag} {value:?}: expected PREFIX=VALUE, as in {flag} /static=./static"
+            )
+            .into()),
+        }
+    };
+    let files_options = files_options(args)?;
+    let mut statics = Vec::new();
+    if let Some(dir) = &args.path {
+        statics.push(("/".to_owned(), dir.clone()));
+    }
+    for value in &args.static_dirs {
+        let (prefix, dir) = split("--static", value)?;
+        statics.push((prefix, PathBuf::from(dir)));
+    }
+    let mut names = Vec::new();
+    if let Some(name) = &args.wsgi {
+        names.push(("/".to_owned(), name.clone()));
+    }
+    for value in &args.mount {
+        names.push(split("--mount", value)?);
+    }
+    if args.wsgi.is_some() && args.path.is_some() {
+        return Err("--wsgi and --path both serve /: mount one of them elsewhere, as in --static /files=DIR or --mount /app=NAME".to_owned().into());
+    }
+    let mut mounts = Vec::new();
+    for (prefix, dir) in statics {
+        let files = Files::new(dir, files_options.clone()).map_err(|err| err.to_string())?;
+        mounts.push((prefix, Resource::Files(files)));
+    }
+    let demo = names.is_empty() && mounts.is_empty();
+    if demo || !names.is_empty() {
+        torsion_wsgi::initialize(&PythonOptions::new(args.pythonpath.clone()))?;
+    }
+    for (prefix, name) in names {
+        mounts.push((prefix, Resource::Application(Application::load(&name)?)));
+    }
+    if demo {
+        mounts.push(("/".to_owned(), Resource::Application(Application::demo()?)));
+    }
+    tracing::info!(threads = config.threads, "starting");
+    Site::new(mounts, config).map_err(|err| ConfigError(err.to_string()))
+}
+
+/// The static files' options from the flags.
+fn files_options(args: &WebArgs) -> Result<FilesOptions, ConfigError> {
+    let mut options = FilesOptions::default();
+    if !args.index.is_empty() {
+        options.index = args.index.clone();
+    }
+    options.listing = args.directory_listing;
+    options.dotfiles = args.dotfiles;
+    options.max_age = args.max_age.map(Duration::from_secs);
+    options.precompressed = !args.no_precompressed;
+    for value in &args.mime_type {
+        let (extension, content_type) = match value.split_once('=') {
+            Some((extension, content_type)) => (extension.trim_start_matches('.'), content_type),
+            None => ("", value.as_str()),
+        };
+        if http::HeaderValue::from_str(content_type).is_err() || !content_type.contains('/') {
+            return Err(format!(
+                "--mime-type {value:?}: {content_type:?} is not a content type such as text/plain"
+            )
+            .into());
+        }
+        options
+            .mime_types
+            .insert(extension.to_ascii_lowercase(), content_type.to_owned());
+    }
+    Ok(options)
+}
+
 fn web(args: WebArgs) -> Result<ExitCode, ConfigError> {
     let endpoints = endpoints(&args)?;
     let config = server_config(&args)?;
@@ -288,22 +412,15 @@ fn web(args: WebArgs) -> Result<ExitCode, ConfigError> {
         // Our handlers first: CPython then leaves SIGINT alone.
         let shutdown =
             shutdown_signal().map_err(|err| format!("cannot install signal handlers: {err}"))?;
-        torsion_wsgi::initialize(&PythonOptions::new(args.pythonpath.clone()))?;
-        let application = match &args.wsgi {
-            Some(name) => Application::load(name)?,
-            None => Application::demo()?,
-        };
-        tracing::info!(
-            application = application.name(),
-            threads = config.threads,
-            "starting"
-        );
-        let bridge = Bridge::new(application, config)?;
+        let site = site(&args, config)?;
+        for mount in site.mounts() {
+            tracing::info!("mounted {mount}");
+        }
         let mut listeners = Vec::new();
         for endpoint in &endpoints {
             listeners.push(endpoint.listen().await?);
         }
-        torsion_wsgi::serve(bridge, listeners, shutdown).await;
+        torsion_wsgi::serve(site, listeners, shutdown).await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

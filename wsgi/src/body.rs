@@ -1,5 +1,5 @@
-//! The response body hyper polls: all at once, or streamed from the Python thread through a
-//! bounded channel.
+//! The response body hyper polls: all at once, streamed from the Python thread through a
+//! bounded channel, or read from a file off the event loop.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +10,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
+
+use crate::file_body::FileBody;
 
 /// Why a streamed body ended without completing; the connection is aborted so that the
 /// client cannot take a truncated body for a whole one.
@@ -34,7 +36,7 @@ impl StreamSender {
     }
 }
 
-/// A response body: empty, one buffer, or a stream of chunks from the application.
+/// A response body: empty, one buffer, a stream of chunks from the application, or a file.
 ///
 /// A stream applies backpressure: the channel holds few chunks, so an application producing
 /// faster than the client reads blocks in its `send` instead of growing memory.
@@ -55,6 +57,7 @@ enum Kind {
         /// bytes already produced, then fails.
         aborting: bool,
     },
+    File(FileBody),
 }
 
 impl ResponseBody {
@@ -86,6 +89,13 @@ impl ResponseBody {
             },
         };
         (body, StreamSender { chunks, finished })
+    }
+
+    /// A body read from a file (see [`FileBody`]).
+    pub(crate) fn file(file: FileBody) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::File(file),
+        }
     }
 }
 
@@ -123,11 +133,23 @@ impl http_body::Body for ResponseBody {
                     }
                 }
             }
+            Kind::File(file) => match std::task::ready!(file.poll_chunk(cx)) {
+                None => Poll::Ready(None),
+                Some(Ok(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Some(Err(err)) => {
+                    tracing::warn!("a file's response ended early: {err}");
+                    Poll::Ready(Some(Err(BodyAborted(err.to_string()))))
+                }
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.kind, Kind::Full(None))
+        match &self.kind {
+            Kind::Full(None) => true,
+            Kind::File(file) => file.remaining() == 0,
+            _ => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -135,6 +157,7 @@ impl http_body::Body for ResponseBody {
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Stream { .. } => SizeHint::default(),
+            Kind::File(file) => SizeHint::with_exact(file.remaining()),
         }
     }
 }

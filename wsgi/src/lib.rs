@@ -52,11 +52,13 @@ mod body;
 mod bridge;
 mod checks;
 mod config;
+mod file_body;
 mod linger;
 mod memory;
 mod pool;
 mod runtime;
 mod serve;
+pub mod site;
 
 pub use body::{BodyAborted, ResponseBody};
 pub use bridge::Bridge;

@@ -1,4 +1,4 @@
-//! Serving HTTP/1.1 and HTTP/2 on any set of listeners, handing each request to the bridge.
+//! Serving HTTP/1.1 and HTTP/2 on any set of listeners, handing each request to the site.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,11 +15,11 @@ use http::{HeaderValue, Method, Response, header};
 use torsion_endpoints::ConnectionInfo;
 
 use crate::body::ResponseBody;
-use crate::bridge::Bridge;
 use crate::checks;
 use crate::linger::Lingering;
 use crate::memory::{self, Connections, Trimmer};
 use crate::runtime::Heartbeat;
+use crate::site::Site;
 
 /// The hyper connection builder [`serve`] uses, both protocols on tokio's timer:
 /// - HTTP/1.1 with a 30 s header-read timeout (a client that has not sent a whole request
@@ -45,15 +45,16 @@ pub fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts connections on every listener and serves them until `shutdown` completes, then
-/// stops accepting and lets in-flight requests finish within the configured timeout.
+/// Accepts connections on every listener and serves `site` on them until `shutdown`
+/// completes, then stops accepting and lets in-flight requests finish within the
+/// configured timeout.
 ///
 /// Each connection speaks HTTP/1.1 (and 1.0) or, when the client opens with the HTTP/2
 /// connection preface, HTTP/2 over cleartext (RFC 9113 §3.3, "prior knowledge"). Accepting
 /// follows `torsion-endpoints`' one policy (`Listener::next_connection`): a failed accept
 /// is logged and retried, and never stops the server.
-pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
-    let bridge = Arc::new(bridge);
+pub async fn serve(site: Site, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
+    let site = Arc::new(site);
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(connection_builder());
 
@@ -71,7 +72,7 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
     for listener in listeners {
         accepting.push(tokio::spawn(accept_loop(
             listener,
-            bridge.clone(),
+            site.clone(),
             builder.clone(),
             graceful.clone(),
             connections.clone(),
@@ -84,7 +85,7 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
     for task in accepting {
         let _ = task.await;
     }
-    let timeout = bridge.config().shutdown_timeout;
+    let timeout = site.config().shutdown_timeout;
     tracing::info!(
         connections = graceful.count(),
         "shutting down: waiting up to {timeout:?} for requests in flight"
@@ -103,7 +104,7 @@ pub async fn serve(bridge: Bridge, listeners: Vec<Listener>, shutdown: impl Futu
 
 async fn accept_loop(
     mut listener: Listener,
-    bridge: Arc<Bridge>,
+    site: Arc<Site>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     connections: Connections,
@@ -118,11 +119,11 @@ async fn accept_loop(
         };
         let info = Arc::new(connection.info().clone());
         let peer = info.peer.clone();
-        let bridge = bridge.clone();
+        let site = site.clone();
         let connection = Lingering::new(connection);
         let expect_more = connection.expect_more();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let bridge = bridge.clone();
+            let site = site.clone();
             let info = info.clone();
             let expect_more = expect_more.clone();
             async move {
@@ -134,7 +135,7 @@ async fn accept_loop(
                 }
                 let version = request.version();
                 let has_body = !hyper::body::Body::is_end_stream(request.body());
-                let mut response = bridge.handle(request, info).await;
+                let mut response = site.handle(request, info).await;
                 checks::frame_for(version, &mut response);
                 // A close after a body the server may not have read to its end: the rest
                 // may still be coming, so the close lingers (see linger.rs).

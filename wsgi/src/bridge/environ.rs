@@ -70,8 +70,10 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString>
 
 /// Builds environ for one request.
 ///
-/// Follows PEP 3333 ("environ Variables") and CGI (RFC 3875 §4.1): `PATH_INFO` is the
-/// percent-decoded path as latin-1; `QUERY_STRING` is raw; `SERVER_NAME` and `SERVER_PORT`
+/// Follows PEP 3333 ("environ Variables") and CGI (RFC 3875 §4.1): `SCRIPT_NAME` is
+/// `script_name`, where the application is mounted (`""` at the root), and `PATH_INFO` the
+/// percent-decoded path after its first `prefix` bytes (the length of the mount prefix the
+/// caller routed the request by), as latin-1; `QUERY_STRING` is raw; `SERVER_NAME` and `SERVER_PORT`
 /// come from the Host field (or HTTP/2's `:authority`), else from the local address;
 /// every field becomes `HTTP_<NAME>`, repeated fields joined by `", "` (Cookie by `"; "`,
 /// RFC 9113 §8.2.3). Fields whose names contain `_` are dropped, since `X_Forwarded_For`
@@ -81,13 +83,19 @@ pub(crate) fn build<'py>(
     parts: &Parts,
     info: &ConnectionInfo,
     constants: &Constants,
+    script_name: &Bound<'py, PyString>,
+    prefix: usize,
     input: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let environ = constants.template.bind(py).copy()?;
     environ.set_item(intern!(py, "REQUEST_METHOD"), method(py, &parts.method))?;
     let path = parts.uri.path();
     let decoded: std::borrow::Cow<'_, [u8]> = percent_decode(path.as_bytes()).into();
-    environ.set_item(intern!(py, "PATH_INFO"), latin1(py, &decoded))?;
+    if prefix > 0 {
+        environ.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
+    }
+    let path_info = decoded.get(prefix..).unwrap_or_default();
+    environ.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
     environ.set_item(intern!(py, "QUERY_STRING"), parts.uri.query().unwrap_or(""))?;
     environ.set_item(
         intern!(py, "SERVER_PROTOCOL"),

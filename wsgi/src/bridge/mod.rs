@@ -44,6 +44,8 @@ use crate::pool::{Pool, Refused, Run};
 
 /// One request handed to a Python thread.
 struct Job {
+    /// The index of the application, in the order given to [`Bridge::new`].
+    app: usize,
     parts: http::request::Parts,
     body: RequestBody,
     pace: Pace,
@@ -72,21 +74,36 @@ impl std::fmt::Debug for Bridge {
 }
 
 struct Worker {
-    application: Py<PyAny>,
+    applications: Vec<Mounted>,
     constants: Constants,
     config: Arc<ServerConfig>,
     /// The runtime whose timers the Python threads wait on.
     runtime: tokio::runtime::Handle,
 }
 
+/// An application and the `SCRIPT_NAME` it is mounted at.
+struct Mounted {
+    object: Py<PyAny>,
+    /// The prefix's bytes as a latin-1 native string (PEP 3333).
+    script_name: Py<PyString>,
+    /// The prefix's length in bytes.
+    prefix: usize,
+}
+
 impl Bridge {
-    /// Starts `config.threads` Python threads serving `application`. Must be called within
-    /// the tokio runtime that will serve: the threads use its timers for client timeouts.
+    /// Starts `config.threads` Python threads serving `applications`, each a pair of the
+    /// `SCRIPT_NAME` it is mounted at (`""` for the root, else a path like `/flask`, with
+    /// no trailing slash) and the application. The threads are shared: any of them runs
+    /// any application. Must be called within the tokio runtime that will serve: the
+    /// threads use its timers for client timeouts.
     ///
     /// # Errors
     /// [`LoadError::Interpreter`] if the shared objects cannot be created, or a thread
     /// cannot be started.
-    pub fn new(application: Application, config: ServerConfig) -> Result<Bridge, LoadError> {
+    pub fn new(
+        applications: Vec<(String, Application)>,
+        config: ServerConfig,
+    ) -> Result<Bridge, LoadError> {
         let config = Arc::new(config);
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             LoadError::Interpreter("Bridge::new must be called within a tokio runtime".into())
@@ -99,8 +116,16 @@ impl Bridge {
                 Bound::new(py, ErrorStream::new())?.into_any(),
                 py.get_type::<FileWrapper>().into_any(),
             )?;
+            let applications = applications
+                .iter()
+                .map(|(script_name, application)| Mounted {
+                    object: application.object.clone_ref(py),
+                    script_name: environ::latin1(py, script_name.as_bytes()).unbind(),
+                    prefix: script_name.len(),
+                })
+                .collect();
             Ok(Arc::new(Worker {
-                application: application.object.clone_ref(py),
+                applications,
                 constants,
                 config: config.clone(),
                 runtime,
@@ -119,16 +144,23 @@ impl Bridge {
         &self.config
     }
 
-    /// Serves one request: answers 413 at once for a declared body over the limit; reads a
-    /// body of up to [`ServerConfig::request_buffer_size`] bytes on the event loop (408,
-    /// 400 or 413 if the client fails at it); then queues the request for a Python thread
-    /// and waits for the response head.
+    /// Serves one request with application `app` (its index in [`Bridge::new`]'s list),
+    /// whose mount prefix the request's decoded path starts with: answers 413 at once for
+    /// a declared body over the limit; reads a body of up to
+    /// [`ServerConfig::request_buffer_size`] bytes on the event loop (408, 400 or 413 if
+    /// the client fails at it); then queues the request for a Python thread and waits for
+    /// the response head. `PATH_INFO` is the decoded path after the application's
+    /// `SCRIPT_NAME` (PEP 3333, "environ Variables").
     ///
     /// ACME http-01 validations are not answered here but by [`serve`](crate::serve),
     /// before any request reaches the bridge; a server that calls this from its own loop
     /// answers them with `torsion_endpoints::acme::http01_answer` first.
+    ///
+    /// # Panics
+    /// If `app` is not an index of the list the bridge was made with.
     pub async fn handle(
         &self,
+        app: usize,
         request: http::Request<Incoming>,
         info: Arc<ConnectionInfo>,
     ) -> Response<ResponseBody> {
@@ -176,6 +208,7 @@ impl Bridge {
         match self.pool.submit(
             lane,
             Job {
+                app,
                 parts,
                 body,
                 pace,
@@ -240,6 +273,7 @@ impl Run<Job> for Worker {
 impl Worker {
     fn serve(&self, py: Python<'_>, job: Job) {
         let Job {
+            app,
             parts,
             body,
             pace,
@@ -282,16 +316,24 @@ impl Worker {
                     pace,
                 ),
             )?;
-            let environ =
-                environ::build(py, &parts, &info, &self.constants, input.clone().into_any())?;
+            let application = &self.applications[app];
+            let environ = environ::build(
+                py,
+                &parts,
+                &info,
+                &self.constants,
+                application.script_name.bind(py),
+                application.prefix,
+                input.clone().into_any(),
+            )?;
             let start_response = Bound::new(
                 py,
                 StartResponse {
                     responder: std::sync::Mutex::new(Responder::new(sender)),
                 },
             )?;
-            let result = self
-                .application
+            let result = application
+                .object
                 .bind(py)
                 .call1((environ, start_response.clone()));
             match result {

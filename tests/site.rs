@@ -1,0 +1,538 @@
+//! The site: several resources on one server. Mount matching with `SCRIPT_NAME` and
+//! `PATH_INFO` as the frameworks see them, and static files as a dedicated file server
+//! serves them (RFC 9110 §8.8, §13, §14), checked field by field over raw sockets.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use common::{Server, environ, fixtures, text, torsion, venv};
+
+/// `torsion web` with the test venv active (for the frameworks), in `fixtures/apps`.
+fn with_frameworks(args: &[&str]) -> Server {
+    let mut command = torsion();
+    command.env("VIRTUAL_ENV", venv());
+    Server::start_with(command, args)
+}
+
+/// One response: status, fields (names lower case; repeated ones joined by ", "), body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    fields: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn field(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", String::as_str)
+    }
+}
+
+/// Sends `method path` with `fields` on a fresh connection and reads the whole answer
+/// (`Connection: close`).
+fn ask(server: &Server, method: &str, path: &str, fields: &[(&str, &str)]) -> Answer {
+    let mut stream = server.connect();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in fields {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole head");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut fields: HashMap<String, String> = HashMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap();
+        let value = value.trim().to_owned();
+        fields
+            .entry(name.to_ascii_lowercase())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    Answer {
+        status,
+        fields,
+        body: raw[end + 4..].to_vec(),
+    }
+}
+
+/// A directory of files for the static tests: a text file and its gzip and brotli
+/// siblings (stand-in bytes: the server only labels them), a 100 kB binary, a
+/// subdirectory with an index, a dot-file, and links inside and outside.
+fn files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::create_dir_all(root.join("plain")).unwrap();
+    std::fs::write(root.join("hello.txt"), "hello, static world\n").unwrap();
+    std::fs::write(root.join("hello.txt.gz"), "GZIP-BYTES").unwrap();
+    std::fs::write(root.join("hello.txt.br"), "BROTLI-BYTES").unwrap();
+    let binary: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("data.bin"), binary).unwrap();
+    std::fs::write(root.join("sub/index.html"), "<p>sub index</p>\n").unwrap();
+    std::fs::write(root.join("plain/<b>&.txt"), "x").unwrap();
+    std::fs::write(root.join(".env"), "SECRET=1\n").unwrap();
+    std::fs::write(dir.path().join("outside.txt"), "outside\n").unwrap();
+    std::os::unix::fs::symlink(root.join("hello.txt"), root.join("link-inside.txt")).unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("outside.txt"),
+        root.join("link-outside.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
+    dir
+}
+
+fn static_server(dir: &Path, extra: &[&str]) -> Server {
+    let mount = format!("/static={}", dir.join("www").display());
+    let mut args = vec!["--wsgi", "probe:application", "--static", &mount];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+#[test]
+fn mounted_applications_see_their_prefix_as_script_name() {
+    let server = Server::start(&[
+        "--wsgi",
+        "probe:application",
+        "--mount",
+        "/api/v1=probe:application",
+    ]);
+    // (path, SCRIPT_NAME, PATH_INFO)
+    let cases = [
+        ("/environ", "", "/environ"),
+        ("/api/v1/environ", "/api/v1", "/environ"),
+        ("/api/v1", "/api/v1", ""),
+        ("/api/v1/", "/api/v1", "/"),
+        // Only on a segment boundary.
+        ("/api/v1x/environ", "", "/api/v1x/environ"),
+        ("/api/environ", "", "/api/environ"),
+        // Matched on the decoded path; PATH_INFO decoded as PEP 3333 says.
+        ("/api/v%31/caf%C3%A9", "/api/v1", "/caf\u{c3}\u{a9}"),
+    ];
+    for (path, script_name, path_info) in cases {
+        let report = environ(&server.get(&format!("{path}?report=environ")));
+        assert_eq!(text(&report, "SCRIPT_NAME"), script_name, "{path}");
+        assert_eq!(text(&report, "PATH_INFO"), path_info, "{path}");
+    }
+    // Without a root, what no prefix takes gets 404 from the server.
+    let server = Server::start(&["--mount", "/api=probe:application"]);
+    assert_eq!(ask(&server, "GET", "/other", &[]).status, 404);
+    assert_eq!(ask(&server, "GET", "/api/calls", &[]).status, 200);
+}
+
+#[test]
+fn flask_url_for_and_django_reverse_build_prefixed_urls() {
+    let server = with_frameworks(&[
+        "--wsgi",
+        "mysite.wsgi.application",
+        "--pythonpath",
+        "../django_site",
+        "--mount",
+        "/flask=flask_app:app",
+        "--static",
+        &format!("/static={}", fixtures().join("static").display()),
+    ]);
+    let flask: serde_json::Value = serde_json::from_str(&server.get("/flask/where")).unwrap();
+    assert_eq!(flask["script_root"], "/flask");
+    assert_eq!(flask["path"], "/where");
+    assert_eq!(flask["json_url"], "/flask/json");
+    let django: serde_json::Value = serde_json::from_str(&server.get("/info/")).unwrap();
+    assert_eq!(django["path"], "/info/");
+    assert_eq!(django["greet_url"], "/greet/");
+    let page = ask(&server, "GET", "/static/css/site.css", &[]);
+    assert_eq!(page.status, 200);
+    assert_eq!(page.field("content-type"), "text/css; charset=utf-8");
+    assert_eq!(
+        page.body,
+        std::fs::read(fixtures().join("static/css/site.css")).unwrap()
+    );
+    let index = ask(&server, "GET", "/static/", &[]);
+    assert_eq!(index.status, 200);
+    assert!(String::from_utf8_lossy(&index.body).contains("beside the applications"));
+}
+
+#[test]
+fn django_mounted_below_the_root_reverses_under_its_prefix() {
+    let server = with_frameworks(&[
+        "--wsgi",
+        "probe:application",
+        "--pythonpath",
+        "../django_site",
+        "--mount",
+        "/site=mysite.wsgi.application",
+    ]);
+    let django: serde_json::Value = serde_json::from_str(&server.get("/site/info/")).unwrap();
+    assert_eq!(django["path"], "/site/info/");
+    assert_eq!(django["path_info"], "/info/");
+    assert_eq!(django["greet_url"], "/site/greet/");
+}
+
+#[test]
+fn a_file_is_served_with_its_type_validators_and_length() {
+    let dir = files();
+    let server = static_server(dir.path(), &[]);
+    let got = ask(&server, "GET", "/static/hello.txt", &[]);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, b"hello, static world\n");
+    assert_eq!(got.field("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(got.field("content-length"), "20");
+    assert_eq!(got.field("accept-ranges"), "bytes");
+    assert!(got.field("etag").starts_with('"'), "a strong tag: {got:?}");
+    let modified = std::fs::metadata(dir.path().join("www/hello.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        got.field("last-modified"),
+        httpdate::fmt_http_date(modified)
+    );
+    // HEAD: the same fields, no body.
+    let head = ask(&server, "HEAD", "/static/hello.txt", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.field("content-length"), "20");
+    assert_eq!(head.field("etag"), got.field("etag"));
+    assert!(head.body.is_empty());
+    // Other methods: 405 with Allow.
+    let post = ask(
+        &server,
+        "POST",
+        "/static/hello.txt",
+        &[("Content-Length", "0")],
+    );
+    assert_eq!(post.status, 405);
+    assert_eq!(post.field("allow"), "GET, HEAD");
+    // A larger file, read in chunks.
+    let data = ask(&server, "GET", "/static/data.bin", &[]);
+    assert_eq!(data.status, 200);
+    assert_eq!(data.field("content-type"), "application/octet-stream");
+    assert_eq!(
+        data.body,
+        std::fs::read(dir.path().join("www/data.bin")).unwrap()
+    );
+}
+
+#[test]
+fn conditional_requests_follow_rfc_9110_section_13() {
+    let dir = files();
+    let server = static_server(dir.path(), &["--max-age", "3600"]);
+    let first = ask(&server, "GET", "/static/hello.txt", &[]);
+    let etag = first.field("etag").to_owned();
+    let modified = first.field("last-modified").to_owned();
+    assert_eq!(first.field("cache-control"), "max-age=3600");
+    let weak = format!("W/{etag}");
+    let earlier = "Mon, 01 Jan 2001 00:00:00 GMT";
+    // (fields, status)
+    let cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
+        (vec![("If-None-Match", &etag)], 304),
+        (vec![("If-None-Match", &weak)], 304),
+        (vec![("If-None-Match", "\"nope\"")], 200),
+        (vec![("If-Modified-Since", &modified)], 304),
+        (vec![("If-Modified-Since", earlier)], 200),
+        (
+            vec![
+                ("If-None-Match", "\"nope\""),
+                ("If-Modified-Since", &modified),
+            ],
+            200,
+        ),
+        (vec![("If-Match", &etag)], 200),
+        (vec![("If-Match", "\"nope\"")], 412),
+        (vec![("If-Match", &weak)], 412),
+        (vec![("If-Unmodified-Since", earlier)], 412),
+        (vec![("If-Unmodified-Since", &modified)], 200),
+    ];
+    for (fields, status) in cases {
+        let got = ask(&server, "GET", "/static/hello.txt", &fields);
+        assert_eq!(got.status, status, "{fields:?}");
+        if status == 304 {
+            assert!(got.body.is_empty());
+            assert_eq!(got.field("etag"), etag);
+            assert_eq!(got.field("cache-control"), "max-age=3600");
+        }
+    }
+}
+
+#[test]
+fn ranges_follow_rfc_9110_section_14() {
+    let dir = files();
+    let server = static_server(dir.path(), &[]);
+    let whole = std::fs::read(dir.path().join("www/data.bin")).unwrap();
+    let path = "/static/data.bin";
+    // One range.
+    let got = ask(&server, "GET", path, &[("Range", "bytes=10-19")]);
+    assert_eq!(got.status, 206);
+    assert_eq!(got.field("content-range"), "bytes 10-19/100000");
+    assert_eq!(got.body, &whole[10..20]);
+    let got = ask(&server, "GET", path, &[("Range", "bytes=-5")]);
+    assert_eq!(got.field("content-range"), "bytes 99995-99999/100000");
+    assert_eq!(got.body, &whole[99995..]);
+    // Several: multipart/byteranges.
+    let got = ask(&server, "GET", path, &[("Range", "bytes=0-1,200-202")]);
+    assert_eq!(got.status, 206);
+    let boundary = got
+        .field("content-type")
+        .strip_prefix("multipart/byteranges; boundary=")
+        .expect("multipart")
+        .to_owned();
+    let mut expected = format!(
+        "--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 0-1/100000\r\n\r\n"
+    )
+    .into_bytes();
+    expected.extend_from_slice(&whole[0..2]);
+    expected.extend_from_slice(
+        format!("\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 200-202/100000\r\n\r\n").as_bytes(),
+    );
+    expected.extend_from_slice(&whole[200..203]);
+    expected.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    assert_eq!(got.body, expected);
+    assert_eq!(got.field("content-length"), expected.len().to_string());
+    // Unsatisfiable: 416 with the length.
+    let got = ask(&server, "GET", path, &[("Range", "bytes=200000-")]);
+    assert_eq!(got.status, 416);
+    assert_eq!(got.field("content-range"), "bytes */100000");
+    // Malformed: ignored.
+    let got = ask(&server, "GET", path, &[("Range", "bytes=zz")]);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body.len(), 100_000);
+    // If-Range: the range only for the current representation.
+    let etag = ask(&server, "HEAD", path, &[]).field("etag").to_owned();
+    let got = ask(
+        &server,
+        "GET",
+        path,
+        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+    );
+    assert_eq!(got.status, 206);
+    let got = ask(
+        &server,
+        "GET",
+        path,
+        &[("Range", "bytes=0-9"), ("If-Range", "\"old\"")],
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body.len(), 100_000);
+    // HEAD ignores Range.
+    assert_eq!(
+        ask(&server, "HEAD", path, &[("Range", "bytes=0-9")]).status,
+        200
+    );
+}
+
+#[test]
+fn precompressed_siblings_are_served_to_clients_that_accept_them() {
+    let dir = files();
+    let server = static_server(dir.path(), &[]);
+    let path = "/static/hello.txt";
+    // (Accept-Encoding, body, Content-Encoding)
+    let cases = [
+        (None, "hello, static world\n", ""),
+        (Some("gzip"), "GZIP-BYTES", "gzip"),
+        (Some("gzip, br"), "BROTLI-BYTES", "br"),
+        (Some("br;q=0.5, gzip"), "GZIP-BYTES", "gzip"),
+        (Some("br;q=0, gzip;q=0"), "hello, static world\n", ""),
+        (Some("zstd"), "hello, static world\n", ""),
+    ];
+    for (accept, body, coding) in cases {
+        let fields: Vec<(&str, &str)> =
+            accept.map(|a| ("Accept-Encoding", a)).into_iter().collect();
+        let got = ask(&server, "GET", path, &fields);
+        assert_eq!(got.status, 200, "{accept:?}");
+        assert_eq!(String::from_utf8_lossy(&got.body), body, "{accept:?}");
+        assert_eq!(got.field("content-encoding"), coding, "{accept:?}");
+        // The original's type, whatever the coding.
+        assert_eq!(got.field("content-type"), "text/plain; charset=utf-8");
+        if !coding.is_empty() {
+            assert_eq!(got.field("vary"), "accept-encoding");
+        }
+    }
+    // Each representation has its own validator.
+    let plain = ask(&server, "HEAD", path, &[]).field("etag").to_owned();
+    let gzip = ask(&server, "HEAD", path, &[("Accept-Encoding", "gzip")])
+        .field("etag")
+        .to_owned();
+    assert_ne!(plain, gzip);
+    // Turned off: the identity file for everyone.
+    let server = static_server(dir.path(), &["--no-precompressed"]);
+    let got = ask(&server, "GET", path, &[("Accept-Encoding", "gzip, br")]);
+    assert_eq!(got.body, b"hello, static world\n");
+}
+
+#[test]
+fn directories_redirect_then_serve_their_index_or_a_listing() {
+    let dir = files();
+    let server = static_server(dir.path(), &[]);
+    let got = ask(&server, "GET", "/static/sub?x=1", &[]);
+    assert_eq!(got.status, 301);
+    assert_eq!(got.field("location"), "/static/sub/?x=1");
+    let got = ask(&server, "GET", "/static/sub/", &[]);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, b"<p>sub index</p>\n");
+    assert_eq!(got.field("content-type"), "text/html; charset=utf-8");
+    // No index and no listing: 404.
+    assert_eq!(ask(&server, "GET", "/static/plain/", &[]).status, 404);
+    // With --directory-listing: names escaped, hidden names left out.
+    let server = static_server(dir.path(), &["--directory-listing"]);
+    let got = ask(&server, "GET", "/static/plain/", &[]);
+    assert_eq!(got.status, 200);
+    let page = String::from_utf8_lossy(&got.body);
+    assert!(
+        page.contains("<a href=\"%3Cb%3E%26.txt\">&lt;b&gt;&amp;.txt</a>"),
+        "{page}"
+    );
+    let root = String::from_utf8_lossy(&ask(&server, "GET", "/static/", &[]).body).into_owned();
+    assert!(
+        root.contains("hello.txt") && root.contains("sub/"),
+        "{root}"
+    );
+    assert!(!root.contains(".env"), "{root}");
+}
+
+#[test]
+fn nothing_outside_the_directory_is_ever_served() {
+    let dir = files();
+    let server = static_server(dir.path(), &[]);
+    // Each attempt, as sent on the wire.
+    let refused = [
+        "/static/../outside.txt",
+        "/static/%2e%2e/outside.txt",
+        "/static/%2E%2E/%2e%2e/etc/passwd",
+        "/static/..%2foutside.txt",
+        "/static/sub%2f..%2f..%2foutside.txt",
+        "/static/..%5coutside.txt",
+        "/static/hello.txt%00.png",
+        "/static/link-outside.txt",
+        "/static/up/outside.txt",
+        "/static/.env",
+        "/static/%2eenv",
+        "/static/./hello.txt",
+        "/static/hello.txt/",
+        "/static/missing.txt",
+    ];
+    for path in refused {
+        let got = ask(&server, "GET", path, &[]);
+        assert_eq!(got.status, 404, "{path}: {got:?}");
+        assert!(
+            !String::from_utf8_lossy(&got.body).contains("outside"),
+            "{path}"
+        );
+    }
+    // A link that stays inside is followed.
+    let got = ask(&server, "GET", "/static/link-inside.txt", &[]);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, b"hello, static world\n");
+    // Dot-files when asked for.
+    let server = static_server(dir.path(), &["--dotfiles"]);
+    assert_eq!(ask(&server, "GET", "/static/.env", &[]).status, 200);
+    assert_eq!(
+        ask(&server, "GET", "/static/%2e%2e/outside.txt", &[]).status,
+        404
+    );
+}
+
+#[test]
+fn types_can_be_added_and_the_default_changed() {
+    let dir = files();
+    std::fs::write(dir.path().join("www/notes.foo"), "foo").unwrap();
+    std::fs::write(dir.path().join("www/README"), "readme").unwrap();
+    let server = static_server(
+        dir.path(),
+        &["--mime-type", "foo=text/x-foo", "--mime-type", "text/plain"],
+    );
+    assert_eq!(
+        ask(&server, "GET", "/static/notes.foo", &[]).field("content-type"),
+        "text/x-foo; charset=utf-8"
+    );
+    assert_eq!(
+        ask(&server, "GET", "/static/README", &[]).field("content-type"),
+        "text/plain; charset=utf-8"
+    );
+}
+
+#[test]
+fn a_site_of_files_alone_serves_from_the_root() {
+    let dir = files();
+    let root = dir.path().join("www");
+    let server = Server::start(&["--path", root.to_str().unwrap()]);
+    assert_eq!(
+        ask(&server, "GET", "/hello.txt", &[]).body,
+        b"hello, static world\n"
+    );
+    assert_eq!(
+        ask(&server, "GET", "/sub/", &[]).body,
+        b"<p>sub index</p>\n"
+    );
+}
+
+#[test]
+fn conflicting_or_bad_mounts_stop_start_up_with_exit_2() {
+    let dir = files();
+    let root = dir.path().join("www");
+    let root = root.to_str().unwrap();
+    let missing = format!("/static={}", dir.path().join("missing").display());
+    let file = format!("/static={}/hello.txt", root);
+    // (arguments, what the message names)
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--wsgi", "probe:application", "--path", root],
+            "--wsgi and --path both serve /",
+        ),
+        (vec!["--static", &missing], "cannot serve files from"),
+        (vec!["--static", &file], "not a directory"),
+        (vec!["--static", "static"], "expected PREFIX=VALUE"),
+        (
+            vec!["--mount", "api=probe:application"],
+            "must start with /",
+        ),
+        (
+            vec!["--mount", "/a/../b=probe:application"],
+            "a . or .. segment",
+        ),
+        (
+            vec![
+                "--mount",
+                "/x=probe:application",
+                "--mount",
+                "/x/=probe:application",
+            ],
+            "/x has two resources",
+        ),
+        (vec!["--mount", "/x=no_such_module:app"], "no_such_module"),
+        (
+            vec!["--path", root, "--mime-type", "foo=nonsense"],
+            "is not a content type",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = torsion()
+            .arg("web")
+            .args(&args)
+            .args(["--listen", "tcp:0:interface=127.0.0.1"])
+            .current_dir(fixtures().join("apps"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}

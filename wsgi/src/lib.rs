@@ -1,15 +1,20 @@
-//! HTTP/1.1 and HTTP/2 serving on hyper, and the PEP 3333 bridge to embedded CPython.
+//! HTTP/1.1 and HTTP/2 serving on hyper, a site of mounted resources, and the PEP 3333
+//! bridge to embedded CPython.
 //!
 //! ```text
-//! Listener ──accept──► hyper (HTTP/1.1, h2c) ──Request──► Bridge::handle ──queue──► Python thread
-//!                                                                       environ, app(environ, start_response)
-//! hyper ◄── ResponseBody (whole, or chunks through a bounded channel) ◄────────────┘
+//! Listener ──accept──► hyper (HTTP/1.1, h2c) ──Request──► Site: longest mounted prefix
+//!                                                           ├─► Files (blocking pool for the disk)
+//!                                                           └─► Bridge::handle ──queue──► Python thread
+//!                                                                  environ, app(environ, start_response)
+//! hyper ◄── ResponseBody (whole, chunks through a bounded channel, or a file) ◄──┘
 //! ```
 //!
-//! Start CPython with [`initialize`], load the application with [`Application::load`] (or
-//! [`Application::demo`]), make a [`Bridge`] with a [`ServerConfig`], and [`serve`] it on
-//! listeners from `torsion-endpoints`. The async runtime never runs Python and never waits
-//! for the GIL; Python threads release the GIL whenever they wait on the network.
+//! Start CPython with [`initialize`], load applications with [`Application::load`] (or
+//! [`Application::demo`]), mount them and directories of [`site::files::Files`] on a
+//! [`site::Site`] with a [`ServerConfig`], and [`serve`] it on listeners from
+//! `torsion-endpoints`. The async runtime never runs Python and never waits for the GIL;
+//! Python threads release the GIL whenever they wait on the network. A site of files
+//! alone needs no Python at all.
 //!
 //! Serve on a runtime from [`runtime_builder`]: besides the hooks the Python threads use to
 //! take requests in batches, it sets the scheduling that makes the hand-off cheap on a
@@ -32,15 +37,17 @@
 //!
 //! ```text
 //! serve      accept loops, the hyper connection builder, the server's own answers
-//!   │        (checks: Host, request targets, CONNECT), ACME http-01 before the site,
-//!   │        lingering close (linger)
-//!   │        (to come beside it: the access log; above the bridge: the site, with its
-//!   │        mount table, static files and added headers)
+//!   │        (checks: Host, request targets, CONNECT, HTTP/2 field sections), ACME
+//!   │        http-01 before the site, lingering close (linger), memory returned after
+//!   │        bursts (memory); to come beside it: the access log
+//! site       the mount table; files (path resolution, validators and preconditions,
+//!   │        ranges, representations); to come: added headers
 //! bridge     the PEP 3333 bridge: interpreter, application, environ, input, head,
 //!   │        sender, responder, start_response, streams (file_wrapper, errors)
 //! pool       Python threads taking requests in batches
 //! runtime    the tokio runtime builder, scheduling policy, idle counter, heartbeat
-//! config, body   leaves: ServerConfig; the response body hyper polls
+//! config, body, file_body   leaves: ServerConfig; the response body hyper polls, and
+//!            its file reader
 //! ```
 //!
 //! The control channel and the supervisor of worker processes will be modules of their

@@ -536,3 +536,59 @@ fn conflicting_or_bad_mounts_stop_start_up_with_exit_2() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn added_headers_reach_every_response_once() {
+    let dir = files();
+    let server = static_server(
+        dir.path(),
+        &[
+            "--add-header",
+            "X-Frame-Options: DENY",
+            "--add-header",
+            "Content-Type: text/x-added",
+        ],
+    );
+    // An application's page, a static file, a 404 of the site, a 404 of the application,
+    // and the server's own 400: each gets the field once.
+    let cases = [
+        ("/calls", vec![]),
+        ("/static/hello.txt", vec![]),
+        ("/static/missing", vec![]),
+        ("/no-such-route", vec![]),
+        ("*", vec![]),
+    ];
+    for (path, fields) in cases {
+        let got = ask(&server, "GET", path, &fields);
+        assert_eq!(got.field("x-frame-options"), "DENY", "{path}: {got:?}");
+        // A field the response has is kept, not doubled.
+        assert!(
+            !got.field("content-type").contains("x-added"),
+            "{path}: {got:?}"
+        );
+    }
+    // Fields only the server may set, and malformed ones, stop start-up.
+    for bad in [
+        "Content-Length: 5",
+        "Connection: close",
+        "no colon",
+        "Bad Name: x",
+    ] {
+        let output = torsion()
+            .args([
+                "web",
+                "--add-header",
+                bad,
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+            ])
+            .current_dir(fixtures().join("apps"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}: {output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("--add-header"),
+            "{bad}"
+        );
+    }
+}

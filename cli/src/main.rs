@@ -147,6 +147,12 @@ struct WebArgs {
     #[arg(long)]
     no_precompressed: bool,
 
+    /// A field for every response, 'Name: value' (twist web's): applications', static
+    /// files' and error pages alike; a response that has the field keeps its own.
+    /// Repeatable.
+    #[arg(long, value_name = "'NAME: VALUE'")]
+    add_header: Vec<String>,
+
     /// Where to listen, as an endpoint descriptor: tcp:8080, tcp6:8080:interface=\:\:1,
     /// unix:/run/app.sock:mode=660, systemd:domain=INET:index=0. Repeat to listen on
     /// several. Default: tcp:8080.
@@ -320,6 +326,11 @@ fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
         config.min_download_rate = rate;
     }
     config.download_grace = seconds("--download-grace", args.download_grace, false)?;
+    for field in &args.add_header {
+        config
+            .add_header(field)
+            .map_err(|err| format!("--add-header: {err}"))?;
+    }
     Ok(config)
 }
 

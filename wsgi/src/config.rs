@@ -50,6 +50,57 @@ pub struct ServerConfig {
     /// Waiting time for the client allowed on top of what
     /// [`ServerConfig::min_download_rate`] allows. Default: 5 s, as Kestrel's.
     pub download_grace: Duration,
+    /// Fields added to every response the server sends (twist web's `--add-header`):
+    /// applications', static files', and the server's own error pages alike. A field the
+    /// response already has is left as it is, not doubled. Framing and connection fields
+    /// (Content-Length, Transfer-Encoding, Connection and the like) are for the server to
+    /// set; [`ServerConfig::add_header`] refuses them. Default: none.
+    pub added_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// Fields the server alone may set: message framing and connection management
+/// (RFC 9110 §7.6.1, RFC 9112 §6).
+const SERVER_FIELDS: [&str; 9] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "host",
+];
+
+impl ServerConfig {
+    /// Adds a field to [`ServerConfig::added_headers`] from its `Name: value` text.
+    ///
+    /// # Errors
+    /// A message naming the fault: no colon, a name or value not allowed in a field
+    /// (RFC 9110 §5.1, §5.5), or a field the server alone sets.
+    pub fn add_header(&mut self, text: &str) -> Result<(), String> {
+        let Some((name, value)) = text.split_once(':') else {
+            return Err(format!(
+                "{text:?} is not a field: expected 'Name: value', as in 'X-Frame-Options: DENY'"
+            ));
+        };
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+            format!(
+                "{:?} is not a field name (letters, digits and !#$%&'*+-.^_`|~)",
+                name.trim()
+            )
+        })?;
+        if SERVER_FIELDS.contains(&name.as_str()) {
+            return Err(format!(
+                "{name} is set by the server for each response and cannot be added to all of them"
+            ));
+        }
+        let value = http::HeaderValue::from_str(value.trim()).map_err(|_| {
+            format!("the value of {name} has a character not allowed in a field value")
+        })?;
+        self.added_headers.push((name, value));
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -69,6 +120,7 @@ impl Default for ServerConfig {
             upload_grace: Duration::from_secs(5),
             min_download_rate: 240,
             download_grace: Duration::from_secs(5),
+            added_headers: Vec::new(),
         }
     }
 }

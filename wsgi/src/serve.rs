@@ -127,27 +127,13 @@ async fn accept_loop(
             let info = info.clone();
             let expect_more = expect_more.clone();
             async move {
-                if let Some(answer) = checks::answer(&request) {
-                    return Ok::<_, Infallible>(answer);
+                let mut response = answer(&site, request, info, &expect_more).await;
+                for (name, value) in &site.config().added_headers {
+                    if let http::header::Entry::Vacant(entry) = response.headers_mut().entry(name) {
+                        entry.insert(value.clone());
+                    }
                 }
-                if let Some(answer) = http01(&request, &info) {
-                    return Ok(answer);
-                }
-                let version = request.version();
-                let has_body = !hyper::body::Body::is_end_stream(request.body());
-                let mut response = site.handle(request, info).await;
-                checks::frame_for(version, &mut response);
-                // A close after a body the server may not have read to its end: the rest
-                // may still be coming, so the close lingers (see linger.rs).
-                if has_body
-                    && response
-                        .headers()
-                        .get(header::CONNECTION)
-                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
-                {
-                    expect_more.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok(response)
+                Ok::<_, Infallible>(response)
             }
         });
         let serving = builder
@@ -165,6 +151,38 @@ async fn accept_loop(
         });
     }
     tracing::info!(%endpoint, "stopped listening");
+}
+
+/// The answer to one request: the server's own (checks, then ACME http-01), else the
+/// site's, framed for the request's version. Marks `expect_more` when the connection
+/// will close after a body the server may not have read to its end.
+async fn answer(
+    site: &Site,
+    request: hyper::Request<Incoming>,
+    info: Arc<ConnectionInfo>,
+    expect_more: &std::sync::atomic::AtomicBool,
+) -> Response<ResponseBody> {
+    if let Some(answer) = checks::answer(&request) {
+        return answer;
+    }
+    if let Some(answer) = http01(&request, &info) {
+        return answer;
+    }
+    let version = request.version();
+    let has_body = !hyper::body::Body::is_end_stream(request.body());
+    let mut response = site.handle(request, info).await;
+    checks::frame_for(version, &mut response);
+    // A close after a body the server may not have read to its end: the rest
+    // may still be coming, so the close lingers (see linger.rs).
+    if has_body
+        && response
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    {
+        expect_more.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    response
 }
 
 /// Answers an ACME http-01 validation (RFC 8555 §8.3) on a plain-HTTP connection, before

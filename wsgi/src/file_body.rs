@@ -1,6 +1,8 @@
-//! A response body read from an open file, off the event loop: each read of at most
-//! [`CHUNK`] bytes runs on tokio's blocking pool, one at a time, so memory stays flat
-//! whatever the file's size.
+//! A response body read from an open file without blocking the event loop on the disk:
+//! each read of at most [`CHUNK`] bytes is first tried on the event loop with
+//! `RWF_NOWAIT` (which takes the bytes only if they are in the page cache, else fails at
+//! once), and otherwise runs on tokio's blocking pool, one read at a time, so memory stays
+//! flat whatever the file's size.
 //!
 //! The body is exactly the bytes planned (the Content-Length already sent): a file that
 //! shrinks fails the read that finds its end early, and a file whose length or
@@ -11,18 +13,73 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 /// The most bytes one read takes: large enough that the hop to the blocking pool is
 /// cheap beside the copy, small enough to keep memory flat.
 pub(crate) const CHUNK: u64 = 128 * 1024;
+
+/// Whether a file-system call may wait for the disk: never on the event loop, where a call
+/// that would have to fails with [`io::ErrorKind::WouldBlock`] and is retried on the
+/// blocking pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    Never,
+    Allowed,
+}
+
+/// Reads exactly `len` bytes of `file` at `offset` into a new buffer (not zeroed first:
+/// the kernel writes every byte kept). With [`Wait::Never`], only bytes already in the page
+/// cache (`preadv2` with `RWF_NOWAIT`, Linux 4.14): anything less, or a kernel or file
+/// system without it, is [`io::ErrorKind::WouldBlock`]. A file shorter than asked is
+/// [`io::ErrorKind::UnexpectedEof`].
+pub(crate) fn read_at(file: &File, len: usize, offset: u64, wait: Wait) -> io::Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    let mut buffer: Vec<u8> = Vec::with_capacity(len);
+    while buffer.len() < len {
+        let spare = buffer.spare_capacity_mut();
+        let at = (offset + (len - spare.len()) as u64) as libc::off_t;
+        let iov = libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: spare.len(),
+        };
+        let flags = if wait == Wait::Never {
+            libc::RWF_NOWAIT
+        } else {
+            0
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: `iov` describes the vector's spare capacity, which it owns and which
+        // outlives the call; the kernel writes at most `iov_len` bytes into it.
+        let read = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, flags) };
+        match read {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n if n > 0 => {
+                #[allow(unsafe_code)]
+                // SAFETY: the kernel initialised the first `n` bytes of the spare capacity
+                // (n <= iov_len, the spare capacity's length).
+                unsafe {
+                    buffer.set_len(buffer.len() + n as usize)
+                };
+            }
+            _ => {
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::Interrupted => {}
+                    _ if wait == Wait::Never => return Err(io::ErrorKind::WouldBlock.into()),
+                    _ => return Err(err),
+                }
+            }
+        }
+    }
+    Ok(Bytes::from(buffer))
+}
 
 /// One part of the body: bytes already made (multipart headers), or a range of the file.
 #[derive(Debug, PartialEq, Eq)]
@@ -101,9 +158,19 @@ impl FileBody {
                         });
                     }
                     let last = !self.parts.iter().any(|p| matches!(p, Part::Range { .. }));
-                    let (file, planned) = (self.file.clone(), self.planned);
+                    let unchanged = last.then_some(self.planned);
+                    match read(&self.file, start, take, unchanged, Wait::Never) {
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                        chunk => {
+                            if let Ok(bytes) = &chunk {
+                                self.remaining -= bytes.len() as u64;
+                            }
+                            return Poll::Ready(Some(chunk));
+                        }
+                    }
+                    let file = self.file.clone();
                     self.reading = Some(tokio::task::spawn_blocking(move || {
-                        read(&file, start, take, last.then_some(planned))
+                        read(&file, start, take, unchanged, Wait::Allowed)
                     }));
                 }
             }
@@ -112,10 +179,16 @@ impl FileBody {
 }
 
 /// Reads exactly `len` bytes at `start`; with `unchanged`, then checks that the file still
-/// has the planned length and modification time.
-fn read(file: &File, start: u64, len: u64, unchanged: Option<Planned>) -> io::Result<Bytes> {
-    let mut buffer = BytesMut::zeroed(len as usize);
-    file.read_exact_at(&mut buffer, start).map_err(|err| {
+/// has the planned length and modification time (`fstat` on the open file, which does not
+/// wait for the disk).
+fn read(
+    file: &File,
+    start: u64,
+    len: u64,
+    unchanged: Option<Planned>,
+    wait: Wait,
+) -> io::Result<Bytes> {
+    let bytes = read_at(file, len as usize, start, wait).map_err(|err| {
         if err.kind() == io::ErrorKind::UnexpectedEof {
             io::Error::other("the file became shorter while it was being sent")
         } else {
@@ -128,7 +201,7 @@ fn read(file: &File, start: u64, len: u64, unchanged: Option<Planned>) -> io::Re
             return Err(io::Error::other("the file changed while it was being sent"));
         }
     }
-    Ok(buffer.freeze())
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -4,9 +4,12 @@
 //! Accept-Encoding; `index.html` for a directory, after a redirect that adds the trailing
 //! slash; listings when asked for; and nothing outside the directory, ever.
 //!
-//! The event loop never touches the disk: finding, opening and reading a file run on
-//! tokio's blocking pool (a small file in the same hop that opens it).
+//! The event loop never waits for the disk: finding, opening and reading a file are first
+//! tried on the event loop in ways that fail rather than wait (`openat2` with
+//! `RESOLVE_CACHED`, `preadv2` with `RWF_NOWAIT`: see `open`), which succeed for files
+//! the kernel has cached, and otherwise run on tokio's blocking pool.
 
+mod open;
 mod path;
 mod ranges;
 mod representation;
@@ -22,15 +25,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
+use self::open::Root;
 use self::path::Resolved;
 use self::ranges::Ranges;
 use self::validators::{Precondition, Validators};
 use crate::body::{ResponseBody, plain};
-use crate::file_body::{FileBody, Part, Planned};
+use crate::file_body::{FileBody, Part, Planned, Wait, read_at};
 
-/// Files up to this size are read in the same blocking call that opens them, when the
-/// request wants the whole file: one hop to the blocking pool per request.
-const SMALL: u64 = 64 * 1024;
+/// Files up to this size are read in the same step that opens them, when the request
+/// wants the whole file.
+const SMALL: u64 = 256 * 1024;
 
 /// How a directory of files is served.
 #[derive(Clone, Debug)]
@@ -83,8 +87,7 @@ pub struct FilesError {
 /// A directory of static files, mounted on a [`Site`](super::Site).
 #[derive(Debug)]
 pub struct Files {
-    /// Canonical: symbolic links resolved, so that "inside" can be checked by prefix.
-    root: PathBuf,
+    root: Root,
     options: FilesOptions,
 }
 
@@ -106,12 +109,13 @@ impl Files {
             return Err(failed("not a directory".into()));
         }
         std::fs::read_dir(&root).map_err(|err| failed(err.to_string()))?;
+        let root = Root::new(root).map_err(|err| failed(err.to_string()))?;
         Ok(Files { root, options })
     }
 
     /// The directory served, with symbolic links resolved.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 
     /// Answers `request`, whose percent-decoded path after the mount prefix is `rest`.
@@ -150,17 +154,22 @@ impl Files {
             && !headers.contains_key(header::RANGE)
             && !headers.contains_key(header::IF_NONE_MATCH)
             && !headers.contains_key(header::IF_MODIFIED_SINCE);
-        let files = self.clone();
-        let found =
-            tokio::task::spawn_blocking(move || files.find(&resolved, &codings, whole)).await;
-        let found = match found {
-            Ok(Ok(found)) => found,
-            Ok(Err(err)) => {
-                tracing::warn!(path = request.uri().path(), "cannot serve a file: {err}");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+        // On the event loop if nothing has to wait for the disk, else on the blocking pool.
+        let found = match self.find(&resolved, &codings, whole, Wait::Never) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let files = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    files.find(&resolved, &codings, whole, Wait::Allowed)
+                })
+                .await
+                .unwrap_or_else(|err| Err(io::Error::other(err)))
             }
+            found => found,
+        };
+        let found = match found {
+            Ok(found) => found,
             Err(err) => {
-                tracing::error!("a file lookup failed: {err}");
+                tracing::warn!(path = request.uri().path(), "cannot serve a file: {err}");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
             }
         };
@@ -179,34 +188,43 @@ impl Files {
         }
     }
 
-    /// Everything that touches the file system for one request, on the blocking pool.
+    /// Everything that touches the file system for one request; with [`Wait::Never`],
+    /// [`io::ErrorKind::WouldBlock`] as soon as a step might wait for the disk.
     fn find(
         &self,
         resolved: &Resolved,
         codings: &[&'static str],
         whole: bool,
+        wait: Wait,
     ) -> io::Result<Found> {
-        let Some(mut path) = self.inside(&self.root.join(&resolved.relative))? else {
+        let Some(mut file) = self.root.open(&resolved.relative, wait)? else {
             return Ok(Found::Nothing);
         };
-        let meta = std::fs::metadata(&path)?;
+        // fstat of an open file: the inode is in memory, nothing waits.
+        let mut meta = file.metadata()?;
+        let mut relative = resolved.relative.clone();
         if meta.is_dir() {
             if !resolved.as_directory {
                 return Ok(Found::Directory);
             }
-            let index = self
-                .options
-                .index
-                .iter()
-                .map(|name| path.join(name))
-                .find(|candidate| candidate.is_file());
+            let mut index = None;
+            for name in &self.options.index {
+                let candidate = relative.join(name);
+                if let Some(found) = self.root.open(&candidate, wait)? {
+                    let found_meta = found.metadata()?;
+                    if found_meta.is_file() {
+                        index = Some((candidate, found, found_meta));
+                        break;
+                    }
+                }
+            }
             match index {
-                Some(index) => match self.inside(&index)? {
-                    Some(index) => path = index,
-                    None => return Ok(Found::Nothing),
-                },
+                Some(found) => (relative, file, meta) = found,
                 None if self.options.listing => {
-                    return Ok(Found::Listing(self.listing(&path, &resolved.relative)?));
+                    if wait == Wait::Never {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    return Ok(Found::Listing(self.listing(&file, &relative)?));
                 }
                 None => return Ok(Found::Nothing),
             }
@@ -214,80 +232,46 @@ impl Files {
             return Ok(Found::Nothing);
         }
         // A precompressed sibling the client accepts, best first.
-        let mut chosen = (path.clone(), None);
-        let mut has_variants = false;
-        for coding in codings {
-            let mut sibling = path.clone().into_os_string();
+        let mut coding = None;
+        for accepted in codings {
+            let mut sibling = relative.clone().into_os_string();
             sibling.push(".");
-            sibling.push(representation::suffix(coding));
-            let sibling = PathBuf::from(sibling);
-            if sibling.is_file()
-                && let Some(sibling) = self.inside(&sibling)?
-            {
-                has_variants = true;
-                chosen = (sibling, Some(*coding));
-                break;
+            sibling.push(representation::suffix(accepted));
+            if let Some(found) = self.root.open(Path::new(&sibling), wait)? {
+                let found_meta = found.metadata()?;
+                if found_meta.is_file() {
+                    (file, meta, coding) = (found, found_meta, Some(*accepted));
+                    break;
+                }
             }
-        }
-        let file = File::open(&chosen.0)?;
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Ok(Found::Nothing);
         }
         let planned = Planned {
             len: meta.len(),
             modified: meta.modified().ok(),
         };
         let data = if whole && planned.len <= SMALL {
-            let mut data = vec![0; planned.len as usize];
-            std::os::unix::fs::FileExt::read_exact_at(&file, &mut data, 0)?;
-            Some(Bytes::from(data))
+            Some(read_at(&file, planned.len as usize, 0, wait)?)
         } else {
             None
         };
         Ok(Found::File(Opened {
-            content_type: representation::content_type(&path, &self.options.mime_types),
+            content_type: representation::content_type(&relative, &self.options.mime_types),
             file,
             planned,
-            coding: chosen.1,
-            has_variants,
+            coding,
+            has_variants: coding.is_some(),
             data,
         }))
     }
 
-    /// `path` with symbolic links resolved, if it exists and stays inside the directory
-    /// and out of hidden names (unless allowed); `None` otherwise.
-    fn inside(&self, path: &Path) -> io::Result<Option<PathBuf>> {
-        let canonical = match std::fs::canonicalize(path) {
-            Ok(canonical) => canonical,
-            Err(err) if is_absent(&err) => return Ok(None),
-            Err(err) => return Err(err),
-        };
-        let Ok(relative) = canonical.strip_prefix(&self.root) else {
-            return Ok(None);
-        };
-        let hidden = relative
-            .components()
-            .any(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."));
-        if hidden && !self.options.dotfiles {
-            return Ok(None);
-        }
-        Ok(Some(canonical))
-    }
-
-    /// An HTML page listing `directory`'s entries, names escaped, directories with a
-    /// trailing slash, hidden names left out unless allowed.
-    fn listing(&self, directory: &Path, relative: &Path) -> io::Result<String> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(directory)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && !self.options.dotfiles {
-                continue;
-            }
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            names.push(if is_dir { format!("{name}/") } else { name });
-        }
+    /// An HTML page listing the directory open as `directory`: names escaped,
+    /// directories with a trailing slash, hidden names left out unless allowed.
+    fn listing(&self, directory: &File, relative: &Path) -> io::Result<String> {
+        let mut names: Vec<String> = Root::names(directory)?
+            .into_iter()
+            .filter(|(name, _)| self.options.dotfiles || !name.starts_with('.'))
+            .map(|(name, is_dir)| if is_dir { format!("{name}/") } else { name })
+            .collect();
         names.sort();
         let title = escape_html(&format!("/{}", relative.to_string_lossy()));
         let mut html = format!(
@@ -449,15 +433,6 @@ struct Opened {
     has_variants: bool,
     /// The whole file, when read in the lookup.
     data: Option<Bytes>,
-}
-
-/// Errors that mean "no such file" to a client.
-fn is_absent(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::NotADirectory
-    ) || err.raw_os_error() == Some(libc::ELOOP)
-        || err.raw_os_error() == Some(libc::ENAMETOOLONG)
 }
 
 fn not_found() -> Response<ResponseBody> {

@@ -18,8 +18,14 @@ free loopback port, started from bench/ and pinned to CPU 0 with taskset; the lo
 rounds and rotated on later ones, so that drift hits every server alike; the tables give
 the median of the rounds.
 
-Scenarios (--only): hello, close, 64k, stream, echo, h2c, https, h2s, sleep, idle.
-Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling.
+Scenarios (--only): hello, close, 64k, stream, echo, h2c, https, h2s, sleep, idle, static.
+Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling, nginx.
+
+The static scenario fetches one 100 KiB file (made for the run in a temporary directory) from
+the servers that serve static files themselves: Torsion (`--static /static=DIR`), granian
+(`--static-path-mount DIR`) and nginx (Debian's nginx-light: one worker, `sendfile on`,
+`tcp_nopush on`, access log off); the others are n/a, and nginx takes part in no other
+scenario.
 
 The ceiling is not a WSGI server: it is Torsion's HTTP stack (same runtime, same listeners,
 hyper) answering the same routes from Rust, with no Python (wsgi/examples/ceiling.rs). A WSGI
@@ -96,8 +102,18 @@ SCENARIOS = {
     "h2s": dict(title="HTTPS HTTP/2 hello (ALPN h2)", kind="h2", path="/", connections=64, tls=True),
     "sleep": dict(title="HTTP/1.1 sleep 10 ms, 256 connections", kind="wrk", path="/sleep", connections=256),
     "idle": dict(title=f"{IDLE_CONNECTIONS:,} idle keep-alive connections", kind="idle", path="/"),
+    "static": dict(title="HTTP/1.1 static file, 100 KiB", kind="wrk", path="/static/static.bin", connections=64,
+                   static=True),
 }
-NOT_YET = ["static file (/static.bin)"]
+NOT_YET = []
+STATIC_SIZE = 100 * 1024
+# Servers that serve files themselves; the others are n/a in the static scenario.
+STATIC_SERVERS = {"torsion", "granian", "nginx"}
+NO_STATIC = "no static file serving of its own (its users put WhiteNoise or a proxy in front)"
+# nginx serves files only: n/a in every other scenario.
+NGINX_ONLY_STATIC = "nginx serves no WSGI application"
+# The static scenario's target: Torsion's req/s over nginx's.
+NGINX_TARGET = 0.8
 
 # Targets (issue): Torsion's req/s over granian's and over twist web's; idle: RSS over granian's.
 GRANIAN_TARGET = {"hello": 1.3, "h2c": 1.5, "h2s": 1.5}  # every other load scenario: 1.0
@@ -112,9 +128,11 @@ def venv_bin(name):
 NO_TLS = {"waitress": "no TLS: waitress serves plain HTTP only (its docs put TLS in a proxy in front)"}
 
 
-def server_commands(binary, port, tls=None):
+def server_commands(binary, port, tls=None, static=None):
     """Each server's argv: same application, 16 threads (or 1 sync worker), logging off; with
-    tls=(key, cert), HTTPS on the same port (servers in NO_TLS are left out)."""
+    tls=(key, cert), HTTPS on the same port (servers in NO_TLS are left out); with static=DIR,
+    DIR served at /static by the servers that can (and nginx, from a config written to DIR's
+    parent)."""
     if tls:
         key, cert = tls
         listen = "ssl:{}:interface=127.0.0.1:privateKey={}:certKey={}".format(
@@ -140,7 +158,11 @@ def server_commands(binary, port, tls=None):
                      "apps:app"],
         "twist": [venv_bin("twist"), "--log-level=error", "web", "--wsgi", "apps.app", "--listen", listen],
         "ceiling": [CEILING, listen],
+        "nginx": [NGINX, "-c", nginx_config(static, port) if static else "/dev/null", "-e", "/dev/null"],
     }
+    if static:
+        commands["torsion"] += ["--static", f"/static={static}"]
+        commands["granian"][-1:-1] = ["--static-path-mount", static, "--static-path-expires", "0"]
     return {name: argv for name, argv in commands.items() if not (tls and name in NO_TLS)}
 
 
@@ -163,9 +185,40 @@ PEER_NOTES = [
     "the h2 package).",
 ]
 
-SERVERS = ["torsion", "granian", "gunicorn", "uwsgi", "waitress", "twist", "ceiling"]
+SERVERS = ["torsion", "granian", "gunicorn", "uwsgi", "waitress", "twist", "ceiling", "nginx"]
 LABEL = {"twist": "twist web", "ceiling": "ceiling (no Python)"}
+
+
+def nginx_config(static, port):
+    """An nginx configuration beside `static` (a directory named `static`): one worker in the
+    foreground, sendfile, no access log, the files at /static/ and 200 at / (for the
+    readiness probe). Returns its path."""
+    parent = os.path.dirname(static)
+    path = os.path.join(parent, f"nginx-{port}.conf")
+    temp = os.path.join(parent, "nginx-temp")
+    os.makedirs(temp, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"""worker_processes 1;
+daemon off;
+error_log stderr error;
+pid {parent}/nginx-{port}.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {temp}; proxy_temp_path {temp}; fastcgi_temp_path {temp};
+    uwsgi_temp_path {temp}; scgi_temp_path {temp};
+    server {{
+        listen 127.0.0.1:{port};
+        location /static/ {{ root {parent}; }}
+        location = / {{ return 200 "ok"; }}
+    }}
+}}
+""")
+    return path
 CEILING = os.path.join(ROOT, "target", "release", "examples", "ceiling")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 # --- set-up ------------------------------------------------------------------------------------
@@ -206,9 +259,10 @@ def build_ceiling():
     return CEILING
 
 
-def check_tools(tls=False):
-    packages = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux", **({"openssl": "openssl"} if tls else {})}
-    missing = [tool for tool in packages if not shutil.which(tool)]
+def check_tools(tls=False, nginx=False):
+    packages = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux", **({"openssl": "openssl"} if tls else {}),
+                **({"nginx": "nginx-light"} if nginx else {})}
+    missing = [tool for tool in packages if not (shutil.which(tool) or tool == "nginx" and os.access(NGINX, os.X_OK))]
     if missing:
         raise SystemExit(f"bench/run.py needs {', '.join(missing)} on PATH; on Debian or Ubuntu:\n"
                          f"    sudo apt-get install {' '.join(packages[tool] for tool in missing)}")
@@ -302,9 +356,9 @@ class Sampler(threading.Thread):
 
 
 class Server:
-    def __init__(self, name, binary, tls=None):
+    def __init__(self, name, binary, tls=None, static=None):
         self.name, self.port, self.tls = name, free_port(), tls
-        argv = server_commands(binary, self.port, tls)[name]
+        argv = server_commands(binary, self.port, tls, static)[name]
         env = dict(os.environ)
         env.pop("VIRTUAL_ENV", None)
         env["PATH"] = os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")
@@ -513,11 +567,15 @@ def run_idle(port, sampler):
     return dict(rss=rss, errors=errors)
 
 
-def run_one(name, key, binary, duration, tls=None):
+def run_one(name, key, binary, duration, tls=None, static=None):
     scenario = SCENARIOS[key]
     if scenario.get("tls") and name in NO_TLS:
         return dict(na=NO_TLS[name])
-    server = Server(name, binary, tls if scenario.get("tls") else None)
+    if scenario.get("static") and name not in STATIC_SERVERS:
+        return dict(na=NO_STATIC)
+    if name == "nginx" and not scenario.get("static"):
+        return dict(na=NGINX_ONLY_STATIC)
+    server = Server(name, binary, tls if scenario.get("tls") else None, static if scenario.get("static") else None)
     try:
         started = time.monotonic()
         reason = server.wait_ready()
@@ -660,6 +718,10 @@ def ratio_table(keys, results):
                      f"{fmt_ratio(c)} | {fmt_ratio(ct, TWIST_TARGET)} |")
     for title in NOT_YET:
         lines.append(f"| {title} | not yet | | | not yet | | | | |")
+    if "static" in keys:
+        n = ratio(results, "static", "nginx", "rps")
+        lines += ["", f"Static files against nginx: Torsion/nginx {fmt_ratio(n, NGINX_TARGET)}, target ≥ "
+                      f"{NGINX_TARGET}x, {verdict(n, NGINX_TARGET)}."]
     return lines
 
 
@@ -700,6 +762,9 @@ def versions(binary, servers):
             out.append(f"{packages[name]} {pins.get(packages[name], '?')}")
     if "ceiling" in servers:
         out.append(f"ceiling: hyper {locked_version('hyper')}")
+    if "nginx" in servers and os.access(NGINX, os.X_OK):
+        nginx = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
+        out.append(nginx.split(": ", 1)[-1])
     python = subprocess.run([venv_bin("python"), "--version"], capture_output=True, text=True).stdout.strip()
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     wrk = (wrk.stdout + wrk.stderr).split()[1] if (wrk.stdout + wrk.stderr).split()[1:] else "?"
@@ -772,7 +837,7 @@ def main():
     command = shlex.join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), os.getcwd()), *sys.argv[1:]])
 
     need_tls = any(SCENARIOS[k].get("tls") for k in keys)
-    check_tools(need_tls)
+    check_tools(need_tls, nginx="nginx" in servers and "static" in keys)
     ensure_venv()
     if "torsion" in servers:
         binary = os.path.abspath(args.binary) if args.binary else build_torsion()
@@ -793,6 +858,15 @@ def main():
 
     certificates = tempfile.TemporaryDirectory(prefix="torsion-bench-tls-")  # removed at exit
     tls = make_certificate(certificates.name) if need_tls else None
+    files = tempfile.TemporaryDirectory(prefix="torsion-bench-static-")  # removed at exit
+    static = os.path.join(files.name, "static")
+    os.makedirs(static)
+    with open(os.path.join(static, "static.bin"), "wb") as f:
+        f.write(os.urandom(STATIC_SIZE))
+    # nginx started as root serves from an unprivileged worker: the files must be readable.
+    for directory in (files.name, static):
+        os.chmod(directory, 0o755)
+    os.chmod(os.path.join(static, "static.bin"), 0o644)
 
     started = time.monotonic()
     per_round = {key: {name: [] for name in servers} for key in keys}
@@ -803,7 +877,7 @@ def main():
             for name in order:
                 done += 1
                 run_started = time.monotonic()
-                result = run_one(name, key, binary, args.duration, tls)
+                result = run_one(name, key, binary, args.duration, tls, static)
                 per_round[key][name].append(result)
                 if "na" in result:
                     summary = f"n/a: {result['na']}"

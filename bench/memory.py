@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Torsion's memory: its RSS while a 10 MB request body is read and while a 100 MB response
-is streamed, measured above the idle server's RSS; and its RSS before, during and after
-rounds of connection bursts.
+"""Torsion's memory: its RSS while a 10 MB request body is read, while a 100 MB response is
+streamed and while a 2 GiB static file is served, measured above the idle server's RSS; and
+its RSS before, during and after rounds of connection bursts.
 
 Usage: python3 bench/memory.py [--binary target/release/torsion] [--write bench/RESULTS.md]
                                [--rounds 6] [--connections 2000]
 
 Builds the release binary unless --binary is given, serves fixtures/apps/probe.py on a
 loopback port, sends the bodies with curl, and samples /proc/PID/status every 10 ms. The
-claims it checks: each body scenario stays under 64 MB above idle (issue 3); after each
+claims it checks: each body scenario stays under 64 MB above idle (issues 3 and 13); after each
 burst of keep-alive connections has closed, RSS is back within 20% of idle (issue 12).
 
 A burst opens --connections connections (128 at most connecting at once), sends one GET on
@@ -24,18 +24,20 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from run import Sampler, free_port, open_keepalive, rss_kb, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_MB = 64
+SPARSE_SIZE = 2 << 30
 BURST_LIMIT = 1.2
 
 
-def start(binary, port):
+def start(binary, port, extra=()):
     server = subprocess.Popen(
-        [binary, "web", "--wsgi", "probe:application", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+        [binary, "web", "--wsgi", "probe:application", "--listen", f"tcp:{port}:interface=127.0.0.1", *extra],
         cwd=os.path.join(ROOT, "fixtures", "apps"),
         stderr=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -122,7 +124,10 @@ def main():
         binary = os.path.join(ROOT, "target", "release", "torsion")
 
     port = free_port()
-    server = start(binary, port)
+    files = tempfile.TemporaryDirectory(prefix="torsion-memory-")
+    with open(os.path.join(files.name, "sparse.bin"), "wb") as sparse:
+        sparse.truncate(SPARSE_SIZE)  # a hole: no disk used, read as zeros
+    server = start(binary, port, ["--static", f"/files={files.name}"])
     base = f"http://127.0.0.1:{port}"
     try:
         subprocess.run(["curl", "-sS", "-o", "/dev/null", base + "/environ"], check=True)
@@ -136,6 +141,8 @@ def main():
         rows.append(("10 MB request body read through wsgi.input", peak, outcome, elapsed))
         peak, outcome, elapsed = scenario(server, base + "/stream?n=1600&size=65536", [])
         rows.append(("100 MB response streamed from a generator (64 KiB chunks)", peak, outcome, elapsed))
+        peak, outcome, elapsed = scenario(server, base + "/files/sparse.bin", [])
+        rows.append(("2 GiB static file (sparse) served by --static", peak, outcome, elapsed))
     finally:
         server.terminate()
         server.wait()

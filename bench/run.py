@@ -18,7 +18,11 @@ free loopback port, started from bench/ and pinned to CPU 0 with taskset; the lo
 rounds and rotated on later ones, so that drift hits every server alike; the tables give
 the median of the rounds.
 
-Scenarios (--only): hello, close, 64k, stream, echo, h2c, https, h2s, sleep, idle, static.
+Scenarios (--only): hello, close, 64k, stream, echo, h2c, https, h2s, sleep, idle, hello-log,
+static.
+
+hello-log is hello with Torsion's access log on (the Combined Log Format, to a file in a
+temporary directory); only Torsion runs it, and the target table divides it by hello.
 Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling, nginx.
 
 The static scenario fetches one 100 KiB file (made for the run in a temporary directory) from
@@ -102,6 +106,8 @@ SCENARIOS = {
     "h2s": dict(title="HTTPS HTTP/2 hello (ALPN h2)", kind="h2", path="/", connections=64, tls=True),
     "sleep": dict(title="HTTP/1.1 sleep 10 ms, 256 connections", kind="wrk", path="/sleep", connections=256),
     "idle": dict(title=f"{IDLE_CONNECTIONS:,} idle keep-alive connections", kind="idle", path="/"),
+    "hello-log": dict(title="HTTP/1.1 hello, keep-alive, access log on", kind="wrk", path="/", connections=64,
+                      access_log=True),
     "static": dict(title="HTTP/1.1 static file, 100 KiB", kind="wrk", path="/static/static.bin", connections=64,
                    static=True),
 }
@@ -114,6 +120,9 @@ NO_STATIC = "no static file serving of its own (its users put WhiteNoise or a pr
 NGINX_ONLY_STATIC = "nginx serves no WSGI application"
 # The static scenario's target: Torsion's req/s over nginx's.
 NGINX_TARGET = 0.8
+# hello-log: Torsion with its access log (combined, to a file) against Torsion without.
+LOG_ONLY_TORSION = "the scenario measures the cost of Torsion's own access log"
+LOG_TARGET = 0.95
 
 # Targets (issue): Torsion's req/s over granian's and over twist web's; idle: RSS over granian's.
 GRANIAN_TARGET = {"hello": 1.3, "h2c": 1.5, "h2s": 1.5}  # every other load scenario: 1.0
@@ -128,7 +137,7 @@ def venv_bin(name):
 NO_TLS = {"waitress": "no TLS: waitress serves plain HTTP only (its docs put TLS in a proxy in front)"}
 
 
-def server_commands(binary, port, tls=None, static=None):
+def server_commands(binary, port, tls=None, static=None, access_log=None):
     """Each server's argv: same application, 16 threads (or 1 sync worker), logging off; with
     tls=(key, cert), HTTPS on the same port (servers in NO_TLS are left out); with static=DIR,
     DIR served at /static by the servers that can (and nginx, from a config written to DIR's
@@ -160,6 +169,8 @@ def server_commands(binary, port, tls=None, static=None):
         "ceiling": [CEILING, listen],
         "nginx": [NGINX, "-c", nginx_config(static, port) if static else "/dev/null", "-e", "/dev/null"],
     }
+    if access_log:
+        commands["torsion"] += ["--access-log", access_log]
     if static:
         commands["torsion"] += ["--static", f"/static={static}"]
         commands["granian"][-1:-1] = ["--static-path-mount", static, "--static-path-expires", "0"]
@@ -356,9 +367,9 @@ class Sampler(threading.Thread):
 
 
 class Server:
-    def __init__(self, name, binary, tls=None, static=None):
+    def __init__(self, name, binary, tls=None, static=None, access_log=None):
         self.name, self.port, self.tls = name, free_port(), tls
-        argv = server_commands(binary, self.port, tls, static)[name]
+        argv = server_commands(binary, self.port, tls, static, access_log)[name]
         env = dict(os.environ)
         env.pop("VIRTUAL_ENV", None)
         env["PATH"] = os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")
@@ -575,7 +586,11 @@ def run_one(name, key, binary, duration, tls=None, static=None):
         return dict(na=NO_STATIC)
     if name == "nginx" and not scenario.get("static"):
         return dict(na=NGINX_ONLY_STATIC)
-    server = Server(name, binary, tls if scenario.get("tls") else None, static if scenario.get("static") else None)
+    if scenario.get("access_log") and name != "torsion":
+        return dict(na=LOG_ONLY_TORSION)
+    access_log = os.path.join(os.path.dirname(static), "access.log") if scenario.get("access_log") else None
+    server = Server(name, binary, tls if scenario.get("tls") else None, static if scenario.get("static") else None,
+                    access_log)
     try:
         started = time.monotonic()
         reason = server.wait_ready()
@@ -718,6 +733,11 @@ def ratio_table(keys, results):
                      f"{fmt_ratio(c)} | {fmt_ratio(ct, TWIST_TARGET)} |")
     for title in NOT_YET:
         lines.append(f"| {title} | not yet | | | not yet | | | | |")
+    if "hello-log" in keys and "hello" in keys:
+        mine, plain = results["hello-log"].get("torsion"), results["hello"].get("torsion")
+        r = mine["rps"] / plain["rps"] if mine and plain and "rps" in mine and plain.get("rps") else None
+        lines += ["", f"Access log: Torsion's hello with the log on divided by off: {fmt_ratio(r, LOG_TARGET)}, "
+                      f"target ≥ {LOG_TARGET}x, {verdict(r, LOG_TARGET)}."]
     if "static" in keys:
         n = ratio(results, "static", "nginx", "rps")
         lines += ["", f"Static files against nginx: Torsion/nginx {fmt_ratio(n, NGINX_TARGET)}, target ≥ "

@@ -592,3 +592,151 @@ fn added_headers_reach_every_response_once() {
         );
     }
 }
+
+/// The lines of `path` once it has at least `count` (waits up to 10 s).
+fn lines_of(path: &Path, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} has {} lines, not {count}: {text}",
+            path.display(),
+            lines.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_access_log_has_a_line_for_every_response_and_reopens_on_sigusr1() {
+    let dir = files();
+    let log = dir.path().join("access.log");
+    let log_arg = log.to_str().unwrap();
+    let server = static_server(
+        dir.path(),
+        &["--access-log", log_arg, "--access-log-format", "json"],
+    );
+    let etag = ask(&server, "HEAD", "/static/hello.txt", &[])
+        .field("etag")
+        .to_owned();
+    // (method, target, fields, status); the bytes are the body the client received.
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case<'_>> = vec![
+        ("GET", "/calls", vec![("User-Agent", "probe/1 \"q\"")], 200),
+        (
+            "GET",
+            "/static/hello.txt",
+            vec![("Referer", "http://r.example/")],
+            200,
+        ),
+        (
+            "GET",
+            "/static/hello.txt",
+            vec![("If-None-Match", &etag)],
+            304,
+        ),
+        (
+            "GET",
+            "/static/data.bin",
+            vec![("Range", "bytes=0-99")],
+            206,
+        ),
+        ("GET", "/static/missing", vec![], 404),
+        ("GET", "/no-such-route", vec![], 404),
+        ("OPTIONS", "*", vec![], 200),
+        ("GET", "/raise", vec![], 500),
+    ];
+    let mut received = Vec::new();
+    for (method, target, fields, status) in &cases {
+        let got = ask(&server, method, target, fields);
+        assert_eq!(got.status, *status, "{target}");
+        received.push(got.body.len() as u64);
+    }
+    // The HEAD first, then one line per case, in order (one connection at a time).
+    let lines = lines_of(&log, 1 + cases.len());
+    let head: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        (head["method"].as_str(), head["bytes"].as_u64()),
+        (Some("HEAD"), Some(0))
+    );
+    for ((line, (method, target, fields, status)), bytes) in
+        lines[1..].iter().zip(&cases).zip(&received)
+    {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}"));
+        assert_eq!(entry["method"], *method, "{line}");
+        assert_eq!(entry["target"], *target, "{line}");
+        assert_eq!(entry["protocol"], "HTTP/1.1", "{line}");
+        assert_eq!(entry["status"], *status, "{line}");
+        assert_eq!(entry["bytes"], *bytes, "{line}");
+        assert_eq!(entry["peer"], "127.0.0.1", "{line}");
+        assert!(entry["duration_us"].as_u64().is_some(), "{line}");
+        let agent = fields
+            .iter()
+            .find(|(n, _)| *n == "User-Agent")
+            .map(|(_, v)| *v);
+        assert_eq!(entry["user_agent"].as_str(), agent, "{line}");
+    }
+    // Rotation: move the file away, SIGUSR1, and the next line starts a new file.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let pid = server.child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-USR1", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    server.wait_for_log("access log reopened");
+    assert_eq!(ask(&server, "GET", "/static/hello.txt", &[]).status, 200);
+    let fresh = lines_of(&log, 1);
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    assert!(fresh[0].contains("\"/static/hello.txt\""), "{fresh:?}");
+    assert_eq!(lines_of(&rotated, 1 + cases.len()).len(), 1 + cases.len());
+}
+
+#[test]
+fn the_combined_format_is_apaches() {
+    let dir = files();
+    let log = dir.path().join("combined.log");
+    let server = static_server(dir.path(), &["--logfile", log.to_str().unwrap()]);
+    ask(
+        &server,
+        "GET",
+        "/static/hello.txt?x=1",
+        &[("User-Agent", "agent \"7\""), ("Referer", "http://r/")],
+    );
+    let line = &lines_of(&log, 1)[0];
+    // 127.0.0.1 - - [30/Nov/2026:03:15:00 +0000] "GET /static/hello.txt?x=1 HTTP/1.1" 200 20 "http://r/" "agent \"7\""
+    let (time, rest) = line
+        .strip_prefix("127.0.0.1 - - [")
+        .and_then(|l| l.split_once("] "))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(time.ends_with(" +0000") && time.len() == 26, "{line}");
+    assert_eq!(
+        rest,
+        "\"GET /static/hello.txt?x=1 HTTP/1.1\" 200 20 \"http://r/\" \"agent \\\"7\\\"\""
+    );
+    // A bad format or an unwritable file stops start-up.
+    for (args, message) in [
+        (vec!["--access-log-format", "xml"], "not a log format"),
+        (vec!["--access-log", "/no/such/dir/log"], "cannot open it"),
+    ] {
+        let output = torsion()
+            .arg("web")
+            .args(&args)
+            .args(["--listen", "tcp:0:interface=127.0.0.1"])
+            .current_dir(fixtures().join("apps"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "{args:?}: {output:?}"
+        );
+    }
+}

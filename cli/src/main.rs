@@ -147,6 +147,16 @@ struct WebArgs {
     #[arg(long)]
     no_precompressed: bool,
 
+    /// Write a line for every response to FILE, or to standard output for -; off by
+    /// default. SIGUSR1 reopens the file, for log rotation. (--logfile is twist web's name.)
+    #[arg(long, alias = "logfile", value_name = "FILE")]
+    access_log: Option<String>,
+
+    /// The access log's lines: combined (Apache's Combined Log Format), common, or json
+    /// (one object a line).
+    #[arg(long, value_name = "FORMAT", default_value = "combined")]
+    access_log_format: String,
+
     /// A field for every response, 'Name: value' (twist web's): applications', static
     /// files' and error pages alike; a response that has the field keeps its own.
     /// Repeatable.
@@ -326,6 +336,19 @@ fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
         config.min_download_rate = rate;
     }
     config.download_grace = seconds("--download-grace", args.download_grace, false)?;
+    let format: torsion_wsgi::LogFormat = args
+        .access_log_format
+        .parse()
+        .map_err(|err| format!("--access-log-format: {err}"))?;
+    if let Some(target) = &args.access_log {
+        let destination = match target.as_str() {
+            "-" => torsion_wsgi::Destination::Stdout,
+            path => torsion_wsgi::Destination::File(PathBuf::from(path)),
+        };
+        let log = torsion_wsgi::AccessLog::open(destination, format)
+            .map_err(|err| format!("--access-log {target}: cannot open it: {err}"))?;
+        config.access_log = Some(log);
+    }
     for field in &args.add_header {
         config
             .add_header(field)
@@ -423,6 +446,11 @@ fn web(args: WebArgs) -> Result<ExitCode, ConfigError> {
         // Our handlers first: CPython then leaves SIGINT alone.
         let shutdown =
             shutdown_signal().map_err(|err| format!("cannot install signal handlers: {err}"))?;
+        let access_log = config.access_log.clone();
+        if let Some(log) = access_log.clone() {
+            reopen_on_sigusr1(log)
+                .map_err(|err| format!("cannot install the SIGUSR1 handler: {err}"))?;
+        }
         let site = site(&args, config)?;
         for mount in site.mounts() {
             tracing::info!("mounted {mount}");
@@ -432,6 +460,9 @@ fn web(args: WebArgs) -> Result<ExitCode, ConfigError> {
             listeners.push(endpoint.listen().await?);
         }
         torsion_wsgi::serve(site, listeners, shutdown).await;
+        if let Some(log) = access_log {
+            log.finish();
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -583,6 +614,19 @@ fn utc(at: SystemTime) -> String {
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
+/// Reopens the access log on every SIGUSR1, for log rotation (nginx's and Apache's signal
+/// for it).
+fn reopen_on_sigusr1(log: torsion_wsgi::AccessLog) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            log.reopen();
+        }
+    });
+    Ok(())
+}
+
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;

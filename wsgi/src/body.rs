@@ -40,9 +40,29 @@ impl StreamSender {
 ///
 /// A stream applies backpressure: the channel holds few chunks, so an application producing
 /// faster than the client reads blocks in its `send` instead of growing memory.
-#[derive(Debug)]
 pub struct ResponseBody {
     kind: Kind,
+    /// Data bytes yielded so far.
+    sent: u64,
+    /// Called once with `sent` when the body is dropped: finished, failed or abandoned.
+    on_end: Option<Box<dyn FnOnce(u64) + Send>>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("kind", &self.kind)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.sent);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -63,16 +83,26 @@ enum Kind {
 impl ResponseBody {
     /// A body with no bytes.
     pub fn empty() -> ResponseBody {
+        ResponseBody::of(Kind::Full(None))
+    }
+
+    fn of(kind: Kind) -> ResponseBody {
         ResponseBody {
-            kind: Kind::Full(None),
+            kind,
+            sent: 0,
+            on_end: None,
         }
+    }
+
+    /// Calls `on_end` with the number of data bytes yielded when the body is dropped,
+    /// which hyper does once it has written the body, or given it up (the access log).
+    pub(crate) fn on_end(&mut self, on_end: impl FnOnce(u64) + Send + 'static) {
+        self.on_end = Some(Box::new(on_end));
     }
 
     /// A body of exactly `bytes`.
     pub fn full(bytes: Bytes) -> ResponseBody {
-        ResponseBody {
-            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
-        }
+        ResponseBody::of(Kind::Full((!bytes.is_empty()).then_some(bytes)))
     }
 
     /// A streamed body starting with `first`, and the sender for the rest; `depth` chunks
@@ -80,22 +110,18 @@ impl ResponseBody {
     pub(crate) fn stream(first: Bytes, depth: usize) -> (ResponseBody, StreamSender) {
         let (chunks, rest) = mpsc::channel(depth);
         let finished = Arc::new(AtomicBool::new(false));
-        let body = ResponseBody {
-            kind: Kind::Stream {
-                first: (!first.is_empty()).then_some(first),
-                rest,
-                finished: finished.clone(),
-                aborting: false,
-            },
-        };
+        let body = ResponseBody::of(Kind::Stream {
+            first: (!first.is_empty()).then_some(first),
+            rest,
+            finished: finished.clone(),
+            aborting: false,
+        });
         (body, StreamSender { chunks, finished })
     }
 
     /// A body read from a file (see [`FileBody`]).
     pub(crate) fn file(file: FileBody) -> ResponseBody {
-        ResponseBody {
-            kind: Kind::File(file),
-        }
+        ResponseBody::of(Kind::File(file))
     }
 }
 
@@ -107,7 +133,31 @@ impl http_body::Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
-        match &mut self.get_mut().kind {
+        let body = self.get_mut();
+        let polled = body.poll_kind(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            body.sent += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.kind_is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.kind_size_hint()
+    }
+}
+
+impl ResponseBody {
+    fn poll_kind(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
+        match &mut self.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream {
                 first,
@@ -144,7 +194,7 @@ impl http_body::Body for ResponseBody {
         }
     }
 
-    fn is_end_stream(&self) -> bool {
+    fn kind_is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(None) => true,
             Kind::File(file) => file.remaining() == 0,
@@ -152,7 +202,7 @@ impl http_body::Body for ResponseBody {
         }
     }
 
-    fn size_hint(&self) -> SizeHint {
+    fn kind_size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// (Content-Length, Transfer-Encoding, Connection and the like) are for the server to
     /// set; [`ServerConfig::add_header`] refuses them. Default: none.
     pub added_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Where a line for every response goes (twist web's `--logfile`), if anywhere: the
+    /// application's, static files' and the server's own alike. Default: none.
+    pub access_log: Option<crate::access_log::AccessLog>,
 }
 
 /// Fields the server alone may set: message framing and connection management
@@ -121,6 +124,7 @@ impl Default for ServerConfig {
             min_download_rate: 240,
             download_grace: Duration::from_secs(5),
             added_headers: Vec::new(),
+            access_log: None,
         }
     }
 }

@@ -55,6 +55,7 @@
 
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+mod access_log;
 mod body;
 mod bridge;
 mod checks;
@@ -67,6 +68,7 @@ mod runtime;
 mod serve;
 pub mod site;
 
+pub use access_log::{AccessLog, Destination, LogFormat};
 pub use body::{BodyAborted, ResponseBody};
 pub use bridge::Bridge;
 pub use bridge::application::Application;

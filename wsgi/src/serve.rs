@@ -14,6 +14,7 @@ use torsion_endpoints::Listener;
 use http::{HeaderValue, Method, Response, header};
 use torsion_endpoints::ConnectionInfo;
 
+use crate::access_log;
 use crate::body::ResponseBody;
 use crate::checks;
 use crate::linger::Lingering;
@@ -127,11 +128,22 @@ async fn accept_loop(
             let info = info.clone();
             let expect_more = expect_more.clone();
             async move {
+                let config = site.config();
+                let pending = config
+                    .access_log
+                    .as_ref()
+                    .map(|_| access_log::Pending::new(&request, &info));
                 let mut response = answer(&site, request, info, &expect_more).await;
-                for (name, value) in &site.config().added_headers {
+                for (name, value) in &config.added_headers {
                     if let http::header::Entry::Vacant(entry) = response.headers_mut().entry(name) {
                         entry.insert(value.clone());
                     }
+                }
+                if let (Some(log), Some(pending)) = (&config.access_log, pending) {
+                    let (log, status) = (log.clone(), response.status().as_u16());
+                    response
+                        .body_mut()
+                        .on_end(move |bytes| log.record(pending.finish(status, bytes)));
                 }
                 Ok::<_, Infallible>(response)
             }

@@ -138,10 +138,9 @@ fn a_bad_descriptor_stops_start_up_with_status_2() {
         start_failure(&["--listen", "tcp:99999"]),
         "error: invalid endpoint descriptor \"tcp:99999\": tcp: port \"99999\" is not valid; expected a port number from 0 to 65535 (0 picks a free port)"
     );
-    assert!(
-        start_failure(&["--listen", "tcpp:80"])
-            .ends_with("known types: le, lets, ssl, systemd, tcp, tcp6, tls, txacme, txsni, unix")
-    );
+    assert!(start_failure(&["--listen", "tcpp:80"]).ends_with(
+        "known types: haproxy, le, lets, ssl, systemd, tcp, tcp6, tls, txacme, txsni, unix"
+    ));
     assert!(
         start_failure(&["--listen", "tcp:0", "--listen", "unix:/tmp/x.sock:mode=999"])
             .contains("mode \"999\" is not valid")

@@ -740,3 +740,132 @@ fn the_combined_format_is_apaches() {
         );
     }
 }
+
+#[test]
+fn forwarded_fields_count_only_from_trusted_proxies() {
+    let dir = files();
+    let log = dir.path().join("forwarded.log");
+    let fields = [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "www.example.com"),
+    ];
+    let report = |server: &Server, fields: &[(&str, &str)]| {
+        let got = ask(server, "GET", "/environ", fields);
+        environ(&String::from_utf8(got.body).unwrap())
+    };
+    // Trusted: the client, its scheme and host, in environ and in the access log.
+    let server = static_server(
+        dir.path(),
+        &[
+            "--forwarded-allow-ips",
+            "127.0.0.1,::1",
+            "--access-log",
+            log.to_str().unwrap(),
+            "--access-log-format",
+            "json",
+        ],
+    );
+    let seen = report(&server, &fields);
+    assert_eq!(text(&seen, "REMOTE_ADDR"), "203.0.113.9");
+    assert_eq!(text(&seen, "wsgi.url_scheme"), "https");
+    assert_eq!(text(&seen, "HTTPS"), "on");
+    assert_eq!(text(&seen, "HTTP_HOST"), "www.example.com");
+    assert_eq!(text(&seen, "SERVER_NAME"), "www.example.com");
+    assert_eq!(text(&seen, "SERVER_PORT"), "443");
+    let entry: serde_json::Value = serde_json::from_str(&lines_of(&log, 1)[0]).unwrap();
+    assert_eq!(entry["peer"], "203.0.113.9");
+    // RFC 7239's Forwarded, with an IPv6 client.
+    let seen = report(
+        &server,
+        &[("Forwarded", "for=\"[2001:db8::17]:4711\";proto=https")],
+    );
+    assert_eq!(text(&seen, "REMOTE_ADDR"), "2001:db8::17");
+    assert_eq!(text(&seen, "REMOTE_PORT"), "4711");
+    assert_eq!(text(&seen, "wsgi.url_scheme"), "https");
+    // Not trusted (another network, or no option at all): nothing changes, and the fields
+    // reach the application as they came.
+    for args in [vec!["--forwarded-allow-ips", "10.0.0.0/8"], vec![]] {
+        let server = static_server(dir.path(), &args);
+        let seen = report(&server, &fields);
+        assert_eq!(text(&seen, "REMOTE_ADDR"), "127.0.0.1", "{args:?}");
+        assert_eq!(text(&seen, "wsgi.url_scheme"), "http", "{args:?}");
+        assert_eq!(text(&seen, "HTTP_HOST"), "test", "{args:?}");
+        assert_eq!(
+            text(&seen, "HTTP_X_FORWARDED_FOR"),
+            "203.0.113.9",
+            "{args:?}"
+        );
+    }
+    let output = torsion()
+        .args([
+            "web",
+            "--forwarded-allow-ips",
+            "10.0.0.0/40",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        ])
+        .current_dir(fixtures().join("apps"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not an IP network"));
+}
+
+#[test]
+fn haproxy_listeners_take_the_client_from_the_proxy_protocol() {
+    let server = Server::start(&[
+        "--wsgi",
+        "probe:application",
+        "--listen",
+        "haproxy:tcp:0:interface=127.0.0.1",
+    ]);
+    let request = b"GET /environ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let exchange = |header: &[u8]| -> Vec<u8> {
+        let mut stream = server.connect();
+        stream.write_all(&[header, &request[..]].concat()).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        answer
+    };
+    let remote = |answer: Vec<u8>| {
+        let answer = String::from_utf8(answer).unwrap();
+        let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+        let report = environ(&body);
+        (
+            text(&report, "REMOTE_ADDR").to_owned(),
+            report.get("REMOTE_PORT").cloned(),
+        )
+    };
+    // Version 1, as text.
+    let (addr, port) = remote(exchange(b"PROXY TCP4 203.0.113.9 127.0.0.1 56324 8080\r\n"));
+    assert_eq!(addr, "203.0.113.9");
+    assert_eq!(port.unwrap(), "56324");
+    // Version 2, binary, IPv6, with a TLV.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21".to_vec();
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        &"2001:db8::7"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    body.extend_from_slice(
+        &"2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    body.extend_from_slice(&[0x12, 0x67, 0x1f, 0x90, 0x04, 0x00, 0x01, b'x']);
+    v2.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    v2.extend_from_slice(&body);
+    let (addr, port) = remote(exchange(&v2));
+    assert_eq!(addr, "2001:db8::7");
+    assert_eq!(port.unwrap(), "4711");
+    // The balancer's own health check (v2 LOCAL): the connection's own address.
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    assert_eq!(remote(exchange(local)).0, "127.0.0.1");
+    // No header, or a broken one: closed without an answer.
+    assert!(exchange(b"").is_empty());
+    assert!(exchange(b"PROXY TCP4 nonsense\r\n").is_empty());
+}

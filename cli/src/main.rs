@@ -36,10 +36,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a WSGI application (or the built-in demo page) over HTTP/1.1 and HTTP/2.
-    Web(WebArgs),
+    Web(Box<WebArgs>),
     /// Inspect, obtain or renew the ACME certificates of a txacme: directory, once (for
     /// cron jobs and automation outside the server).
-    Certs(CertsArgs),
+    Certs(Box<CertsArgs>),
 }
 
 /// `torsion certs DIR ACTION`, with the keywords of `txacme:` as options of the same names.
@@ -157,6 +157,13 @@ struct WebArgs {
     #[arg(long, value_name = "FORMAT", default_value = "combined")]
     access_log_format: String,
 
+    /// Proxies trusted to name the client: comma-separated IP networks or addresses
+    /// (10.0.0.0/8,::1), unix for unix-socket peers, or *. From them, RFC 7239 Forwarded
+    /// (or X-Forwarded-For, -Proto and -Host) sets REMOTE_ADDR, wsgi.url_scheme and Host
+    /// (gunicorn's name). Default: none.
+    #[arg(long, value_name = "NETWORKS")]
+    forwarded_allow_ips: Option<String>,
+
     /// A field for every response, 'Name: value' (twist web's): applications', static
     /// files' and error pages alike; a response that has the field keeps its own.
     /// Repeatable.
@@ -272,8 +279,8 @@ impl From<String> for ConfigError {
 /// Runs the command; `Err` is a configuration error (exit status 2).
 fn run(cli: Cli) -> Result<ExitCode, ConfigError> {
     match cli.command {
-        Command::Web(args) => web(args),
-        Command::Certs(args) => certs(args),
+        Command::Web(args) => web(*args),
+        Command::Certs(args) => certs(*args),
     }
 }
 
@@ -348,6 +355,11 @@ fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
         let log = torsion_wsgi::AccessLog::open(destination, format)
             .map_err(|err| format!("--access-log {target}: cannot open it: {err}"))?;
         config.access_log = Some(log);
+    }
+    if let Some(networks) = &args.forwarded_allow_ips {
+        config.forwarded_allow = networks
+            .parse()
+            .map_err(|err| format!("--forwarded-allow-ips: {err}"))?;
     }
     for field in &args.add_header {
         config

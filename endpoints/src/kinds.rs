@@ -1,14 +1,18 @@
-//! The built-in kinds that need no TLS: `tcp:`, `tcp6:`, `unix:` and `systemd:`, and the
-//! default registry, which holds every built-in kind the enabled features provide.
+//! The built-in kinds that need no TLS: `tcp:`, `tcp6:`, `unix:`, `systemd:` and
+//! `haproxy:`, and the default registry, which holds every built-in kind the enabled
+//! features provide.
 
 use crate::registry::Registry;
 
+pub use crate::haproxy::{
+    HaproxyEndpoint, Header as ProxyHeader, Parsed as ProxyParsed, parse as parse_proxy_header,
+};
 pub use crate::systemd::{SocketDomain, SocketSelector, SystemdEndpoint};
 pub use crate::tcp::TcpEndpoint;
 pub use crate::unix::UnixEndpoint;
 
 impl Default for Registry {
-    /// Every built-in kind: `tcp`, `tcp6`, `unix`, `systemd`; `ssl`, `txsni`, `tls` with
+    /// Every built-in kind: `tcp`, `tcp6`, `unix`, `systemd`, `haproxy`; `ssl`, `txsni`, `tls` with
     /// feature `tls`; `txacme`, `le`, `lets` with feature `acme`.
     fn default() -> Registry {
         let mut registry = Registry::empty();
@@ -16,6 +20,7 @@ impl Default for Registry {
         registry.register(crate::tcp::Tcp6Kind);
         registry.register(crate::unix::UnixKind);
         registry.register(crate::systemd::SystemdKind);
+        registry.register(crate::haproxy::HaproxyKind);
         #[cfg(feature = "tls")]
         {
             registry.register(crate::tls::SslKind);

@@ -6,6 +6,7 @@
 //! tcp6:8080:interface=\:\:1                 IPv6 loopback (colons escaped)
 //! unix:/run/app.sock:mode=660               a unix socket file, group-writable
 //! systemd:domain=INET6:name=web             a socket passed by systemd socket activation
+//! haproxy:tcp:8080                          behind a load balancer: the PROXY protocol names the client
 //! ssl:8443:privateKey=key.pem:certKey=cert.pem   TLS (rustls) with one certificate
 //! txsni:/etc/certs:tcp:443                  TLS with a certificate per host name
 //! tls:/etc/certs:port=443                   TLS, names from each certificate's subjectAltName
@@ -40,6 +41,7 @@
 //! | `tcp6:port[:backlog][:interface]` | port, backlog, interface | `::`, 1024 |
 //! | `unix:address[:mode][:backlog][:lockfile]` | address, mode, backlog, lockfile | 666, 1024, 1 |
 //! | `systemd:domain[:index][:name]` | domain, index, name | exactly one of index and name |
+//! | `haproxy:<inner descriptor>` | any descriptor | PROXY protocol v1 or v2 required on every connection, 10 s to send it |
 //! | `ssl:port:privateKey=[:certKey=][:extraCertChain=]...` | port, privateKey, certKey, sslmethod, interface, backlog, extraCertChain, dhParameters | `server.pem`, certKey = privateKey |
 //! | `txsni:DIR:<inner descriptor>` | DIR, then any descriptor | none; `DIR/<host>.pem`, `DEFAULT.pem` |
 //! | `tls:DIR[:port][:backlog][:interface]` | DIR, port, backlog, interface | port 443, `::`; keys and certificates of every `*.pem` below DIR paired by public key, named by subjectAltName |
@@ -47,7 +49,7 @@
 //! | `le:DIR:...:<inner>` | as `txacme:` | Let's Encrypt production |
 //! | `lets:DIR:...:<inner>` | as `txacme:` | Let's Encrypt staging |
 //!
-//! See [`kinds`] for `tcp:`, `tcp6:`, `unix:` and `systemd:`; [`tls`] (feature `tls`) for
+//! See [`kinds`] for `tcp:`, `tcp6:`, `unix:`, `systemd:` and `haproxy:`; [`tls`] (feature `tls`) for
 //! `ssl:`, `txsni:` and `tls:`, the certificate resolver (exact name, then wildcard, then
 //! DEFAULT) and the TLS listener; [`acme`] (feature `acme`) for `txacme:`, `le:` and
 //! `lets:`, certificates obtained over ACME v2 (RFC 8555) and kept fresh, the http-01
@@ -63,8 +65,8 @@
 //! - `acme` (default; implies `tls`): `txacme:`, `le:`, `lets:` with instant-acme, rcgen and
 //!   hyper.
 //!
-//! With `default-features = false` only `tcp:`, `tcp6:`, `unix:` and `systemd:` are built,
-//! and none of the TLS or ACME dependencies are compiled.
+//! With `default-features = false` only `tcp:`, `tcp6:`, `unix:`, `systemd:` and `haproxy:`
+//! are built, and none of the TLS or ACME dependencies are compiled.
 //!
 //! # Accepting
 //!
@@ -122,6 +124,7 @@
 
 mod descriptor;
 mod error;
+mod haproxy;
 mod listener;
 mod registry;
 mod systemd;

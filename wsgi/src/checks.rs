@@ -126,7 +126,7 @@ pub(crate) fn frame_for(version: Version, response: &mut Response<ResponseBody>)
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a
 /// reg-name, an IPv4 address, or an IPv6 literal in brackets; no userinfo, no spaces.
 /// An empty value is allowed (RFC 9110 §7.2, a target with no authority).
-fn is_host(value: &[u8]) -> bool {
+pub(crate) fn is_host(value: &[u8]) -> bool {
     let (host, port) = match value.strip_prefix(b"[") {
         Some(literal) => {
             let Some(end) = literal.iter().position(|b| *b == b']') else {

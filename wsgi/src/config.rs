@@ -59,6 +59,11 @@ pub struct ServerConfig {
     /// Where a line for every response goes (twist web's `--logfile`), if anywhere: the
     /// application's, static files' and the server's own alike. Default: none.
     pub access_log: Option<crate::access_log::AccessLog>,
+    /// The peers (proxies) whose `Forwarded` or `X-Forwarded-*` fields name the client,
+    /// its scheme and the host it asked for (gunicorn's `forwarded_allow_ips`). Default:
+    /// none, so the fields are passed on to the application untouched and believed by
+    /// nobody.
+    pub forwarded_allow: crate::forwarded::ForwardedTrust,
 }
 
 /// Fields the server alone may set: message framing and connection management
@@ -125,6 +130,7 @@ impl Default for ServerConfig {
             download_grace: Duration::from_secs(5),
             added_headers: Vec::new(),
             access_log: None,
+            forwarded_allow: crate::forwarded::ForwardedTrust::default(),
         }
     }
 }

@@ -129,6 +129,16 @@ async fn accept_loop(
             let expect_more = expect_more.clone();
             async move {
                 let config = site.config();
+                let mut request = request;
+                // Behind a trusted proxy: the client, as the proxy names it.
+                let info = if config.forwarded_allow.is_empty() {
+                    info
+                } else {
+                    config
+                        .forwarded_allow
+                        .apply(&mut request, &info)
+                        .unwrap_or(info)
+                };
                 let pending = config
                     .access_log
                     .as_ref()

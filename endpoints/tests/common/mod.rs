@@ -2,7 +2,7 @@
 
 /// The built-in prefixes the enabled features register, sorted.
 pub fn builtin_kinds(extra: &[&'static str]) -> Vec<&'static str> {
-    let mut kinds = vec!["systemd", "tcp", "tcp6", "unix"];
+    let mut kinds = vec!["haproxy", "systemd", "tcp", "tcp6", "unix"];
     if cfg!(feature = "tls") {
         kinds.extend(["ssl", "tls", "txsni"]);
     }

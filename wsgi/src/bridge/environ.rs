@@ -154,10 +154,13 @@ pub(crate) fn build<'py>(
                 IpAddr::V6(v6) => PyString::new(py, &v6.to_string()),
             };
             environ.set_item(intern!(py, "REMOTE_ADDR"), remote_addr)?;
-            environ.set_item(
-                intern!(py, "REMOTE_PORT"),
-                PyString::new(py, itoa::Buffer::new().format(addr.port())),
-            )?;
+            // Port 0: a client named by a proxy without its port.
+            if addr.port() != 0 {
+                environ.set_item(
+                    intern!(py, "REMOTE_PORT"),
+                    PyString::new(py, itoa::Buffer::new().format(addr.port())),
+                )?;
+            }
         }
         Address::Unix(_) => {
             environ.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, ""))?;

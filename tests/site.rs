@@ -869,3 +869,90 @@ fn haproxy_listeners_take_the_client_from_the_proxy_protocol() {
     assert!(exchange(b"").is_empty());
     assert!(exchange(b"PROXY TCP4 nonsense\r\n").is_empty());
 }
+
+#[test]
+fn twist_web_command_lines_work_as_written() {
+    let dir = files();
+    let root = dir.path().join("www");
+    std::fs::write(root.join("page.html"), "<p>page</p>").unwrap();
+    std::fs::write(root.join("sub/home.htm"), "home").unwrap();
+    let log = dir.path().join("twist.log");
+    // Short forms, as twist web has them.
+    let server = Server::start(&[
+        "--path",
+        root.to_str().unwrap(),
+        "-l",
+        log.to_str().unwrap(),
+        "-i",
+        "home.htm",
+        "-m",
+        "text/plain",
+        "-n",
+        "--ignore-ext",
+        ".html",
+        "-p",
+        "tcp:0:interface=127.0.0.1",
+    ]);
+    assert_eq!(ask(&server, "GET", "/sub/", &[]).body, b"home");
+    let page = ask(&server, "GET", "/page", &[]);
+    assert_eq!(page.body, b"<p>page</p>");
+    assert_eq!(page.field("content-type"), "text/html; charset=utf-8");
+    assert_eq!(lines_of(&log, 2).len(), 2);
+    // --allow-ignore-ext: any extension.
+    let server = Server::start(&["--path", root.to_str().unwrap(), "--allow-ignore-ext"]);
+    assert_eq!(ask(&server, "GET", "/page", &[]).body, b"<p>page</p>");
+    assert_eq!(
+        ask(&server, "GET", "/hello", &[]).body,
+        b"hello, static world\n"
+    );
+    // The deprecated --https with -c and -k: an ssl: listener, and Twisted's warning.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (key_file, cert_file) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&cert_file, certificate.pem()).unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port().to_string()
+    };
+    let server = Server::start(&[
+        "--path",
+        root.to_str().unwrap(),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--https",
+        &port,
+        "-c",
+        cert_file.to_str().unwrap(),
+        "-k",
+        key_file.to_str().unwrap(),
+    ]);
+    server.wait_for_log("--https is deprecated");
+    let line = server.wait_for_log(&format!("endpoint=ssl:{port}"));
+    assert!(line.contains("listening"), "{line}");
+    // Options for Twisted resources: refused with what to use instead.
+    for option in [
+        vec!["--class", "myapp.Root"],
+        vec!["--resource-script", "root.rpy"],
+        vec!["--processor", ".rpy=twisted.web.script.ResourceScript"],
+        vec!["-u"],
+        vec!["--personal"],
+    ] {
+        let output = torsion()
+            .arg("web")
+            .args(&option)
+            .args(["--listen", "tcp:0:interface=127.0.0.1"])
+            .current_dir(fixtures().join("apps"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{option:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("only Twisted can run") && stderr.contains("--wsgi"),
+            "{option:?}: {stderr}"
+        );
+    }
+}

@@ -121,7 +121,7 @@ struct WebArgs {
 
     /// A name tried for a request naming a directory; repeatable, in order [default:
     /// index.html].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, short = 'i', value_name = "NAME")]
     index: Vec<String>,
 
     /// List a directory that has no index file (else 404).
@@ -140,8 +140,18 @@ struct WebArgs {
     /// EXT=TYPE maps an extension to a content type for static files (--mime-type
     /// foo=text/x-foo); a bare TYPE is the type of files whose extension is unknown, as in
     /// Twisted [default: application/octet-stream]. Repeatable.
-    #[arg(long, value_name = "[EXT=]TYPE")]
+    #[arg(long, short = 'm', value_name = "[EXT=]TYPE")]
     mime_type: Vec<String>,
+
+    /// For a static name that does not exist, try it with this extension (/page serves
+    /// page.html with --ignore-ext .html); repeatable, in order (twist web's).
+    #[arg(long, value_name = "EXT")]
+    ignore_ext: Vec<String>,
+
+    /// For a static name that does not exist, serve the first file named NAME.<anything>
+    /// (twist web's).
+    #[arg(long)]
+    allow_ignore_ext: bool,
 
     /// Do not serve precompressed siblings (F.br, F.zst, F.gz) in place of F.
     #[arg(long)]
@@ -149,7 +159,7 @@ struct WebArgs {
 
     /// Write a line for every response to FILE, or to standard output for -; off by
     /// default. SIGUSR1 reopens the file, for log rotation. (--logfile is twist web's name.)
-    #[arg(long, alias = "logfile", value_name = "FILE")]
+    #[arg(long, short = 'l', alias = "logfile", value_name = "FILE")]
     access_log: Option<String>,
 
     /// The access log's lines: combined (Apache's Combined Log Format), common, or json
@@ -177,8 +187,45 @@ struct WebArgs {
     listen: Vec<String>,
 
     /// Deprecated alias of --listen, as in Twisted; a bare number means tcp:NUMBER.
-    #[arg(long, value_name = "DESCRIPTOR")]
+    #[arg(long, short = 'p', value_name = "DESCRIPTOR")]
     port: Option<String>,
+
+    /// Deprecated, as in Twisted: HTTPS on PORT with --certificate and --privkey; use
+    /// --listen ssl:PORT:privateKey=KEY:certKey=CERT.
+    #[arg(long, value_name = "PORT")]
+    https: Option<u16>,
+
+    /// Deprecated, with --https: the certificate file.
+    #[arg(long, short = 'c', value_name = "FILE", default_value = "server.pem")]
+    certificate: String,
+
+    /// Deprecated, with --https: the private key file.
+    #[arg(long, short = 'k', value_name = "FILE", default_value = "server.pem")]
+    privkey: String,
+
+    /// Accepted for twist web's command lines: tracebacks are not shown by default.
+    #[arg(long, short = 'n')]
+    notracebacks: bool,
+
+    /// twist web only (a Twisted resource class): refused, with what to use instead.
+    #[arg(long, hide = true, value_name = "CLASS")]
+    class: Option<String>,
+
+    /// twist web only (an .rpy resource script): refused.
+    #[arg(long, hide = true, value_name = "FILE")]
+    resource_script: Option<String>,
+
+    /// twist web only (a Twisted processor): refused.
+    #[arg(long, hide = true, value_name = "EXT=CLASS")]
+    processor: Option<String>,
+
+    /// twist web only (~/public_html for users): refused.
+    #[arg(long, short = 'u', hide = true)]
+    user: bool,
+
+    /// twist web only (a distributed personal web server): refused.
+    #[arg(long, hide = true)]
+    personal: bool,
 
     /// Python threads running the application [default: 2 x CPU cores, at least 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -301,7 +348,40 @@ fn seconds(flag: &str, value: f64, positive: bool) -> Result<Duration, ConfigErr
 
 /// The endpoints of `--listen` (and the deprecated `--port`), all parsed before anything
 /// starts, so that a typo stops start-up with status 2.
+/// Refuses twist web's options for Twisted resources, saying what to use instead.
+fn refuse_twisted_only(args: &WebArgs) -> Result<(), ConfigError> {
+    let refused = [
+        (args.class.is_some(), "--class", "a Twisted resource class"),
+        (
+            args.resource_script.is_some(),
+            "--resource-script",
+            "an .rpy resource script",
+        ),
+        (
+            args.processor.is_some(),
+            "--processor",
+            "a Twisted processor for a file extension",
+        ),
+        (args.user, "--user", "users' ~/public_html directories"),
+        (
+            args.personal,
+            "--personal",
+            "a distributed personal web server",
+        ),
+    ];
+    for (given, option, what) in refused {
+        if given {
+            return Err(format!(
+                "{option} serves {what}, which only Twisted can run: serve a WSGI application with --wsgi (or --mount), or a directory with --path (or --static)"
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 fn endpoints(args: &WebArgs) -> Result<Vec<Endpoint>, ConfigError> {
+    refuse_twisted_only(args)?;
     let mut descriptors = args.listen.clone();
     if let Some(port) = &args.port {
         tracing::warn!("--port is deprecated; use --listen");
@@ -310,6 +390,15 @@ fn endpoints(args: &WebArgs) -> Result<Vec<Endpoint>, ConfigError> {
         } else {
             descriptors.push(port.clone());
         }
+    }
+    if let Some(port) = args.https {
+        let descriptor = format!(
+            "ssl:{port}:privateKey={}:certKey={}",
+            torsion_endpoints::quote(&args.privkey),
+            torsion_endpoints::quote(&args.certificate)
+        );
+        tracing::warn!("--https is deprecated (as in Twisted); use --listen {descriptor}");
+        descriptors.push(descriptor);
     }
     if descriptors.is_empty() {
         descriptors.push("tcp:8080".into());
@@ -430,6 +519,10 @@ fn files_options(args: &WebArgs) -> Result<FilesOptions, ConfigError> {
     options.dotfiles = args.dotfiles;
     options.max_age = args.max_age.map(Duration::from_secs);
     options.precompressed = !args.no_precompressed;
+    options.ignore_ext = args.ignore_ext.clone();
+    if args.allow_ignore_ext {
+        options.ignore_ext.push("*".to_owned());
+    }
     for value in &args.mime_type {
         let (extension, content_type) = match value.split_once('=') {
             Some((extension, content_type)) => (extension.trim_start_matches('.'), content_type),

@@ -59,6 +59,11 @@ pub struct FilesOptions {
     /// Whether precompressed siblings (`F.br`, `F.zst`, `F.gz`) are served for `F` to
     /// clients that accept the coding. Default: true.
     pub precompressed: bool,
+    /// Extensions tried, in order, for a name that does not exist: with `.html`, a
+    /// request for `/page` is served `page.html` (twist web's `--ignore-ext`); `*` tries
+    /// every file named `page.<anything>`, the first by name (its `--allow-ignore-ext`).
+    /// Default: none.
+    pub ignore_ext: Vec<String>,
 }
 
 impl Default for FilesOptions {
@@ -70,6 +75,7 @@ impl Default for FilesOptions {
             dotfiles: false,
             mime_types: HashMap::new(),
             precompressed: true,
+            ignore_ext: Vec::new(),
         }
     }
 }
@@ -197,12 +203,16 @@ impl Files {
         whole: bool,
         wait: Wait,
     ) -> io::Result<Found> {
-        let Some(mut file) = self.root.open(&resolved.relative, wait)? else {
+        let mut relative = resolved.relative.clone();
+        let mut file = self.root.open(&relative, wait)?;
+        if file.is_none() && !resolved.as_directory {
+            (relative, file) = self.with_ignored_extension(&relative, wait)?;
+        }
+        let Some(mut file) = file else {
             return Ok(Found::Nothing);
         };
         // fstat of an open file: the inode is in memory, nothing waits.
         let mut meta = file.metadata()?;
-        let mut relative = resolved.relative.clone();
         if meta.is_dir() {
             if !resolved.as_directory {
                 return Ok(Found::Directory);
@@ -262,6 +272,47 @@ impl Files {
             has_variants: coding.is_some(),
             data,
         }))
+    }
+
+    /// `relative` with the first of [`FilesOptions::ignore_ext`] that names a file, and
+    /// the file open; `(relative, None)` when none does.
+    fn with_ignored_extension(
+        &self,
+        relative: &Path,
+        wait: Wait,
+    ) -> io::Result<(PathBuf, Option<File>)> {
+        for extension in &self.options.ignore_ext {
+            let candidates = if extension == "*" {
+                // Reading the directory may wait for the disk.
+                if wait == Wait::Never {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                let (Some(parent), Some(stem)) = (relative.parent(), relative.file_name()) else {
+                    continue;
+                };
+                let Some(directory) = self.root.open(parent, wait)? else {
+                    continue;
+                };
+                let prefix = format!("{}.", stem.to_string_lossy());
+                let mut names: Vec<String> = Root::names(&directory)?
+                    .into_iter()
+                    .filter(|(name, is_dir)| !is_dir && name.starts_with(&prefix))
+                    .map(|(name, _)| name)
+                    .collect();
+                names.sort();
+                names.into_iter().map(|name| parent.join(name)).collect()
+            } else {
+                let mut name = relative.as_os_str().to_owned();
+                name.push(extension);
+                vec![PathBuf::from(name)]
+            };
+            for candidate in candidates {
+                if let Some(file) = self.root.open(&candidate, wait)? {
+                    return Ok((candidate, Some(file)));
+                }
+            }
+        }
+        Ok((relative.to_owned(), None))
     }
 
     /// An HTML page listing the directory open as `directory`: names escaped,

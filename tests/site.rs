@@ -110,6 +110,20 @@ fn static_server(dir: &Path, extra: &[&str]) -> Server {
     Server::start(&args)
 }
 
+/// Runs `torsion web` with `args` (and a loopback listener), which must stop start-up with
+/// exit status 2; returns what it printed on stderr.
+fn refused(args: &[&str]) -> String {
+    let output = torsion()
+        .arg("web")
+        .args(args)
+        .args(["--listen", "tcp:0:interface=127.0.0.1"])
+        .current_dir(fixtures().join("apps"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn mounted_applications_see_their_prefix_as_script_name() {
     let server = Server::start(&[
@@ -524,15 +538,7 @@ fn conflicting_or_bad_mounts_stop_start_up_with_exit_2() {
         ),
     ];
     for (args, message) in cases {
-        let output = torsion()
-            .arg("web")
-            .args(&args)
-            .args(["--listen", "tcp:0:interface=127.0.0.1"])
-            .current_dir(fixtures().join("apps"))
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = refused(&args);
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
@@ -574,22 +580,8 @@ fn added_headers_reach_every_response_once() {
         "no colon",
         "Bad Name: x",
     ] {
-        let output = torsion()
-            .args([
-                "web",
-                "--add-header",
-                bad,
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-            ])
-            .current_dir(fixtures().join("apps"))
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{bad}: {output:?}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("--add-header"),
-            "{bad}"
-        );
+        let stderr = refused(&["--add-header", bad]);
+        assert!(stderr.contains("--add-header"), "{bad}: {stderr}");
     }
 }
 
@@ -726,18 +718,8 @@ fn the_combined_format_is_apaches() {
         (vec!["--access-log-format", "xml"], "not a log format"),
         (vec!["--access-log", "/no/such/dir/log"], "cannot open it"),
     ] {
-        let output = torsion()
-            .arg("web")
-            .args(&args)
-            .args(["--listen", "tcp:0:interface=127.0.0.1"])
-            .current_dir(fixtures().join("apps"))
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains(message),
-            "{args:?}: {output:?}"
-        );
+        let stderr = refused(&args);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
 
@@ -797,19 +779,7 @@ fn forwarded_fields_count_only_from_trusted_proxies() {
             "{args:?}"
         );
     }
-    let output = torsion()
-        .args([
-            "web",
-            "--forwarded-allow-ips",
-            "10.0.0.0/40",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-        ])
-        .current_dir(fixtures().join("apps"))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("is not an IP network"));
+    assert!(refused(&["--forwarded-allow-ips", "10.0.0.0/40"]).contains("is not an IP network"));
 }
 
 #[test]
@@ -941,15 +911,7 @@ fn twist_web_command_lines_work_as_written() {
         vec!["-u"],
         vec!["--personal"],
     ] {
-        let output = torsion()
-            .arg("web")
-            .args(&option)
-            .args(["--listen", "tcp:0:interface=127.0.0.1"])
-            .current_dir(fixtures().join("apps"))
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{option:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = refused(&option);
         assert!(
             stderr.contains("only Twisted can run") && stderr.contains("--wsgi"),
             "{option:?}: {stderr}"

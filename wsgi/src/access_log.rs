@@ -68,9 +68,10 @@ pub enum Destination {
     File(PathBuf),
 }
 
-/// One response, as the request path hands it over.
+/// One response, as the request path hands it over. Its wall-clock time is worked out by
+/// the writer from `started` (one clock read fewer on the request path).
 pub(crate) struct Record {
-    pub(crate) time: SystemTime,
+    pub(crate) started: Instant,
     pub(crate) method: Method,
     pub(crate) target: Uri,
     pub(crate) version: Version,
@@ -85,7 +86,6 @@ pub(crate) struct Record {
 /// A request being answered: what its line will need, taken before the request is handed
 /// on. Reference counts and small copies only.
 pub(crate) struct Pending {
-    time: SystemTime,
     started: Instant,
     method: Method,
     target: Uri,
@@ -99,7 +99,6 @@ impl Pending {
     pub(crate) fn new<B>(request: &http::Request<B>, connection: &Arc<ConnectionInfo>) -> Pending {
         let headers = request.headers();
         Pending {
-            time: SystemTime::now(),
             started: Instant::now(),
             method: request.method().clone(),
             target: request.uri().clone(),
@@ -114,7 +113,7 @@ impl Pending {
     /// sent.
     pub(crate) fn finish(self, status: u16, bytes: u64) -> Record {
         Record {
-            time: self.time,
+            started: self.started,
             method: self.method,
             target: self.target,
             version: self.version,
@@ -288,9 +287,11 @@ impl Writer {
                 self.shared.stop.load(Ordering::Acquire)
             };
             self.maybe_reopen();
+            let anchor = Anchor::now();
             for record in taken.drain(..) {
                 line.clear();
-                format_line(&mut line, &record, self.format, &mut clock);
+                let time = anchor.wall_time(record.started);
+                format_line(&mut line, &record, time, self.format, &mut clock);
                 let written = self.output.write(&line);
                 self.check(written);
             }
@@ -346,7 +347,35 @@ impl Writer {
 }
 
 /// Appends the line for `record` in `format`, with its newline.
-fn format_line(out: &mut Vec<u8>, record: &Record, format: LogFormat, clock: &mut Clock) {
+/// A moment read on both clocks, to turn an `Instant` into wall-clock time.
+struct Anchor {
+    instant: Instant,
+    system: SystemTime,
+}
+
+impl Anchor {
+    fn now() -> Anchor {
+        Anchor {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    fn wall_time(&self, at: Instant) -> SystemTime {
+        match self.instant.checked_duration_since(at) {
+            Some(before) => self.system - before,
+            None => self.system + at.duration_since(self.instant),
+        }
+    }
+}
+
+fn format_line(
+    out: &mut Vec<u8>,
+    record: &Record,
+    time: SystemTime,
+    format: LogFormat,
+    clock: &mut Clock,
+) {
     let peer = peer(&record.connection.peer);
     let protocol = protocol(record.version);
     let target = record
@@ -355,7 +384,7 @@ fn format_line(out: &mut Vec<u8>, record: &Record, format: LogFormat, clock: &mu
         .map_or(record.target.path(), |p| p.as_str());
     if format == LogFormat::Json {
         out.extend_from_slice(b"{\"time\":\"");
-        out.extend_from_slice(rfc3339(record.time).as_bytes());
+        out.extend_from_slice(rfc3339(time).as_bytes());
         out.extend_from_slice(b"\",\"method\":");
         json_string(out, record.method.as_str().as_bytes());
         out.extend_from_slice(b",\"target\":");
@@ -386,7 +415,7 @@ fn format_line(out: &mut Vec<u8>, record: &Record, format: LogFormat, clock: &mu
     }
     out.extend_from_slice(peer.as_bytes());
     out.extend_from_slice(b" - - [");
-    out.extend_from_slice(clock.clf(record.time).as_bytes());
+    out.extend_from_slice(clock.clf(time).as_bytes());
     out.extend_from_slice(b"] \"");
     escape(out, record.method.as_str().as_bytes());
     out.push(b' ');
@@ -438,10 +467,10 @@ impl Clock {
     }
 }
 
-fn peer(address: &Address) -> String {
+fn peer(address: &Address) -> std::borrow::Cow<'static, str> {
     match address {
-        Address::Tcp(addr) => addr.ip().to_canonical().to_string(),
-        Address::Unix(_) => "-".to_owned(),
+        Address::Tcp(addr) => addr.ip().to_canonical().to_string().into(),
+        Address::Unix(_) => "-".into(),
     }
 }
 
@@ -550,7 +579,7 @@ mod tests {
 
     fn record(user_agent: Option<&'static str>) -> Record {
         Record {
-            time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_472_500_123_456),
+            started: Instant::now(),
             method: Method::GET,
             target: "/a%20b?q=x".parse().unwrap(),
             version: Version::HTTP_11,
@@ -568,7 +597,8 @@ mod tests {
 
     fn line(record: &Record, format: LogFormat) -> String {
         let mut out = Vec::new();
-        format_line(&mut out, record, format, &mut Clock::default());
+        let time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_472_500_123_456);
+        format_line(&mut out, record, time, format, &mut Clock::default());
         String::from_utf8(out).unwrap()
     }
 

@@ -9,6 +9,7 @@
 //! `RESOLVE_CACHED`, `preadv2` with `RWF_NOWAIT`: see `open`), which succeed for files
 //! the kernel has cached, and otherwise run on tokio's blocking pool.
 
+mod cache;
 mod open;
 mod path;
 mod ranges;
@@ -95,6 +96,8 @@ pub struct FilesError {
 pub struct Files {
     root: Root,
     options: FilesOptions,
+    /// Small files' bytes, kept while current.
+    contents: cache::Contents,
 }
 
 impl Files {
@@ -116,7 +119,11 @@ impl Files {
         }
         std::fs::read_dir(&root).map_err(|err| failed(err.to_string()))?;
         let root = Root::new(root).map_err(|err| failed(err.to_string()))?;
-        Ok(Files { root, options })
+        Ok(Files {
+            root,
+            options,
+            contents: cache::Contents::default(),
+        })
     }
 
     /// The directory served, with symbolic links resolved.
@@ -260,7 +267,14 @@ impl Files {
             modified: meta.modified().ok(),
         };
         let data = if whole && planned.len <= SMALL {
-            Some(read_at(&file, planned.len as usize, 0, wait)?)
+            match self.contents.get(&meta) {
+                Some(kept) => Some(kept),
+                None => {
+                    let read = read_at(&file, planned.len as usize, 0, wait)?;
+                    self.contents.put(&meta, &read);
+                    Some(read)
+                }
+            }
         } else {
             None
         };

@@ -926,10 +926,19 @@ fn a_file_rewritten_in_place_is_served_as_it_is_now() {
     let dir = files();
     let server = static_server(dir.path(), &[]);
     let path = dir.path().join("www/hello.txt");
-    assert_eq!(ask(&server, "GET", "/static/hello.txt", &[]).body, b"hello, static world\n");
-    assert_eq!(ask(&server, "GET", "/static/hello.txt", &[]).body, b"hello, static world\n");
+    assert_eq!(
+        ask(&server, "GET", "/static/hello.txt", &[]).body,
+        b"hello, static world\n"
+    );
+    assert_eq!(
+        ask(&server, "GET", "/static/hello.txt", &[]).body,
+        b"hello, static world\n"
+    );
     std::fs::write(&path, "HELLO, STATIC WORLD\n").unwrap();
-    assert_eq!(ask(&server, "GET", "/static/hello.txt", &[]).body, b"HELLO, STATIC WORLD\n");
+    assert_eq!(
+        ask(&server, "GET", "/static/hello.txt", &[]).body,
+        b"HELLO, STATIC WORLD\n"
+    );
     std::fs::write(&path, "shorter\n").unwrap();
     let got = ask(&server, "GET", "/static/hello.txt", &[]);
     assert_eq!(got.body, b"shorter\n");

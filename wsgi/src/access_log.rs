@@ -29,9 +29,9 @@ use torsion_endpoints::{Address, ConnectionInfo};
 /// Records waiting for the writer, at most; beyond, lines are dropped and counted.
 const QUEUE: usize = 64 * 1024;
 /// A queue this long wakes the writer before its next round.
-const BATCH: usize = 8 * 1024;
+const BATCH: usize = 1024;
 /// How often the writer takes the queue.
-const ROUND: Duration = Duration::from_millis(100);
+const ROUND: Duration = Duration::from_millis(10);
 
 /// The line format (`--access-log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -376,7 +376,6 @@ fn format_line(
     format: LogFormat,
     clock: &mut Clock,
 ) {
-    let peer = peer(&record.connection.peer);
     let protocol = protocol(record.version);
     let target = record
         .target
@@ -397,8 +396,9 @@ fn format_line(
         number(out, record.bytes);
         out.extend_from_slice(b",\"duration_us\":");
         number(out, record.duration.as_micros() as u64);
-        out.extend_from_slice(b",\"peer\":");
-        json_string(out, peer.as_bytes());
+        out.extend_from_slice(b",\"peer\":\"");
+        peer(out, &record.connection.peer);
+        out.push(b'"');
         out.extend_from_slice(b",\"user_agent\":");
         json_optional(out, record.user_agent.as_ref().map(HeaderValue::as_bytes));
         out.extend_from_slice(b",\"referer\":");
@@ -413,7 +413,7 @@ fn format_line(
         out.extend_from_slice(b"}\n");
         return;
     }
-    out.extend_from_slice(peer.as_bytes());
+    peer(out, &record.connection.peer);
     out.extend_from_slice(b" - - [");
     out.extend_from_slice(clock.clf(time).as_bytes());
     out.extend_from_slice(b"] \"");
@@ -467,10 +467,14 @@ impl Clock {
     }
 }
 
-fn peer(address: &Address) -> std::borrow::Cow<'static, str> {
+/// The client's address as text, written into `out` without allocating.
+fn peer(out: &mut Vec<u8>, address: &Address) {
+    use std::io::Write as _;
     match address {
-        Address::Tcp(addr) => addr.ip().to_canonical().to_string().into(),
-        Address::Unix(_) => "-".into(),
+        Address::Tcp(addr) => {
+            let _ = write!(out, "{}", addr.ip().to_canonical());
+        }
+        Address::Unix(_) => out.push(b'-'),
     }
 }
 

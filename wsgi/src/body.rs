@@ -11,7 +11,15 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
+use crate::access_log::{AccessLog, Pending};
 use crate::file_body::FileBody;
+
+/// What the access log needs to write a response's line when its body is dropped.
+struct LogTap {
+    log: AccessLog,
+    pending: Pending,
+    status: u16,
+}
 
 /// Why a streamed body ended without completing; the connection is aborted so that the
 /// client cannot take a truncated body for a whole one.
@@ -44,8 +52,10 @@ pub struct ResponseBody {
     kind: Kind,
     /// Data bytes yielded so far.
     sent: u64,
-    /// Called once with `sent` when the body is dropped: finished, failed or abandoned.
-    on_end: Option<Box<dyn FnOnce(u64) + Send>>,
+    /// The access log's line for this response, written with `sent` when the body is
+    /// dropped: finished, failed or abandoned. Held inline: a box per request cost more
+    /// than the copies of a larger body.
+    log: Option<LogTap>,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -59,8 +69,13 @@ impl std::fmt::Debug for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let Some(on_end) = self.on_end.take() {
-            on_end(self.sent);
+        if let Some(LogTap {
+            log,
+            pending,
+            status,
+        }) = self.log.take()
+        {
+            log.record(pending.finish(status, self.sent));
         }
     }
 }
@@ -90,14 +105,19 @@ impl ResponseBody {
         ResponseBody {
             kind,
             sent: 0,
-            on_end: None,
+            log: None,
         }
     }
 
-    /// Calls `on_end` with the number of data bytes yielded when the body is dropped,
-    /// which hyper does once it has written the body, or given it up (the access log).
-    pub(crate) fn on_end(&mut self, on_end: impl FnOnce(u64) + Send + 'static) {
-        self.on_end = Some(Box::new(on_end));
+    /// Writes the access log's line for the response, with `status` and the data bytes
+    /// yielded, when the body is dropped, which hyper does once it has written the body or
+    /// given it up.
+    pub(crate) fn log_to(&mut self, log: AccessLog, pending: Pending, status: u16) {
+        self.log = Some(LogTap {
+            log,
+            pending,
+            status,
+        });
     }
 
     /// A body of exactly `bytes`.

@@ -150,10 +150,8 @@ async fn accept_loop(
                     }
                 }
                 if let (Some(log), Some(pending)) = (&config.access_log, pending) {
-                    let (log, status) = (log.clone(), response.status().as_u16());
-                    response
-                        .body_mut()
-                        .on_end(move |bytes| log.record(pending.finish(status, bytes)));
+                    let status = response.status().as_u16();
+                    response.body_mut().log_to(log.clone(), pending, status);
                 }
                 Ok::<_, Infallible>(response)
             }

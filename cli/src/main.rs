@@ -148,7 +148,7 @@ struct WebArgs {
     #[arg(long, value_name = "EXT")]
     ignore_ext: Vec<String>,
 
-    /// For a static name that does not exist, serve the first file named NAME.<anything>
+    /// For a static name that does not exist, serve the first file named NAME.EXT, any EXT
     /// (twist web's).
     #[arg(long)]
     allow_ignore_ext: bool,

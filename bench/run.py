@@ -18,7 +18,7 @@ free loopback port, started from bench/ and pinned to CPU 0 with taskset; the lo
 rounds and rotated on later ones, so that drift hits every server alike; the tables give
 the median of the rounds.
 
-Scenarios (--only): hello, close, 64k, stream, echo, h2c, https, h2s, sleep, idle, hello-log,
+Scenarios (--only): hello, hello-log, close, 64k, stream, echo, h2c, https, h2s, sleep, idle,
 static.
 
 hello-log is hello with Torsion's access log on (the Combined Log Format, to a file in a
@@ -94,6 +94,9 @@ IDLE_ESTIMATE = 6.0  # 3 s, or IDLE_DEADLINE + IDLE_HOLD for a server that leave
 # Scenario key -> title, kind and load options. "not yet" ones are printed as such.
 SCENARIOS = {
     "hello": dict(title="HTTP/1.1 hello, keep-alive", kind="wrk", path="/", connections=64),
+    # Right after hello, so that the two runs it compares are next to each other in time.
+    "hello-log": dict(title="HTTP/1.1 hello, keep-alive, access log on", kind="wrk", path="/", connections=64,
+                      access_log=True),
     "close": dict(title="HTTP/1.1 hello, Connection: close", kind="wrk", path="/", connections=64,
                   wrk=["-H", "Connection: close"]),
     "64k": dict(title="HTTP/1.1 64 KiB response", kind="wrk", path="/64k", connections=64),
@@ -106,8 +109,6 @@ SCENARIOS = {
     "h2s": dict(title="HTTPS HTTP/2 hello (ALPN h2)", kind="h2", path="/", connections=64, tls=True),
     "sleep": dict(title="HTTP/1.1 sleep 10 ms, 256 connections", kind="wrk", path="/sleep", connections=256),
     "idle": dict(title=f"{IDLE_CONNECTIONS:,} idle keep-alive connections", kind="idle", path="/"),
-    "hello-log": dict(title="HTTP/1.1 hello, keep-alive, access log on", kind="wrk", path="/", connections=64,
-                      access_log=True),
     "static": dict(title="HTTP/1.1 static file, 100 KiB", kind="wrk", path="/static/static.bin", connections=64,
                    static=True),
 }

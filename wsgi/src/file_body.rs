@@ -89,7 +89,8 @@ pub(crate) enum Part {
 }
 
 impl Part {
-    fn len(&self) -> u64 {
+    /// The part's bytes in the body.
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Part::Bytes(bytes) => bytes.len() as u64,
             Part::Range { len, .. } => *len,

@@ -157,9 +157,9 @@ impl ForwardedTrust {
     }
 
     fn read_x_forwarded(&self, headers: &HeaderMap) -> Said {
-        let list = |name: &str| -> Vec<String> {
+        let list = |name: &'static str| -> Vec<String> {
             headers
-                .get_all(HeaderName::from_bytes(name.as_bytes()).unwrap_or(header::HOST))
+                .get_all(HeaderName::from_static(name))
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))

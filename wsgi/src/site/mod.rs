@@ -227,10 +227,7 @@ impl Site {
                 };
                 bridge.handle(*app, request, info).await
             }
-            Target::Files(files) => {
-                let rest = path[route.prefix.len()..].to_vec();
-                files.serve(&request, &rest).await
-            }
+            Target::Files(files) => files.serve(&request, &path[route.prefix.len()..]).await,
         }
     }
 }

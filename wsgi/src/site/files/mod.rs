@@ -406,10 +406,10 @@ impl Files {
             .and_then(|v| v.to_str().ok());
         let selected = range.map_or(Ranges::Whole, |range| ranges::select(range, len));
         let content_type = value(&opened.content_type);
-        let (status, parts, body_len) = match selected {
+        let (status, parts) = match selected {
             Ranges::Whole => {
                 fields.insert(header::CONTENT_TYPE, content_type);
-                (StatusCode::OK, vec![Part::Range { start: 0, len }], len)
+                (StatusCode::OK, vec![Part::Range { start: 0, len }])
             }
             Ranges::One(range) => {
                 fields.insert(header::CONTENT_TYPE, content_type);
@@ -421,8 +421,7 @@ impl Files {
                     start: *range.start(),
                     len: range.end() - range.start() + 1,
                 };
-                let part_len = range.end() - range.start() + 1;
-                (StatusCode::PARTIAL_CONTENT, vec![part], part_len)
+                (StatusCode::PARTIAL_CONTENT, vec![part])
             }
             Ranges::Several(selected) => {
                 let boundary = boundary();
@@ -431,14 +430,7 @@ impl Files {
                     value(&format!("multipart/byteranges; boundary={boundary}")),
                 );
                 let parts = ranges::multipart(&selected, len, &opened.content_type, &boundary);
-                let total = parts
-                    .iter()
-                    .map(|p| match p {
-                        Part::Bytes(b) => b.len() as u64,
-                        Part::Range { len, .. } => *len,
-                    })
-                    .sum();
-                (StatusCode::PARTIAL_CONTENT, parts, total)
+                (StatusCode::PARTIAL_CONTENT, parts)
             }
             Ranges::Unsatisfiable => {
                 let mut refused = plain(
@@ -461,6 +453,7 @@ impl Files {
             }
         };
         *response.status_mut() = status;
+        let body_len: u64 = parts.iter().map(Part::len).sum();
         response
             .headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));

@@ -56,6 +56,24 @@ impl Application {
         })
     }
 
+    /// Wraps an application object the host already holds (the Python API's
+    /// `torsion.serve(app)`), described in logs by `name`.
+    ///
+    /// # Errors
+    /// [`LoadError::NotCallable`] when `object` is not callable.
+    pub fn new(object: Bound<'_, PyAny>, name: &str) -> Result<Application, LoadError> {
+        if !object.is_callable() {
+            return Err(LoadError::NotCallable {
+                name: name.to_owned(),
+                found: describe_object(&object),
+            });
+        }
+        Ok(Application {
+            object: object.unbind(),
+            name: name.to_owned(),
+        })
+    }
+
     /// Imports the application named `name`.
     ///
     /// Accepted forms: Twisted's `package.module.attribute` (the longest importable module
@@ -95,27 +113,22 @@ impl Application {
                 }
                 None => named_any(py, name, module)?,
             };
-            if !object.is_callable() {
-                let found = format!(
-                    "{} object {}",
-                    object
-                        .get_type()
-                        .name()
-                        .map(|n| n.to_string())
-                        .unwrap_or_default(),
-                    object.repr().map(|r| r.to_string()).unwrap_or_default()
-                );
-                return Err(LoadError::NotCallable {
-                    name: name.to_owned(),
-                    found,
-                });
-            }
-            Ok(Application {
-                object: object.unbind(),
-                name: name.to_owned(),
-            })
+            Application::new(object, name)
         })
     }
+}
+
+/// `TYPE object REPR`, for an error message.
+fn describe_object(object: &Bound<'_, PyAny>) -> String {
+    format!(
+        "{} object {}",
+        object
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        object.repr().map(|r| r.to_string()).unwrap_or_default()
+    )
 }
 
 fn is_identifier(part: &str) -> bool {

@@ -1,0 +1,78 @@
+//! `torsion`: a WSGI server with Twisted's endpoint descriptors, as a command and as the
+//! extension module of the `torsion` Python package.
+//!
+//! `torsion web --wsgi myproject.wsgi:application --listen tcp:8080 --listen unix:/run/app.sock`
+//!
+//! One command line (clap, with `twist web`'s option names) serves two hosts:
+//! - the `torsion` binary, which embeds CPython and handles its own signals ([`main`]);
+//! - the wheel's extension module `torsion._torsion` ([`python`]), loaded by the
+//!   interpreter that runs `torsion` or `python -m torsion`, where Python's signal handlers
+//!   stop the server and the Python API's keywords are the same options.
+//!
+//! This crate only turns options into `torsion-endpoints` listeners and a `torsion-wsgi`
+//! site; it holds no logic a library user would also need.
+
+mod args;
+mod certs;
+mod error;
+pub mod python;
+mod web;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use error::ConfigError;
+
+/// Exit status for configuration errors (bad descriptor, bad application name, a listener
+/// that cannot be opened), as for a command-line usage error.
+pub const CONFIG_ERROR: u8 = 2;
+
+/// Runs the `torsion` command line, `argv` starting with the program name, in a process of
+/// its own: logging to standard error, SIGINT and SIGTERM stopping the server after its
+/// requests in flight, SIGUSR1 reopening the access log. Returns the exit status: 0, 1
+/// when `torsion certs` failed to obtain a certificate, 2 for a configuration error
+/// (printed as `error: ...`). `--help`, `--version` and usage errors are handled by clap,
+/// which exits the process.
+pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = args::Cli::parse_from(argv);
+    init_logging();
+    match run(cli, web::Signals::Server) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(CONFIG_ERROR)
+        }
+    }
+}
+
+/// Logs to standard error, at the level `RUST_LOG` gives (info by default), in colour on a
+/// terminal. A second call (a second server in one Python process) keeps the first set-up.
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs a parsed command line to its end; `Err` is a configuration error.
+fn run(cli: args::Cli, signals: web::Signals) -> Result<ExitCode, ConfigError> {
+    match cli.command {
+        args::Command::Web(args) => {
+            let running = web::Running::start(
+                web::Plan {
+                    args: *args,
+                    mounts: Vec::new(),
+                },
+                signals,
+            )?;
+            running.join();
+            Ok(ExitCode::SUCCESS)
+        }
+        args::Command::Certs(args) => certs::certs(*args),
+    }
+}

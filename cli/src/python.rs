@@ -1,0 +1,397 @@
+//! `torsion._torsion`, the extension module under the `torsion` Python package: the
+//! command line of the binary, a server started from Python objects, and the descriptor
+//! parser, for the package's Python API (`torsion/__init__.py`).
+//!
+//! The module joins the interpreter that imported it: the server's Python threads attach
+//! to it, and its applications see that interpreter's `sys.prefix` and packages. Signals
+//! stay with Python: where the server runs on the main thread ([`main`], [`wait`]), Python
+//! handlers for SIGINT, SIGTERM and SIGUSR1 are installed for the duration and the
+//! previous ones put back afterwards; elsewhere the caller stops the server.
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::CommandFactory;
+use clap::Parser;
+use pyo3::exceptions::{PyImportError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyCFunction, PyDict, PyList, PyString, PyTuple};
+use torsion_endpoints::{Address, Endpoint};
+use torsion_wsgi::Application;
+
+use crate::args::{Cli, Command};
+use crate::error::ConfigError;
+use crate::web::{Mounted, Plan, Running, Signals};
+
+pyo3::create_exception!(
+    torsion,
+    OptionError,
+    PyValueError,
+    "An option's value is not valid: the message is the command line's (`error: ...`, exit status 2)."
+);
+pyo3::create_exception!(
+    torsion,
+    DescriptorError,
+    PyValueError,
+    "An endpoint descriptor does not parse; the message names the descriptor, the column or argument at fault, and what is accepted."
+);
+pyo3::create_exception!(
+    torsion,
+    ApplicationError,
+    PyImportError,
+    "A WSGI application cannot be imported, or is not callable."
+);
+pyo3::create_exception!(
+    torsion,
+    ListenError,
+    PyOSError,
+    "A listener cannot be opened: the address is in use, a certificate directory is unusable, or systemd passed no socket."
+);
+
+impl From<ConfigError> for PyErr {
+    fn from(err: ConfigError) -> PyErr {
+        let message = err.to_string();
+        match err {
+            ConfigError::Option(_) => OptionError::new_err(message),
+            ConfigError::Descriptor(_) => DescriptorError::new_err(message),
+            ConfigError::Application(_) => ApplicationError::new_err(message),
+            ConfigError::Listen(_) => ListenError::new_err(message),
+        }
+    }
+}
+
+/// How often the thread waiting for a server returns to Python to run signal handlers.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// The `torsion` command line: `main(["web", "--wsgi", "app:app"])`, the program name not
+/// included. Returns the exit status, as the binary's: 0; 1 when `torsion certs` could not
+/// obtain a certificate; 2 for a configuration error or bad usage (printed to standard
+/// error as `error: ...`); `--help` and `--version` print and return 0.
+///
+/// On the main thread, SIGINT and SIGTERM stop the server after its requests in flight
+/// (within `--shutdown-timeout`) and SIGUSR1 reopens the access log, as for the binary.
+#[pyfunction]
+fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
+    let argv = std::iter::once(OsString::from("torsion")).chain(argv);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return Ok(err.exit_code());
+        }
+    };
+    crate::init_logging();
+    let outcome = match cli.command {
+        Command::Web(args) => {
+            let plan = Plan {
+                args: *args,
+                mounts: Vec::new(),
+            };
+            match py.detach(|| Running::start(plan, Signals::Caller)) {
+                Ok(running) => {
+                    let running = Arc::new(running);
+                    wait_handling_signals(py, &running)?;
+                    Ok(0)
+                }
+                Err(err) => Err(err),
+            }
+        }
+        Command::Certs(args) => py.detach(|| crate::certs::certs(*args)).map(|code| {
+            if code == std::process::ExitCode::SUCCESS {
+                0
+            } else {
+                1
+            }
+        }),
+    };
+    match outcome {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(i32::from(crate::CONFIG_ERROR))
+        }
+    }
+}
+
+/// A server started from Python: [`start`] returns it serving.
+#[pyclass(frozen, module = "torsion._torsion", name = "Running")]
+struct PyRunning {
+    running: Arc<Running>,
+}
+
+#[pymethods]
+impl PyRunning {
+    /// The bound addresses, one per listener in the order given: `(host, port)` for TCP
+    /// (the port the system chose for port 0), the path (or `None`) for a unix socket.
+    #[getter]
+    fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items: Vec<Bound<'py, PyAny>> = self
+            .running
+            .addresses()
+            .iter()
+            .map(|address| address_object(py, address))
+            .collect::<PyResult<_>>()?;
+        PyList::new(py, items)
+    }
+
+    /// Starts a graceful stop and returns at once: no new connections; requests in flight
+    /// get up to `--shutdown-timeout`.
+    fn stop(&self) {
+        self.running.stop();
+    }
+
+    /// Waits, without the GIL, up to `timeout` seconds (forever for `None`) for the server
+    /// to have stopped; whether it has.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let running = self.running.clone();
+        match timeout {
+            None => {
+                py.detach(|| running.join());
+                Ok(true)
+            }
+            Some(seconds) => {
+                let timeout = Duration::try_from_secs_f64(seconds).map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "timeout {seconds} is not valid; expected a number of seconds, 0 or more"
+                    ))
+                })?;
+                let stopped = py.detach(|| running.wait_timeout(timeout));
+                if stopped {
+                    py.detach(|| running.join());
+                }
+                Ok(stopped)
+            }
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM (handled by Python for the duration, on the main
+    /// thread only) or [`stop`](Self::stop), then waits for the requests in flight.
+    fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
+        wait_handling_signals(py, &self.running)
+    }
+
+    /// Reopens the access log, as SIGUSR1 does (for log rotation).
+    fn reopen_access_log(&self) {
+        self.running.reopen_access_log();
+    }
+}
+
+/// A Python value for a listener's address.
+fn address_object<'py>(py: Python<'py>, address: &Address) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match address {
+        Address::Tcp(socket) => (socket.ip().to_string(), socket.port())
+            .into_pyobject(py)?
+            .into_any(),
+        Address::Unix(Some(path)) => path.clone().into_pyobject(py)?.into_any(),
+        Address::Unix(None) => py.None().into_bound(py),
+    })
+}
+
+/// Starts a server: `argv` are the options of `torsion web` (without the subcommand),
+/// `mounts` are `(prefix, kind, value, options)` for the resources mounted from Python:
+/// `("application", callable, name, None)`, `("name", "module:attribute", None, None)`,
+/// or `("static", directory, None, [static options as flags])`. Returns it serving, every
+/// listener open.
+///
+/// Raises `OptionError`, `DescriptorError`, `ApplicationError` or `ListenError` with the
+/// command line's message.
+#[pyfunction]
+fn start(
+    py: Python<'_>,
+    argv: Vec<OsString>,
+    mounts: Vec<(String, String, Bound<'_, PyAny>, Bound<'_, PyAny>)>,
+) -> PyResult<PyRunning> {
+    let args = web_args(argv)?;
+    let mut mounted = Vec::new();
+    for (prefix, kind, value, options) in mounts {
+        let resource = match kind.as_str() {
+            "application" => {
+                let name: String = options.extract()?;
+                Mounted::Application(Application::new(value, &name).map_err(ConfigError::from)?)
+            }
+            "name" => {
+                let name: String = value.extract()?;
+                // Imported once the interpreter's sys.path has --pythonpath on it.
+                Mounted::Name(name)
+            }
+            "static" => {
+                let directory: std::path::PathBuf = value.extract()?;
+                let flags: Vec<OsString> = options.extract()?;
+                let static_args = web_args(flags)?;
+                Mounted::Files(directory, crate::web::files_options(&static_args)?)
+            }
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "mount kind {other:?} is not one of application, name, static"
+                )));
+            }
+        };
+        mounted.push((prefix, resource));
+    }
+    let plan = Plan {
+        args,
+        mounts: mounted,
+    };
+    let running = py.detach(|| Running::start(plan, Signals::Caller))?;
+    Ok(PyRunning {
+        running: Arc::new(running),
+    })
+}
+
+/// `torsion web`'s options from flags, or `OptionError` with clap's message.
+fn web_args(flags: Vec<OsString>) -> PyResult<crate::args::WebArgs> {
+    let argv = [OsString::from("torsion"), OsString::from("web")]
+        .into_iter()
+        .chain(flags);
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Web(args),
+        }) => Ok(*args),
+        Ok(_) => Err(OptionError::new_err("not options of torsion web")),
+        Err(err) => Err(OptionError::new_err(clap_message(&err))),
+    }
+}
+
+/// clap's message without its `error: ` prefix and its closing advice to try `--help`.
+fn clap_message(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let text = text.trim();
+    let text = text.strip_prefix("error: ").unwrap_or(text);
+    let text = match text.find("\n\nFor more information") {
+        Some(end) => &text[..end],
+        None => text,
+    };
+    text.trim_end().to_owned()
+}
+
+/// Waits for `running` to stop, returning to Python every [`SIGNAL_POLL`] so that signal
+/// handlers run. On the main thread, SIGINT and SIGTERM stop it and SIGUSR1 reopens its
+/// access log for the duration; the previous handlers are restored afterwards.
+fn wait_handling_signals(py: Python<'_>, running: &Arc<Running>) -> PyResult<()> {
+    let signal = py.import("signal")?;
+    let threading = py.import("threading")?;
+    let main_thread = threading
+        .call_method0("current_thread")?
+        .is(&threading.call_method0("main_thread")?);
+    let mut previous = Vec::new();
+    if main_thread {
+        for (name, stops) in [("SIGINT", true), ("SIGTERM", true), ("SIGUSR1", false)] {
+            let number = signal.getattr(name)?;
+            let target = running.clone();
+            let handler = PyCFunction::new_closure(
+                py,
+                None,
+                None,
+                move |_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| {
+                    if stops {
+                        tracing::info!("{name} received: stopping");
+                        target.stop();
+                    } else {
+                        target.reopen_access_log();
+                    }
+                },
+            )?;
+            let old = signal.call_method1("signal", (&number, handler))?;
+            previous.push((number, old));
+        }
+    }
+    let outcome = loop {
+        let stopped = py.detach(|| running.wait_timeout(SIGNAL_POLL));
+        if stopped {
+            break Ok(());
+        }
+        if let Err(err) = py.check_signals() {
+            // Another handler raised (the application's own): stop, then raise it.
+            running.stop();
+            py.detach(|| running.join());
+            break Err(err);
+        }
+    };
+    py.detach(|| running.join());
+    for (number, old) in previous {
+        let old = if old.is_none() {
+            signal.getattr("SIG_DFL")?
+        } else {
+            old
+        };
+        signal.call_method1("signal", (number, old))?;
+    }
+    outcome
+}
+
+/// The options of `torsion web` for the Python API's keywords: a list of
+/// `(keyword, flag, kind, default, help)`, where `kind` is `"switch"` (a flag without a
+/// value), `"value"` or `"list"` (repeatable), and `default` is the text clap fills in (or
+/// `None`). Hidden options (twist web's, refused) are left out.
+#[pyfunction]
+fn options() -> Vec<(String, String, &'static str, Option<String>, String)> {
+    let command = Cli::command();
+    let Some(web) = command.find_subcommand("web") else {
+        return Vec::new();
+    };
+    web.get_arguments()
+        .filter(|arg| !arg.is_hide_set())
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let kind = match arg.get_action() {
+                clap::ArgAction::SetTrue => "switch",
+                clap::ArgAction::Append => "list",
+                _ => "value",
+            };
+            let default = arg
+                .get_default_values()
+                .first()
+                .map(|v| v.to_string_lossy().into_owned());
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            Some((
+                long.replace('-', "_"),
+                format!("--{long}"),
+                kind,
+                default,
+                help,
+            ))
+        })
+        .collect()
+}
+
+/// Parses an endpoint descriptor as `--listen` does: `(kind, args, kwargs, canonical)`,
+/// where `args` are the positional arguments, `kwargs` a dict of the keyword arguments
+/// (both unescaped), and `canonical` the descriptor Torsion would print for it, which
+/// parses back to the same endpoint. Raises `DescriptorError` with the CLI's message.
+#[pyfunction]
+fn parse_descriptor<'py>(
+    py: Python<'py>,
+    text: &str,
+) -> PyResult<(String, Vec<String>, Bound<'py, PyDict>, String)> {
+    let endpoint = Endpoint::parse(text).map_err(ConfigError::from)?;
+    let descriptor = endpoint.descriptor();
+    let kwargs = PyDict::new(py);
+    for (key, value) in descriptor.kwargs() {
+        kwargs.set_item(PyString::new(py, key), PyString::new(py, value))?;
+    }
+    Ok((
+        descriptor.kind().to_owned(),
+        descriptor.args().to_vec(),
+        kwargs,
+        endpoint.to_string(),
+    ))
+}
+
+/// The extension module `torsion._torsion`.
+#[pymodule]
+fn _torsion(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    module.add("OptionError", py.get_type::<OptionError>())?;
+    module.add("DescriptorError", py.get_type::<DescriptorError>())?;
+    module.add("ApplicationError", py.get_type::<ApplicationError>())?;
+    module.add("ListenError", py.get_type::<ListenError>())?;
+    module.add_class::<PyRunning>()?;
+    module.add_function(wrap_pyfunction!(main, module)?)?;
+    module.add_function(wrap_pyfunction!(start, module)?)?;
+    module.add_function(wrap_pyfunction!(options, module)?)?;
+    module.add_function(wrap_pyfunction!(parse_descriptor, module)?)?;
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! `torsion web`: the flags (and, from Python, objects) turned into a site served on
+//! listeners by a server running on a thread of its own until it is stopped.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use torsion_endpoints::{Address, Endpoint};
+use torsion_wsgi::site::files::{Files, FilesOptions};
+use torsion_wsgi::site::{Resource, Site};
+use torsion_wsgi::{AccessLog, Application, PythonOptions, ServerConfig};
+
+use crate::args::WebArgs;
+use crate::error::ConfigError;
+
+/// What `torsion web` serves: the flags, and the resources Python code mounted beside
+/// them (the Python API's `Site.mount`).
+pub(crate) struct Plan {
+    /// The flags (or the Python keywords turned into flags).
+    pub(crate) args: WebArgs,
+    /// Resources mounted from Python, with their prefixes.
+    pub(crate) mounts: Vec<(String, Mounted)>,
+}
+
+/// A resource mounted from Python rather than named by a flag.
+pub(crate) enum Mounted {
+    /// A WSGI application object.
+    Application(Application),
+    /// A WSGI application by name, imported as `--mount` imports it.
+    Name(String),
+    /// A directory of static files with its own options.
+    Files(PathBuf, FilesOptions),
+}
+
+/// Who handles SIGINT, SIGTERM and SIGUSR1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signals {
+    /// The server: the first SIGINT or SIGTERM stops it, SIGUSR1 reopens the access log
+    /// (the binary, which owns its process).
+    Server,
+    /// The caller, which stops the server with [`Running::stop`] (Python, whose process
+    /// belongs to the interpreter).
+    Caller,
+}
+
+/// A server started by [`Running::start`], serving on a thread of its own.
+///
+/// Shared by reference between the thread that waits for it and, in Python, the signal
+/// handlers that stop it: every method takes `&self`. Dropping it starts a graceful stop
+/// but does not wait for it.
+pub(crate) struct Running {
+    addresses: Vec<Address>,
+    access_log: Option<AccessLog>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    done: Mutex<mpsc::Receiver<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Running {
+    /// Checks every option, loads the applications, opens every listener, then serves on
+    /// a new thread. Nothing is served unless all of that succeeded.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`]: a bad option or descriptor, an application that does not
+    /// load, a listener that cannot be opened, or no thread or runtime to be had.
+    pub(crate) fn start(plan: Plan, signals: Signals) -> Result<Running, ConfigError> {
+        let Plan { args, mounts } = plan;
+        let endpoints = endpoints(&args)?;
+        let config = server_config(&args)?;
+        let runtime = torsion_wsgi::runtime_builder()
+            .build()
+            .map_err(|err| ConfigError::Listen(format!("cannot start the async runtime: {err}")))?;
+        let access_log = config.access_log.clone();
+        // The site's bridge and the signal streams belong to this runtime.
+        let entered = runtime.enter();
+        let shutdown = match signals {
+            Signals::Server => {
+                // Before Python starts: our handlers first, so that CPython leaves SIGINT
+                // alone.
+                let shutdown = shutdown_signal()
+                    .map_err(|err| format!("cannot install signal handlers: {err}"))?;
+                if let Some(log) = access_log.clone() {
+                    reopen_on_sigusr1(log)
+                        .map_err(|err| format!("cannot install the SIGUSR1 handler: {err}"))?;
+                }
+                Some(shutdown)
+            }
+            Signals::Caller => None,
+        };
+        let site = site(&args, config, mounts)?;
+        for mount in site.mounts() {
+            tracing::info!("mounted {mount}");
+        }
+        drop(entered);
+        let listeners = runtime.block_on(async {
+            let mut listeners = Vec::new();
+            for endpoint in &endpoints {
+                listeners.push(endpoint.listen().await?);
+            }
+            Ok::<_, ConfigError>(listeners)
+        })?;
+        let addresses = listeners.iter().map(|l| l.local_addr().clone()).collect();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = mpsc::channel();
+        let log = access_log.clone();
+        let thread = std::thread::Builder::new()
+            .name("torsion-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let stopped = async move {
+                        match shutdown {
+                            Some(signal) => tokio::select! {
+                                () = signal => {}
+                                _ = stop_rx => {}
+                            },
+                            None => drop(stop_rx.await),
+                        }
+                    };
+                    torsion_wsgi::serve(site, listeners, stopped).await;
+                });
+                if let Some(log) = log {
+                    log.finish();
+                }
+                tracing::info!("stopped");
+                drop(done_tx);
+            })
+            .map_err(|err| ConfigError::Listen(format!("cannot start the server thread: {err}")))?;
+        Ok(Running {
+            addresses,
+            access_log,
+            stop: Mutex::new(Some(stop_tx)),
+            done: Mutex::new(done),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The listeners' bound addresses, in the order of the descriptors (with port 0, the
+    /// port the system chose).
+    pub(crate) fn addresses(&self) -> &[Address] {
+        &self.addresses
+    }
+
+    /// Starts a graceful stop: no new connections, requests in flight get up to
+    /// `--shutdown-timeout`. Returns at once; a second call does nothing.
+    pub(crate) fn stop(&self) {
+        let stop = self.stop.lock().ok().and_then(|mut stop| stop.take());
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Reopens the access log, if there is one (what SIGUSR1 does to the binary).
+    pub(crate) fn reopen_access_log(&self) {
+        if let Some(log) = &self.access_log {
+            log.reopen();
+        }
+    }
+
+    /// Waits up to `timeout` for the server to have stopped; whether it has.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        let Ok(done) = self.done.lock() else {
+            return true;
+        };
+        !matches!(
+            done.recv_timeout(timeout),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
+    }
+
+    /// Waits until the server has stopped (after [`Running::stop`] or, with
+    /// [`Signals::Server`], a signal).
+    pub(crate) fn join(&self) {
+        let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A duration flag in seconds: 0 or more, or above 0 when `positive`.
+fn seconds(flag: &str, value: f64, positive: bool) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !positive || !d.is_zero())
+        .ok_or_else(|| {
+            let expected = if positive {
+                "a number of seconds above 0"
+            } else {
+                "a number of seconds, 0 or more"
+            };
+            ConfigError::Option(format!("{flag} {value} is not valid; expected {expected}"))
+        })
+}
+
+/// Refuses twist web's options for Twisted resources, saying what to use instead.
+fn refuse_twisted_only(args: &WebArgs) -> Result<(), ConfigError> {
+    let refused = [
+        (args.class.is_some(), "--class", "a Twisted resource class"),
+        (
+            args.resource_script.is_some(),
+            "--resource-script",
+            "an .rpy resource script",
+        ),
+        (
+            args.processor.is_some(),
+            "--processor",
+            "a Twisted processor for a file extension",
+        ),
+        (args.user, "--user", "users' ~/public_html directories"),
+        (
+            args.personal,
+            "--personal",
+            "a distributed personal web server",
+        ),
+    ];
+    for (given, option, what) in refused {
+        if given {
+            return Err(format!(
+                "{option} serves {what}, which only Twisted can run: serve a WSGI application with --wsgi (or --mount), or a directory with --path (or --static)"
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The endpoints of `--listen` (and the deprecated `--port` and `--https`), all parsed
+/// before anything starts, so that a typo stops start-up with status 2.
+fn endpoints(args: &WebArgs) -> Result<Vec<Endpoint>, ConfigError> {
+    refuse_twisted_only(args)?;
+    let mut descriptors = args.listen.clone();
+    if let Some(port) = &args.port {
+        tracing::warn!("--port is deprecated; use --listen");
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            descriptors.push(format!("tcp:{port}"));
+        } else {
+            descriptors.push(port.clone());
+        }
+    }
+    if let Some(port) = args.https {
+        let descriptor = format!(
+            "ssl:{port}:privateKey={}:certKey={}",
+            torsion_endpoints::quote(&args.privkey),
+            torsion_endpoints::quote(&args.certificate)
+        );
+        tracing::warn!("--https is deprecated (as in Twisted); use --listen {descriptor}");
+        descriptors.push(descriptor);
+    }
+    if descriptors.is_empty() {
+        descriptors.push("tcp:8080".into());
+    }
+    Ok(descriptors
+        .iter()
+        .map(|text| Endpoint::parse(text))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The server's settings from the flags.
+fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
+    let mut config = ServerConfig::default();
+    if let Some(threads) = args.threads {
+        config.threads = usize::from(threads);
+    }
+    if let Some(max) = args.max_body_size {
+        config.max_body_size = max;
+    }
+    config.display_tracebacks = args.display_tracebacks;
+    config.shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout, false)?;
+    config.client_timeout = seconds("--client-timeout", args.client_timeout, true)?;
+    if let Some(size) = args.request_buffer_size {
+        config.request_buffer_size = size;
+    }
+    if let Some(rate) = args.min_upload_rate {
+        config.min_upload_rate = rate;
+    }
+    config.upload_grace = seconds("--upload-grace", args.upload_grace, false)?;
+    if let Some(rate) = args.min_download_rate {
+        config.min_download_rate = rate;
+    }
+    config.download_grace = seconds("--download-grace", args.download_grace, false)?;
+    let format: torsion_wsgi::LogFormat = args
+        .access_log_format
+        .parse()
+        .map_err(|err| format!("--access-log-format: {err}"))?;
+    if let Some(target) = &args.access_log {
+        let destination = match target.as_str() {
+            "-" => torsion_wsgi::Destination::Stdout,
+            path => torsion_wsgi::Destination::File(PathBuf::from(path)),
+        };
+        let log = torsion_wsgi::AccessLog::open(destination, format)
+            .map_err(|err| format!("--access-log {target}: cannot open it: {err}"))?;
+        config.access_log = Some(log);
+    }
+    if let Some(networks) = &args.forwarded_allow_ips {
+        config.forwarded_allow = networks
+            .parse()
+            .map_err(|err| format!("--forwarded-allow-ips: {err}"))?;
+    }
+    for field in &args.add_header {
+        config
+            .add_header(field)
+            .map_err(|err| format!("--add-header: {err}"))?;
+    }
+    Ok(config)
+}
+
+/// The site the flags describe, with `extra` (mounted from Python) beside them: --wsgi and
+/// --path at /, --mount and --static at their prefixes; the demo at / when nothing is.
+/// Starts Python only when an application is mounted.
+fn site(
+    args: &WebArgs,
+    config: ServerConfig,
+    extra: Vec<(String, Mounted)>,
+) -> Result<Site, ConfigError> {
+    let split = |flag: &str, value: &str| -> Result<(String, String), ConfigError> {
+        match value.split_once('=') {
+            Some((prefix, rest)) if !rest.is_empty() => Ok((prefix.to_owned(), rest.to_owned())),
+            _ => Err(format!(
+                "{flag} {value:?}: expected PREFIX=VALUE, as in {flag} /static=./static"
+            )
+            .into()),
+        }
+    };
+    let files_options = files_options(args)?;
+    let mut statics = Vec::new();
+    if let Some(dir) = &args.path {
+        statics.push(("/".to_owned(), dir.clone()));
+    }
+    for value in &args.static_dirs {
+        let (prefix, dir) = split("--static", value)?;
+        statics.push((prefix, PathBuf::from(dir)));
+    }
+    let mut names = Vec::new();
+    if let Some(name) = &args.wsgi {
+        names.push(("/".to_owned(), name.clone()));
+    }
+    for value in &args.mount {
+        names.push(split("--mount", value)?);
+    }
+    if args.wsgi.is_some() && args.path.is_some() {
+        return Err("--wsgi and --path both serve /: mount one of them elsewhere, as in --static /files=DIR or --mount /app=NAME".to_owned().into());
+    }
+    let mut mounts = Vec::new();
+    for (prefix, dir) in statics {
+        let files = Files::new(dir, files_options.clone()).map_err(|err| err.to_string())?;
+        mounts.push((prefix, Resource::Files(files)));
+    }
+    let python_mounted = extra
+        .iter()
+        .any(|(_, m)| matches!(m, Mounted::Application(_)));
+    for (prefix, mounted) in extra {
+        let resource = match mounted {
+            Mounted::Application(application) => Resource::Application(application),
+            Mounted::Name(name) => {
+                names.push((prefix, name));
+                continue;
+            }
+            Mounted::Files(dir, options) => {
+                Resource::Files(Files::new(dir, options).map_err(|err| err.to_string())?)
+            }
+        };
+        mounts.push((prefix, resource));
+    }
+    let demo = names.is_empty() && mounts.is_empty();
+    if demo || python_mounted || !names.is_empty() {
+        torsion_wsgi::initialize(&PythonOptions::new(args.pythonpath.clone()))?;
+    }
+    for (prefix, name) in names {
+        mounts.push((prefix, Resource::Application(Application::load(&name)?)));
+    }
+    if demo {
+        mounts.push(("/".to_owned(), Resource::Application(Application::demo()?)));
+    }
+    tracing::info!(threads = config.threads, "starting");
+    Site::new(mounts, config).map_err(|err| ConfigError::Option(err.to_string()))
+}
+
+/// The static files' options from the flags.
+pub(crate) fn files_options(args: &WebArgs) -> Result<FilesOptions, ConfigError> {
+    let mut options = FilesOptions::default();
+    if !args.index.is_empty() {
+        options.index = args.index.clone();
+    }
+    options.listing = args.directory_listing;
+    options.dotfiles = args.dotfiles;
+    options.max_age = args.max_age.map(Duration::from_secs);
+    options.precompressed = !args.no_precompressed;
+    options.ignore_ext = args.ignore_ext.clone();
+    if args.allow_ignore_ext {
+        options.ignore_ext.push("*".to_owned());
+    }
+    for value in &args.mime_type {
+        let (extension, content_type) = match value.split_once('=') {
+            Some((extension, content_type)) => (extension.trim_start_matches('.'), content_type),
+            None => ("", value.as_str()),
+        };
+        if http::HeaderValue::from_str(content_type).is_err() || !content_type.contains('/') {
+            return Err(format!(
+                "--mime-type {value:?}: {content_type:?} is not a content type such as text/plain"
+            )
+            .into());
+        }
+        options
+            .mime_types
+            .insert(extension.to_ascii_lowercase(), content_type.to_owned());
+    }
+    Ok(options)
+}
+
+/// Reopens the access log on every SIGUSR1, for log rotation (nginx's and Apache's signal
+/// for it).
+fn reopen_on_sigusr1(log: torsion_wsgi::AccessLog) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            log.reopen();
+        }
+    });
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!("{name} received: stopping");
+    })
+}

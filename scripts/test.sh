@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a machine that has Rust (with cargo-nextest) and
 # CPython 3.11 with its shared library: creates .venv from fixtures/requirements.txt when
-# it is missing or out of date, then runs the unit, integration, end-to-end and doc tests.
+# it is missing or out of date, runs the unit, integration, end-to-end and doc tests, then
+# builds the wheel for each interpreter at hand and runs the Python tests (tests/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,34 @@ fi
 # Build against the interpreter on PATH, not the test venv (same CPython, but the build
 # must not depend on whether a venv happens to be active).
 unset VIRTUAL_ENV
-# Doc tests first, so that the run ends with nextest's summary of every other test.
 cargo test --workspace --doc --quiet
 cargo nextest run --workspace --no-fail-fast "$@"
+
+# The wheel, built by maturin for each interpreter the Python tests install it into: the
+# one on PATH (pyenv's), Debian's /usr/bin/python3, and the newest pyenv CPython from
+# 3.12 on, where the machine has them. Each goes to target/wheels/VERSION/ with the
+# interpreter's path beside it. The dev profile: these tests check the code (bench/
+# measures a release build). --compatibility makes maturin check the manylinux policy
+# (manylinux_2_34: the oldest this machine's glibc 2.36 toolchain links for).
+interpreters=("$(command -v "$python")")
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null; then
+  interpreters+=(/usr/bin/python3)
+fi
+pyenv_versions=${PYENV_ROOT:-$HOME/.pyenv}/versions
+newest=$(ls -d "$pyenv_versions"/3.1[2-9]* 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$newest" ] && [ -x "$newest/bin/python3" ]; then
+  interpreters+=("$newest/bin/python3")
+fi
+rm -rf target/wheels
+for interpreter in "${interpreters[@]}"; do
+  interpreter=$("$interpreter" -c "import sys; print(sys.executable)")
+  version=$("$interpreter" -c "import platform; print(platform.python_version())")
+  echo "building the wheel for Python $version ($interpreter)"
+  .venv/bin/maturin build --quiet --profile dev --compatibility manylinux_2_34 \
+    -m cli/Cargo.toml -i "$interpreter" --target-dir target/wheel --out "target/wheels/$version"
+  echo "$interpreter" > "target/wheels/$version/interpreter"
+done
+own=$(.venv/bin/python -c "import platform; print(platform.python_version())")
+.venv/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+  target/wheels/"$own"/torsion-*.whl
+.venv/bin/python -m pytest -p no:cacheprovider tests/python

@@ -1,5 +1,22 @@
 //! What stops start-up: one error type, whose kind picks the Python exception class and
-//! whose message is the same on the command line and in Python.
+//! whose message is the same on the command line and in Python; and the logging both
+//! hosts set up.
+
+/// Exit status for configuration errors (bad descriptor, bad application name, a listener
+/// that cannot be opened), as for a command-line usage error.
+pub const CONFIG_ERROR: u8 = 2;
+
+/// Logs to standard error, at the level `RUST_LOG` gives (info by default), in colour on a
+/// terminal. A second call (a second server in one Python process) keeps the first set-up.
+pub(crate) fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
 
 /// A configuration or start-up error. The CLI prints `error: MESSAGE` and exits with
 /// status 2; the Python API raises the exception class of its kind with the same message

@@ -23,11 +23,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use error::ConfigError;
-
-/// Exit status for configuration errors (bad descriptor, bad application name, a listener
-/// that cannot be opened), as for a command-line usage error.
-pub const CONFIG_ERROR: u8 = 2;
+use error::init_logging;
+pub use error::{CONFIG_ERROR, ConfigError};
 
 /// Runs the `torsion` command line, `argv` starting with the program name, in a process of
 /// its own: logging to standard error, SIGINT and SIGTERM stopping the server after its
@@ -47,18 +44,6 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Logs to standard error, at the level `RUST_LOG` gives (info by default), in colour on a
-/// terminal. A second call (a second server in one Python process) keeps the first set-up.
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
 /// Runs a parsed command line to its end; `Err` is a configuration error.
 fn run(cli: args::Cli, signals: web::Signals) -> Result<ExitCode, ConfigError> {
     match cli.command {
@@ -67,6 +52,7 @@ fn run(cli: args::Cli, signals: web::Signals) -> Result<ExitCode, ConfigError> {
                 web::Plan {
                     args: *args,
                     mounts: Vec::new(),
+                    timers: Vec::new(),
                 },
                 signals,
             )?;

@@ -4,9 +4,10 @@
 //!
 //! The module joins the interpreter that imported it: the server's Python threads attach
 //! to it, and its applications see that interpreter's `sys.prefix` and packages. Signals
-//! stay with Python: where the server runs on the main thread ([`main`], [`wait`]), Python
-//! handlers for SIGINT, SIGTERM and SIGUSR1 are installed for the duration and the
-//! previous ones put back afterwards; elsewhere the caller stops the server.
+//! stay with Python: where the server runs on the main thread (`main`,
+//! `Running.serve_forever`), Python handlers for SIGINT, SIGTERM and SIGUSR1 are installed
+//! for the duration and the previous ones put back afterwards; elsewhere the caller stops
+//! the server.
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use pyo3::exceptions::{PyImportError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyList, PyString, PyTuple};
 use torsion_endpoints::{Address, Endpoint};
-use torsion_wsgi::Application;
+use torsion_wsgi::{Application, Timer};
 
 use crate::args::{Cli, Command};
 use crate::error::ConfigError;
@@ -81,12 +82,13 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
             return Ok(err.exit_code());
         }
     };
-    crate::init_logging();
+    crate::error::init_logging();
     let outcome = match cli.command {
         Command::Web(args) => {
             let plan = Plan {
                 args: *args,
                 mounts: Vec::new(),
+                timers: Vec::new(),
             };
             match py.detach(|| Running::start(plan, Signals::Caller)) {
                 Ok(running) => {
@@ -109,7 +111,7 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
         Ok(code) => Ok(code),
         Err(err) => {
             eprintln!("error: {err}");
-            Ok(i32::from(crate::CONFIG_ERROR))
+            Ok(i32::from(crate::error::CONFIG_ERROR))
         }
     }
 }
@@ -192,8 +194,12 @@ fn address_object<'py>(py: Python<'py>, address: &Address) -> PyResult<Bound<'py
 /// Starts a server: `argv` are the options of `torsion web` (without the subcommand),
 /// `mounts` are `(prefix, kind, value, options)` for the resources mounted from Python:
 /// `("application", callable, name, None)`, `("name", "module:attribute", None, None)`,
-/// or `("static", directory, None, [static options as flags])`. Returns it serving, every
-/// listener open.
+/// or `("static", directory, None, [static options as flags])`; `timers` are
+/// `(seconds, callable, name)` for repeating tasks. Returns it serving, every listener
+/// open.
+///
+/// The server logs to standard error as the command line does (`RUST_LOG` sets the level),
+/// never through Python's `logging`, whose handlers would need the GIL on the event loop.
 ///
 /// Raises `OptionError`, `DescriptorError`, `ApplicationError` or `ListenError` with the
 /// command line's message.
@@ -202,8 +208,10 @@ fn start(
     py: Python<'_>,
     argv: Vec<OsString>,
     mounts: Vec<(String, String, Bound<'_, PyAny>, Bound<'_, PyAny>)>,
+    timers: Vec<(f64, Bound<'_, PyAny>, String)>,
 ) -> PyResult<PyRunning> {
     let args = web_args(argv)?;
+    crate::error::init_logging();
     let mut mounted = Vec::new();
     for (prefix, kind, value, options) in mounts {
         let resource = match kind.as_str() {
@@ -230,9 +238,24 @@ fn start(
         };
         mounted.push((prefix, resource));
     }
+    let timers = timers
+        .into_iter()
+        .map(|(seconds, task, name)| {
+            let interval = Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    OptionError::new_err(format!(
+                        "timer {name}: {seconds} is not valid; expected a number of seconds above 0"
+                    ))
+                })?;
+            Ok(Timer::new(interval, task, &name).map_err(ConfigError::from)?)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
     let plan = Plan {
         args,
         mounts: mounted,
+        timers,
     };
     let running = py.detach(|| Running::start(plan, Signals::Caller))?;
     Ok(PyRunning {
@@ -321,12 +344,23 @@ fn wait_handling_signals(py: Python<'_>, running: &Arc<Running>) -> PyResult<()>
     outcome
 }
 
+/// One option of `torsion web`: keyword, flag, kind, default, help, value name.
+type OptionRow = (
+    String,
+    String,
+    &'static str,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
 /// The options of `torsion web` for the Python API's keywords: a list of
-/// `(keyword, flag, kind, default, help)`, where `kind` is `"switch"` (a flag without a
-/// value), `"value"` or `"list"` (repeatable), and `default` is the text clap fills in (or
-/// `None`). Hidden options (twist web's, refused) are left out.
+/// `(keyword, flag, kind, default, help, value_name)`, where `kind` is `"switch"` (a flag
+/// without a value), `"value"` or `"list"` (repeatable), `default` is the text clap fills
+/// in (or `None`), and `value_name` the placeholder of the help (`SECONDS`). Hidden options
+/// (twist web's, refused) are left out.
 #[pyfunction]
-fn options() -> Vec<(String, String, &'static str, Option<String>, String)> {
+fn options() -> Vec<OptionRow> {
     let command = Cli::command();
     let Some(web) = command.find_subcommand("web") else {
         return Vec::new();
@@ -345,12 +379,17 @@ fn options() -> Vec<(String, String, &'static str, Option<String>, String)> {
                 .first()
                 .map(|v| v.to_string_lossy().into_owned());
             let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let value_name = arg
+                .get_value_names()
+                .and_then(|names| names.first())
+                .map(|name| name.to_string());
             Some((
                 long.replace('-', "_"),
                 format!("--{long}"),
                 kind,
                 default,
                 help,
+                value_name,
             ))
         })
         .collect()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use torsion_endpoints::{Address, Endpoint};
 use torsion_wsgi::site::files::{Files, FilesOptions};
 use torsion_wsgi::site::{Resource, Site};
-use torsion_wsgi::{AccessLog, Application, PythonOptions, ServerConfig};
+use torsion_wsgi::{AccessLog, Application, PythonOptions, ServerConfig, Timer};
 
 use crate::args::WebArgs;
 use crate::error::ConfigError;
@@ -21,6 +21,8 @@ pub(crate) struct Plan {
     pub(crate) args: WebArgs,
     /// Resources mounted from Python, with their prefixes.
     pub(crate) mounts: Vec<(String, Mounted)>,
+    /// Repeating tasks given from Python.
+    pub(crate) timers: Vec<Timer>,
 }
 
 /// A resource mounted from Python rather than named by a flag.
@@ -65,7 +67,11 @@ impl Running {
     /// The first [`ConfigError`]: a bad option or descriptor, an application that does not
     /// load, a listener that cannot be opened, or no thread or runtime to be had.
     pub(crate) fn start(plan: Plan, signals: Signals) -> Result<Running, ConfigError> {
-        let Plan { args, mounts } = plan;
+        let Plan {
+            args,
+            mounts,
+            timers,
+        } = plan;
         let endpoints = endpoints(&args)?;
         let config = server_config(&args)?;
         let runtime = torsion_wsgi::runtime_builder()
@@ -88,7 +94,9 @@ impl Running {
             }
             Signals::Caller => None,
         };
-        let site = site(&args, config, mounts)?;
+        let site = site(&args, config, mounts)?
+            .with_timers(timers)
+            .map_err(|err| ConfigError::Option(err.to_string()))?;
         for mount in site.mounts() {
             tracing::info!("mounted {mount}");
         }

@@ -68,6 +68,7 @@ mod pool;
 mod runtime;
 mod serve;
 pub mod site;
+mod timers;
 
 pub use access_log::{AccessLog, Destination, LogFormat};
 pub use body::{BodyAborted, ResponseBody};
@@ -78,3 +79,4 @@ pub use config::ServerConfig;
 pub use forwarded::ForwardedTrust;
 pub use runtime::{Heartbeat, runtime_builder};
 pub use serve::{connection_builder, serve};
+pub use timers::Timer;

@@ -80,6 +80,9 @@ pub async fn serve(site: Site, listeners: Vec<Listener>, shutdown: impl Future<O
             stop_rx.clone(),
         )));
     }
+    let timers: Vec<_> = (0..site.timers().len())
+        .map(|index| tokio::spawn(repeat_timer(site.clone(), index, stop_rx.clone())))
+        .collect();
     shutdown.await;
     drop(heartbeat);
     let _ = stop_tx.send(true);
@@ -95,11 +98,51 @@ pub async fn serve(site: Site, listeners: Vec<Listener>, shutdown: impl Future<O
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return;
     };
-    if tokio::time::timeout(timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Timers' calls in progress finish within the same time as requests.
+    let finished = async move {
+        graceful.shutdown().await;
+        for timer in timers {
+            let _ = timer.await;
+        }
+    };
+    if tokio::time::timeout(timeout, finished).await.is_err() {
         tracing::warn!("requests still running after {timeout:?}; stopping anyway");
+    }
+}
+
+/// Runs `site`'s timer `index` until `stop` turns true; returns after the call in progress,
+/// if any, has returned.
+async fn repeat_timer(site: Arc<Site>, index: usize, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let (Some(timer), Some(bridge)) = (site.timers().get(index), site.bridge()) else {
+        return;
+    };
+    let mut next = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let started = tokio::time::Instant::now();
+        match bridge.call(timer.task().clone()).await {
+            Ok(()) => tracing::debug!(timer = timer.name(), "timer ran"),
+            Err(traceback) => {
+                tracing::error!(
+                    timer = timer.name(),
+                    "timer raised:\n{}",
+                    traceback.trim_end()
+                );
+            }
+        }
+        let took = started.elapsed();
+        if took > timer.interval() {
+            tracing::warn!(
+                timer = timer.name(),
+                "the timer's call took {took:.1?}, longer than its interval of {:?}: the next call starts now",
+                timer.interval()
+            );
+        }
+        next = started + timer.interval();
     }
 }
 

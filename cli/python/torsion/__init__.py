@@ -62,7 +62,7 @@ __all__ = [
 #: "switch", "value" or "list".
 _OPTIONS = {
     keyword: (flag, kind, default, help)
-    for keyword, flag, kind, default, help in _torsion.options()
+    for keyword, flag, kind, default, help, _value_name in _torsion.options()
 }
 
 #: The options of static files, which :class:`Static` takes per directory.
@@ -160,6 +160,7 @@ class Site:
         self.mounts: list[tuple[str, Resource]] = []
         self.headers: list[str] = []
         self.listeners: list[str] = []
+        self.timers: list[tuple[float, Callable[[], object]]] = []
 
     def mount(self, prefix: str, resource: Resource) -> None:
         """Serve ``resource`` at ``prefix`` (its ``SCRIPT_NAME`` for an application).
@@ -180,6 +181,23 @@ class Site:
         """Add ``field`` (``"Name: value"``) to every response that lacks it, as
         ``--add-header`` does."""
         self.headers.append(field)
+
+    def timer(self, seconds: float, task: Callable[[], object]) -> None:
+        """Call ``task()`` every ``seconds`` while the site is served, as Twisted's
+        ``TimerService(seconds, task)`` does.
+
+        The first call comes when the server starts, then each one ``seconds`` after the
+        start of the previous one; one timer's calls never overlap (a call that overruns
+        delays the next, and the log says so). Calls run on the server's Python threads,
+        in turn with requests. An exception is logged with its traceback and the timer
+        goes on (Twisted would stop it). At shutdown, a call in progress may finish within
+        ``shutdown_timeout``.
+        """
+        if not callable(task):
+            raise TypeError(f"timer task {task!r} is not callable")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError(f"timer interval {seconds!r} is not valid; expected seconds above 0")
+        self.timers.append((float(seconds), task))
 
     def listen(self, descriptor: str) -> None:
         """Listen on the endpoint ``descriptor`` (``"tcp:8080"``, ``"txsni:/certs:tcp:443"``),
@@ -212,7 +230,7 @@ class Server:
     """
 
     def __init__(self, app: Resource | Site | None = None, **options: Any) -> None:
-        self._argv, self._mounts = _plan("Server", app, options)
+        self._argv, self._mounts, self._timers = _plan("Server", app, options)
         self._running: Any = None
 
     def start(self) -> Server:
@@ -223,7 +241,7 @@ class Server:
         """
         if self._running is not None:
             raise RuntimeError("this server was already started")
-        self._running = _torsion.start(self._argv, self._mounts)
+        self._running = _torsion.start(self._argv, self._mounts, self._timers)
         return self
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -263,8 +281,8 @@ def serve(app: Resource | Site | None = None, **options: Any) -> None:
     another way, or use :class:`Server`); the handlers in place before are restored when
     it returns. Raises what :meth:`Server.start` raises.
     """
-    argv, mounts = _plan("serve", app, options)
-    _torsion.start(argv, mounts).serve_forever()
+    argv, mounts, timers = _plan("serve", app, options)
+    _torsion.start(argv, mounts, timers).serve_forever()
 
 
 def _unexpected(where: str, key: str, known: Iterable[str]) -> str:
@@ -317,17 +335,23 @@ def _mount(prefix: str, resource: Resource) -> tuple[str, str, Any, Any]:
         return (prefix, "static", resource.directory, _flags("Static", resource.options))
     if isinstance(resource, str):
         return (prefix, "name", resource, None)
-    name = getattr(resource, "__qualname__", None) or type(resource).__qualname__
-    module = getattr(resource, "__module__", None)
-    return (prefix, "application", resource, f"{module}:{name}" if module else name)
+    return (prefix, "application", resource, _name(resource))
+
+
+def _name(task: Any) -> str:
+    """``module:qualname`` of a function, for the log."""
+    name = getattr(task, "__qualname__", None) or type(task).__qualname__
+    module = getattr(task, "__module__", None)
+    return f"{module}:{name}" if module else name
 
 
 def _plan(
     where: str, app: Resource | Site | None, options: Mapping[str, Any]
-) -> tuple[list[str], list[tuple[str, str, Any, Any]]]:
-    """The flags and mounts for ``app`` served with ``options``."""
+) -> tuple[list[str], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]]]:
+    """The flags, mounts and timers for ``app`` served with ``options``."""
     _check_keywords(where, options)
     mounts = []
+    timers = []
     if isinstance(app, Site):
         merged = {**app.options, **options}
         if app.listeners and "listen" not in options:
@@ -337,9 +361,10 @@ def _plan(
             merged["add_header"] = list(app.headers) + _as_list(merged.get("add_header"))
         options = merged
         mounts = [_mount(prefix, resource) for prefix, resource in app.mounts]
+        timers = [(seconds, task, _name(task)) for seconds, task in app.timers]
     elif app is not None:
         mounts = [_mount("/", app)]
-    return _flags(where, options), mounts
+    return _flags(where, options), mounts, timers
 
 
 def _as_list(value: Any) -> list[Any]:

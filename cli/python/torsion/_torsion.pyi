@@ -40,11 +40,13 @@ def main(argv: list[str]) -> int:
 def start(
     argv: list[str],
     mounts: list[tuple[str, str, Any, Any]],
+    timers: list[tuple[float, Any, str]],
 ) -> Running:
-    """Start a server from ``torsion web``'s flags and resources mounted from Python."""
+    """Start a server from ``torsion web``'s flags, resources mounted from Python and
+    timers (seconds, callable, name)."""
 
-def options() -> list[tuple[str, str, str, str | None, str]]:
-    """``torsion web``'s options: (keyword, flag, kind, default, help)."""
+def options() -> list[tuple[str, str, str, str | None, str, str | None]]:
+    """``torsion web``'s options: (keyword, flag, kind, default, help, value name)."""
 
 def parse_descriptor(text: str) -> tuple[str, list[str], dict[str, str], str]:
     """An endpoint descriptor's (kind, args, kwargs, canonical form)."""

@@ -42,6 +42,23 @@ use crate::body::{ResponseBody, plain, refusal};
 use crate::config::ServerConfig;
 use crate::pool::{Pool, Refused, Run};
 
+/// What a Python thread is handed: a request, or a call of a repeating task.
+///
+/// Requests are the hot path and calls are rare: a box per request would cost more than
+/// the queue's slots, which are as large as a request either way.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Request(Job),
+    Call(Call),
+}
+
+/// A call of a Python callable without arguments (a timer's run), and where to say how
+/// it went: `Err` holds the exception's traceback.
+struct Call {
+    task: Arc<Py<PyAny>>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
 /// One request handed to a Python thread.
 struct Job {
     /// The index of the application, in the order given to [`Bridge::new`].
@@ -61,7 +78,7 @@ struct Job {
 /// the body back chunk by chunk. The pool's threads stop when the bridge is dropped and
 /// the queue is empty.
 pub struct Bridge {
-    pool: Pool<Job>,
+    pool: Pool<Work>,
     config: Arc<ServerConfig>,
 }
 
@@ -139,6 +156,27 @@ impl Bridge {
         Ok(Bridge { pool, config })
     }
 
+    /// Calls `task()` on one of the bridge's Python threads, in turn with the requests (as
+    /// one more client), and resolves to how it went: `Err` holds the exception's
+    /// traceback, as `traceback.format_exception` prints it, or says that the pool is
+    /// closed or full. Used by repeating tasks ([`crate::Timer`]), which thus never run on
+    /// the event loop nor take threads beyond `--threads`.
+    pub(crate) async fn call(&self, task: Arc<Py<PyAny>>) -> Result<(), String> {
+        let (done, outcome) = oneshot::channel();
+        // Calls share one lane, so requests from clients take their turns between them.
+        let lane = std::ptr::from_ref(self) as usize;
+        match self.pool.submit(lane, Work::Call(Call { task, done })) {
+            Ok(()) => {}
+            Err(Refused::Full(_)) => {
+                return Err("every Python thread is busy and the queue is full".into());
+            }
+            Err(Refused::Closed(_)) => return Err("the server is shutting down".into()),
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Err("the Python thread running it stopped".into()))
+    }
+
     /// The configuration the bridge serves with.
     pub fn config(&self) -> &ServerConfig {
         &self.config
@@ -207,14 +245,14 @@ impl Bridge {
         let (method, uri, connection) = (parts.method.clone(), parts.uri.clone(), info.clone());
         match self.pool.submit(
             lane,
-            Job {
+            Work::Request(Job {
                 app,
                 parts,
                 body,
                 pace,
                 info,
                 reply,
-            },
+            }),
         ) {
             Ok(()) => {}
             Err(Refused::Full(_)) => {
@@ -264,9 +302,19 @@ impl Bridge {
     }
 }
 
-impl Run<Job> for Worker {
-    fn run(&self, py: Python<'_>, job: Job) {
-        self.serve(py, job);
+impl Run<Work> for Worker {
+    fn run(&self, py: Python<'_>, work: Work) {
+        match work {
+            Work::Request(job) => self.serve(py, job),
+            Work::Call(Call { task, done }) => {
+                let outcome = task
+                    .bind(py)
+                    .call0()
+                    .map(drop)
+                    .map_err(|err| traceback(py, &err));
+                let _ = done.send(outcome);
+            }
+        }
     }
 }
 

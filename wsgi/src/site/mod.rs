@@ -23,6 +23,7 @@ use crate::bridge::Bridge;
 use crate::bridge::application::Application;
 use crate::bridge::interpreter::LoadError;
 use crate::config::ServerConfig;
+use crate::timers::Timer;
 
 /// What can be mounted at a prefix.
 #[derive(Debug)]
@@ -131,6 +132,8 @@ pub struct Site {
     config: ServerConfig,
     /// One line per mount, `PREFIX -> RESOURCE`, for the log.
     printed: Vec<String>,
+    /// Repeating tasks, run on the bridge's threads while the site is served.
+    timers: Vec<Timer>,
 }
 
 impl Site {
@@ -178,11 +181,43 @@ impl Site {
             routes,
             bridge,
             config,
+            timers: Vec::new(),
             printed: printed
                 .into_iter()
                 .map(|(prefix, shown)| format!("{prefix} -> {shown}"))
                 .collect(),
         })
+    }
+
+    /// Adds repeating tasks, run on the site's Python threads while it is served (see
+    /// [`Timer`]). A site without an application starts its Python threads here, which
+    /// must be done within the tokio runtime that will serve it.
+    ///
+    /// # Errors
+    /// [`SiteError::Bridge`] when the Python threads cannot be started.
+    pub fn with_timers(mut self, timers: Vec<Timer>) -> Result<Site, SiteError> {
+        if !timers.is_empty() && self.bridge.is_none() {
+            self.bridge = Some(Bridge::new(Vec::new(), self.config.clone())?);
+        }
+        for timer in &timers {
+            self.printed.push(format!(
+                "every {:?} -> timer {}",
+                timer.interval(),
+                timer.name()
+            ));
+        }
+        self.timers.extend(timers);
+        Ok(self)
+    }
+
+    /// The site's repeating tasks.
+    pub(crate) fn timers(&self) -> &[Timer] {
+        &self.timers
+    }
+
+    /// The site's Python threads, if it has an application or a timer.
+    pub(crate) fn bridge(&self) -> Option<&Bridge> {
+        self.bridge.as_ref()
     }
 
     /// The configuration the site serves with.
@@ -268,6 +303,7 @@ mod tests {
             bridge: None,
             config: ServerConfig::default(),
             printed: Vec::new(),
+            timers: Vec::new(),
         };
         site.routes
             .sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));

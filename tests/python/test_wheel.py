@@ -1,0 +1,148 @@
+"""The wheel as a user installs it: a fresh venv of each interpreter a wheel was built
+for, with no Rust on PATH, serving the Flask fixture through the console script and
+``python -m torsion``; ``torsion certs`` from the wheel; and a pex of the wheel and Flask
+serving from a directory that holds only the pex and an application."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import APPS, REPO, Started, wheel_sets
+
+SETS = wheel_sets()
+FLASK = [
+    line
+    for line in (REPO / "fixtures" / "requirements.txt").read_text().splitlines()
+    if line.split("==")[0].lower()
+    in {"flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous", "click", "blinker"}
+]
+
+pytestmark = pytest.mark.skipif(not SETS, reason="no wheel built: run scripts/test.sh")
+
+
+def clean_env(venv: Path) -> dict[str, str]:
+    """The environment of a user's shell with only the venv and the system on PATH."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CARGO_HOME", "RUSTUP_HOME"}
+    }
+    env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
+    return env
+
+
+@pytest.fixture(scope="module", params=SETS, ids=[version for version, _, _ in SETS])
+def venv(request, tmp_path_factory) -> tuple[str, Path]:
+    version, interpreter, wheel = request.param
+    venv = tmp_path_factory.mktemp(f"venv-{version}")
+    subprocess.run([str(interpreter), "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+         str(wheel), *FLASK],
+        check=True,
+    )
+    return version, venv
+
+
+def test_no_rust_on_the_venvs_path(venv):
+    _, path = venv
+    env_path = clean_env(path)["PATH"]
+    assert shutil.which("cargo", path=env_path) is None
+    assert shutil.which("rustc", path=env_path) is None
+    assert shutil.which("torsion", path=env_path) == str(path / "bin" / "torsion")
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m torsion"])
+def test_serves_flask_from_the_venv_with_its_own_python(venv, how):
+    version, path = venv
+    command = (
+        [str(path / "bin" / "torsion")]
+        if how == "console script"
+        else [str(path / "bin" / "python"), "-m", "torsion"]
+    )
+    command += ["web", "--wsgi", "flask_app:app", "--listen", "tcp:0:interface=127.0.0.1"]
+    with Started(command, APPS, clean_env(path)) as server:
+        assert server.get("/") == "Hello from Flask"
+        # The application runs in the venv's interpreter: its prefix and its version.
+        assert server.get("/prefix") == str(path)
+        assert server.stop(signal.SIGTERM) == 0, server.log()
+    assert "SIGTERM received: stopping" in server.log()
+    out = subprocess.run(
+        [str(path / "bin" / "python"), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == version
+
+
+def test_a_bad_option_exits_2_with_the_binarys_message(venv):
+    _, path = venv
+    result = subprocess.run(
+        [str(path / "bin" / "torsion"), "web", "--listen", "tcp:nope"],
+        cwd=APPS, env=clean_env(path), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert 'error: invalid endpoint descriptor "tcp:nope": tcp: port "nope" is not valid' in result.stderr
+
+
+def test_certs_status_works_from_the_wheel(venv, tmp_path):
+    _, path = venv
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-subj", "/CN=www.example.com", "-days", "30",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "www.example.com.pem").write_bytes(key.read_bytes() + cert.read_bytes())
+    result = subprocess.run(
+        [str(path / "bin" / "torsion"), "certs", str(certs), "status"],
+        env=clean_env(path), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "ISSUER", "EXPIRES", "DAYS", "LEFT", "NEXT", "RENEWAL"]
+    assert lines[1].startswith("www.example.com "), result.stdout
+
+
+def test_a_pex_of_the_wheel_and_flask_serves_from_an_empty_directory(venv, tmp_path):
+    version, path = venv
+    if version != platform_version():
+        pytest.skip("one pex, built for the interpreter running the tests")
+    wheel = next(w for v, _, w in SETS if v == version)
+    pex = tmp_path / "app.pex"
+    subprocess.run(
+        [sys.executable, "-m", "pex", "torsion", *FLASK, "-c", "torsion", "-o", str(pex),
+         "--find-links", str(wheel.parent), "--python", str(path / "bin" / "python")],
+        check=True, timeout=600,
+    )
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(pex, site / "app.pex")
+    (site / "hello.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'hello from a pex']\n"
+    )
+    assert sorted(p.name for p in site.iterdir()) == ["app.pex", "hello.py"]
+    env = clean_env(path)
+    env["PATH"] = "/usr/bin:/bin"
+    env["PEX_ROOT"] = str(tmp_path / "pex-root")
+    command = ["./app.pex", "web", "--wsgi", "hello:app", "--listen", "tcp:0:interface=127.0.0.1"]
+    with Started(command, site, env) as server:
+        assert server.get("/") == "hello from a pex"
+        assert server.stop() == 0, server.log()
+
+
+def platform_version() -> str:
+    import platform
+
+    return platform.python_version()

@@ -1,0 +1,71 @@
+//! Repeating tasks: Twisted's `TimerService` on the site's Python threads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bridge::application::Application;
+use crate::bridge::interpreter::LoadError;
+use pyo3::prelude::*;
+
+/// A Python callable run every `interval`, as Twisted's `TimerService(interval, f)` runs
+/// it: the first call when the server starts, then each `interval` after the start of the
+/// previous call; never two calls of one timer at once (a call that overruns delays the
+/// next, which starts as soon as it returns, and the log says so).
+///
+/// Calls run on the site's Python threads, in turn with requests, never on the event loop
+/// and never on a thread beyond `--threads`. Where Twisted stops a `TimerService` whose
+/// call raised, Torsion logs the traceback and keeps the timer going: a task that failed
+/// once (a network hiccup) should run again. At shutdown, a call in progress may finish
+/// within the shutdown timeout; no new call starts.
+#[derive(Clone)]
+pub struct Timer {
+    interval: Duration,
+    task: Arc<Py<PyAny>>,
+    name: String,
+}
+
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timer")
+            .field("interval", &self.interval)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Timer {
+    /// A timer calling `task()` every `interval` (above zero), named `name` in the log.
+    ///
+    /// # Errors
+    /// [`LoadError::NotCallable`] when `task` is not callable; [`LoadError::Name`] when
+    /// `interval` is zero.
+    pub fn new(interval: Duration, task: Bound<'_, PyAny>, name: &str) -> Result<Timer, LoadError> {
+        if interval.is_zero() {
+            return Err(LoadError::Name {
+                name: name.to_owned(),
+                reason: "a timer's interval must be above 0 seconds".into(),
+            });
+        }
+        let object = Application::new(task, name)?;
+        Ok(Timer {
+            interval,
+            task: Arc::new(object.object),
+            name: name.to_owned(),
+        })
+    }
+
+    /// The time from the start of one call to the start of the next.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The name the log gives the timer.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The callable.
+    pub(crate) fn task(&self) -> &Arc<Py<PyAny>> {
+        &self.task
+    }
+}

@@ -944,3 +944,109 @@ fn a_file_rewritten_in_place_is_served_as_it_is_now() {
     assert_eq!(got.body, b"shorter\n");
     assert_eq!(got.field("content-length"), "8");
 }
+
+/// A `--config` file: module-level options and a `torsion.Site` with applications, static
+/// files, a field and a timer; flags on the command line override what it sets.
+fn config_file(dir: &Path) -> std::path::PathBuf {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("note.txt"), "from the config's static directory\n").unwrap();
+    let config = dir.join("site.py");
+    std::fs::write(
+        &config,
+        format!(
+            r#"import torsion
+from flask_app import app
+
+threads = 2
+listen = ["tcp:1:interface=127.0.0.1"]  # the command line's --listen wins
+thread = 4  # a misspelling: warned about
+
+TICKS = {ticks:?}
+
+def tick():
+    with open(TICKS, "a") as ticks:
+        ticks.write("tick\n")
+
+site = torsion.Site()
+site.mount("/", app)
+site.mount("/probe", "probe:application")
+site.mount("/hello", "hello:application")
+site.mount("/files", torsion.Static({www:?}, max_age=60))
+site.add_header("X-Config: site")
+site.timer(0.2, tick)
+"#,
+            ticks = dir.join("ticks").display().to_string(),
+            www = www.display().to_string(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn a_config_file_builds_the_site_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path());
+    let config = config.to_str().unwrap();
+    let server = with_frameworks(&["--config", config, "--mount", "/hello=probe:application"]);
+    assert!(
+        server
+            .logs()
+            .contains("'thread' is not an option of torsion web, ignored; did you mean 'threads'?"),
+        "{}",
+        server.logs()
+    );
+    // From the file: Flask at /, the probe at /probe, static files, the field, the threads.
+    let home = ask(&server, "GET", "/", &[]);
+    assert_eq!(
+        (home.status, home.body.as_slice()),
+        (200, b"Hello from Flask".as_slice())
+    );
+    assert_eq!(home.field("x-config"), "site");
+    let script_name = |path: &str| {
+        let report = environ(&server.get(&format!("{path}?report=environ")));
+        text(&report, "SCRIPT_NAME").to_owned()
+    };
+    assert_eq!(script_name("/probe/x"), "/probe");
+    let note = ask(&server, "GET", "/files/note.txt", &[]);
+    assert_eq!(note.status, 200);
+    assert_eq!(note.field("cache-control"), "max-age=60");
+    assert!(
+        server.logs().contains("starting threads=2"),
+        "{}",
+        server.logs()
+    );
+    // From the command line: its listener (loopback, port 0) and its /hello mount.
+    assert!(!server.address.ends_with(":1"), "{}", server.address);
+    assert_eq!(script_name("/hello/x"), "/hello");
+    // The timer: first at start-up, then every 0.2 s.
+    let ticks = dir.path().join("ticks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&ticks).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", server.logs());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_config_file_that_raises_stops_start_up_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.py");
+    std::fs::write(&config, "threads = 2\nraise RuntimeError('no database')\n").unwrap();
+    let stderr = refused(&["--config", config.to_str().unwrap()]);
+    assert!(
+        stderr.contains(&format!(
+            "error: --config {}: RuntimeError: no database ({}, line 2)",
+            config.display(),
+            config.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::write(&config, "threads = 0\n").unwrap();
+    let stderr = refused(&["--config", config.to_str().unwrap()]);
+    assert!(
+        stderr.contains("invalid value '0' for '--threads <N>'"),
+        "{stderr}"
+    );
+}

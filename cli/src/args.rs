@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -223,6 +224,12 @@ pub(crate) struct WebArgs {
     #[arg(long = "pythonpath", value_name = "DIR")]
     pub(crate) pythonpath: Vec<PathBuf>,
 
+    /// A Python file that configures the server, as gunicorn.conf.py does: module-level
+    /// names of these options (listen = ["tcp:8080"], threads = 8) and a torsion.Site named
+    /// site; flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
     /// Largest request body accepted, in bytes; larger ones get 413 [default: 1 GiB].
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_body_size: Option<u64>,
@@ -259,4 +266,32 @@ pub(crate) struct WebArgs {
     /// Seconds of waiting for a reading client allowed before --min-download-rate applies.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub(crate) download_grace: f64,
+}
+
+/// Parses a command line (`argv` starting with the program name); with `torsion web`, also
+/// the options given on it (not left at their defaults), by their Python keywords
+/// (`--max-body-size` is `max_body_size`), so that a `--config` file does not override
+/// them.
+///
+/// # Errors
+/// clap's error for bad usage, `--help` or `--version`.
+pub(crate) fn parse(
+    argv: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<(Cli, Vec<String>), clap::Error> {
+    let command = Cli::command();
+    let matches = command.clone().try_get_matches_from(argv)?;
+    let mut given = Vec::new();
+    if let Some(("web", web)) = matches.subcommand()
+        && let Some(web_command) = command.find_subcommand("web")
+    {
+        for arg in web_command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if web.value_source(id) == Some(ValueSource::CommandLine)
+                && let Some(long) = arg.get_long()
+            {
+                given.push(long.replace('-', "_"));
+            }
+        }
+    }
+    Ok((Cli::from_arg_matches(&matches)?, given))
 }

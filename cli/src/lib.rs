@@ -21,8 +21,6 @@ mod web;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use error::init_logging;
 pub use error::{CONFIG_ERROR, ConfigError};
 
@@ -33,9 +31,13 @@ pub use error::{CONFIG_ERROR, ConfigError};
 /// (printed as `error: ...`). `--help`, `--version` and usage errors are handled by clap,
 /// which exits the process.
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = args::Cli::parse_from(argv);
+    let argv: Vec<OsString> = argv.into_iter().collect();
+    let (cli, given) = match args::parse(argv.iter().cloned()) {
+        Ok(parsed) => parsed,
+        Err(err) => err.exit(),
+    };
     init_logging();
-    match run(cli, web::Signals::Server) {
+    match run(cli, &argv, &given, web::Signals::Server) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
@@ -44,21 +46,36 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Runs a parsed command line to its end; `Err` is a configuration error.
-fn run(cli: args::Cli, signals: web::Signals) -> Result<ExitCode, ConfigError> {
+/// Runs a parsed command line (`argv`, with the options `given` on it) to its end; `Err` is
+/// a configuration error.
+fn run(
+    cli: args::Cli,
+    argv: &[OsString],
+    given: &[String],
+    signals: web::Signals,
+) -> Result<ExitCode, ConfigError> {
     match cli.command {
         args::Command::Web(args) => {
-            let running = web::Running::start(
-                web::Plan {
-                    args: *args,
-                    mounts: Vec::new(),
-                    timers: Vec::new(),
-                },
-                signals,
-            )?;
+            let running = web::Running::start(web_plan(*args, argv, given)?, signals)?;
             running.join();
             Ok(ExitCode::SUCCESS)
         }
         args::Command::Certs(args) => certs::certs(*args),
     }
+}
+
+/// What `torsion web` serves: its flags, and with `--config`, what the file adds.
+fn web_plan(
+    args: args::WebArgs,
+    argv: &[OsString],
+    given: &[String],
+) -> Result<web::Plan, ConfigError> {
+    if args.config.is_some() {
+        return python::plan_with_config(args, argv, given);
+    }
+    Ok(web::Plan {
+        args,
+        mounts: Vec::new(),
+        timers: Vec::new(),
+    })
 }

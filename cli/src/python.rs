@@ -74,9 +74,11 @@ const SIGNAL_POLL: Duration = Duration::from_millis(50);
 /// (within `--shutdown-timeout`) and SIGUSR1 reopens the access log, as for the binary.
 #[pyfunction]
 fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
-    let argv = std::iter::once(OsString::from("torsion")).chain(argv);
-    let cli = match Cli::try_parse_from(argv) {
-        Ok(cli) => cli,
+    let argv: Vec<OsString> = std::iter::once(OsString::from("torsion"))
+        .chain(argv)
+        .collect();
+    let (cli, given) = match crate::args::parse(argv.iter().cloned()) {
+        Ok(parsed) => parsed,
         Err(err) => {
             let _ = err.print();
             return Ok(err.exit_code());
@@ -85,12 +87,16 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
     crate::error::init_logging();
     let outcome = match cli.command {
         Command::Web(args) => {
-            let plan = Plan {
-                args: *args,
-                mounts: Vec::new(),
-                timers: Vec::new(),
+            let plan = if args.config.is_some() {
+                plan_with_config(*args, &argv, &given)
+            } else {
+                Ok(Plan {
+                    args: *args,
+                    mounts: Vec::new(),
+                    timers: Vec::new(),
+                })
             };
-            match py.detach(|| Running::start(plan, Signals::Caller)) {
+            match plan.and_then(|plan| py.detach(|| Running::start(plan, Signals::Caller))) {
                 Ok(running) => {
                     let running = Arc::new(running);
                     wait_handling_signals(py, &running)?;
@@ -207,11 +213,34 @@ fn address_object<'py>(py: Python<'py>, address: &Address) -> PyResult<Bound<'py
 fn start(
     py: Python<'_>,
     argv: Vec<OsString>,
-    mounts: Vec<(String, String, Bound<'_, PyAny>, Bound<'_, PyAny>)>,
-    timers: Vec<(f64, Bound<'_, PyAny>, String)>,
+    mounts: Vec<MountRow<'_>>,
+    timers: Vec<TimerRow<'_>>,
 ) -> PyResult<PyRunning> {
     let args = web_args(argv)?;
     crate::error::init_logging();
+    let (mounts, timers) = from_python(mounts, timers)?;
+    let plan = Plan {
+        args,
+        mounts,
+        timers,
+    };
+    let running = py.detach(|| Running::start(plan, Signals::Caller))?;
+    Ok(PyRunning {
+        running: Arc::new(running),
+    })
+}
+
+/// A mounted resource as the package hands it over: `(prefix, kind, value, options)`.
+type MountRow<'py> = (String, String, Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+/// A timer as the package hands it over: `(seconds, callable, name)`.
+type TimerRow<'py> = (f64, Bound<'py, PyAny>, String);
+
+/// Resources with their prefixes, and timers, as the server takes them.
+type FromPython = (Vec<(String, Mounted)>, Vec<Timer>);
+
+/// The resources and timers the package hands over, as the server takes them.
+fn from_python(mounts: Vec<MountRow<'_>>, timers: Vec<TimerRow<'_>>) -> PyResult<FromPython> {
     let mut mounted = Vec::new();
     for (prefix, kind, value, options) in mounts {
         let resource = match kind.as_str() {
@@ -252,15 +281,114 @@ fn start(
             Ok(Timer::new(interval, task, &name).map_err(ConfigError::from)?)
         })
         .collect::<PyResult<Vec<_>>>()?;
-    let plan = Plan {
-        args,
-        mounts: mounted,
-        timers,
+    Ok((mounted, timers))
+}
+
+/// The source of the `torsion` package, which the binary installs into the interpreter it
+/// embeds (the wheel's interpreter imports it from site-packages).
+const PACKAGE_SOURCE: &str = include_str!("../python/torsion/__init__.py");
+
+/// Makes `import torsion` work in an interpreter the binary started: the extension module
+/// from this binary as `torsion._torsion`, and the package from its embedded source, so a
+/// `--config` file's `import torsion` gets the code of the server that runs it (not a wheel
+/// of another version that the venv may hold). Does nothing where `torsion._torsion` is
+/// loaded already (the wheel).
+fn install_package(py: Python<'_>) -> PyResult<()> {
+    let modules = py.import("sys")?.getattr("modules")?;
+    if modules.contains("torsion._torsion")? {
+        return Ok(());
+    }
+    let extension = pyo3::wrap_pymodule!(_torsion)(py);
+    modules.set_item("torsion._torsion", extension.bind(py))?;
+    let package = PyModule::new(py, "torsion")?;
+    package.setattr("__path__", PyList::empty(py))?;
+    package.setattr("__package__", "torsion")?;
+    package.setattr("__file__", "<torsion binary>/torsion/__init__.py")?;
+    package.setattr("_torsion", extension.bind(py))?;
+    modules.set_item("torsion", &package)?;
+    let source = std::ffi::CString::new(PACKAGE_SOURCE)
+        .map_err(|_| PyValueError::new_err("the torsion package's source has a NUL byte"))?;
+    let outcome = py.run(&source, Some(&package.dict()), None);
+    if outcome.is_err() {
+        modules.del_item("torsion")?;
+        modules.del_item("torsion._torsion")?;
+    }
+    outcome
+}
+
+/// `torsion web --config FILE`: runs the file (in the interpreter the binary embeds, or the
+/// wheel's), then serves what it sets, with the options `given` on the command line
+/// (`argv`) overriding the file's.
+///
+/// # Errors
+/// [`ConfigError::Option`] when the file cannot be read or raises, naming the file and the
+/// exception; what the options it sets would raise as flags.
+pub(crate) fn plan_with_config(
+    args: crate::args::WebArgs,
+    argv: &[OsString],
+    given: &[String],
+) -> Result<Plan, ConfigError> {
+    let Some(path) = args.config.clone() else {
+        return Ok(Plan {
+            args,
+            mounts: Vec::new(),
+            timers: Vec::new(),
+        });
     };
-    let running = py.detach(|| Running::start(plan, Signals::Caller))?;
-    Ok(PyRunning {
-        running: Arc::new(running),
+    torsion_wsgi::initialize(&torsion_wsgi::PythonOptions::new(args.pythonpath.clone()))?;
+    Python::attach(|py| {
+        let failed = |err: PyErr| {
+            ConfigError::Option(format!(
+                "--config {}: {}",
+                path.display(),
+                torsion_wsgi::describe(py, &err)
+            ))
+        };
+        install_package(py).map_err(failed)?;
+        let loaded = py
+            .import("torsion")
+            .and_then(|torsion| {
+                torsion.call_method1("_load_config", (path.clone(), given.to_vec()))
+            })
+            .map_err(failed)?;
+        let (flags, mounts, timers): (Vec<OsString>, Vec<MountRow<'_>>, Vec<TimerRow<'_>>) =
+            loaded.extract().map_err(failed)?;
+        let (mounts, timers) =
+            from_python(mounts, timers).map_err(|err| to_config_error(py, err))?;
+        let argv: Vec<OsString> = argv.iter().cloned().chain(flags).collect();
+        let (cli, _) = crate::args::parse(argv).map_err(|err| {
+            ConfigError::Option(format!(
+                "--config {}: {}",
+                path.display(),
+                clap_message(&err)
+            ))
+        })?;
+        let Command::Web(args) = cli.command else {
+            return Err(ConfigError::Option(
+                "--config is an option of torsion web".into(),
+            ));
+        };
+        Ok(Plan {
+            args: *args,
+            mounts,
+            timers,
+        })
     })
+}
+
+/// The configuration error a Python exception from the package stands for: ours keep their
+/// kind, any other is an option error.
+fn to_config_error(py: Python<'_>, err: PyErr) -> ConfigError {
+    let message = err.value(py).to_string();
+    if err.is_instance_of::<DescriptorError>(py) {
+        ConfigError::Descriptor(message)
+    } else if err.is_instance_of::<ApplicationError>(py) {
+        ConfigError::Application(message)
+    } else if err.is_instance_of::<ListenError>(py) {
+        ConfigError::Listen(message)
+    } else {
+        ConfigError::Option(torsion_wsgi::describe(py, &err))
+    }
 }
 
 /// `torsion web`'s options from flags, or `OptionError` with clap's message.
@@ -358,7 +486,7 @@ type OptionRow = (
 /// `(keyword, flag, kind, default, help, value_name)`, where `kind` is `"switch"` (a flag
 /// without a value), `"value"` or `"list"` (repeatable), `default` is the text clap fills
 /// in (or `None`), and `value_name` the placeholder of the help (`SECONDS`). Hidden options
-/// (twist web's, refused) are left out.
+/// (twist web's, refused) and `--config` are left out.
 #[pyfunction]
 fn options() -> Vec<OptionRow> {
     let command = Cli::command();
@@ -366,7 +494,8 @@ fn options() -> Vec<OptionRow> {
         return Vec::new();
     };
     web.get_arguments()
-        .filter(|arg| !arg.is_hide_set())
+        // --config is a file of these options; from Python, pass them directly.
+        .filter(|arg| !arg.is_hide_set() && arg.get_id() != "config")
         .filter_map(|arg| {
             let long = arg.get_long()?;
             let kind = match arg.get_action() {

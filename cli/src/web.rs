@@ -355,6 +355,26 @@ fn site(
     if args.wsgi.is_some() && args.path.is_some() {
         return Err("--wsgi and --path both serve /: mount one of them elsewhere, as in --static /files=DIR or --mount /app=NAME".to_owned().into());
     }
+    // A flag's mount overrides what a --config file (or a Site given keywords) mounts at
+    // the same prefix.
+    let flagged: Vec<String> = statics
+        .iter()
+        .map(|(prefix, _)| prefix)
+        .chain(names.iter().map(|(prefix, _)| prefix))
+        .map(|prefix| same_prefix(prefix))
+        .collect();
+    let extra: Vec<(String, Mounted)> = extra
+        .into_iter()
+        .filter(|(prefix, _)| {
+            let overridden = flagged.contains(&same_prefix(prefix));
+            if overridden {
+                tracing::info!(
+                    "a flag mounts {prefix}: the configuration's mount there is not used"
+                );
+            }
+            !overridden
+        })
+        .collect();
     let mut mounts = Vec::new();
     for (prefix, dir) in statics {
         let files = Files::new(dir, files_options.clone()).map_err(|err| err.to_string())?;
@@ -388,6 +408,16 @@ fn site(
     }
     tracing::info!(threads = config.threads, "starting");
     Site::new(mounts, config).map_err(|err| ConfigError::Option(err.to_string()))
+}
+
+/// A prefix as the site compares them: without trailing slashes, `/` for the root.
+fn same_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 /// The static files' options from the flags.

@@ -206,3 +206,24 @@ def test_the_stubs_list_every_option_of_the_command_line():
     assert found["serve"] == [options]
     # Server.__init__ and Site.__init__ (Static.__init__ takes the static options).
     assert found["__init__"].count(options) == 2
+
+
+def test_python_m_torsion_reads_a_config_file_and_flags_override_it(tmp_path):
+    config = tmp_path / "site.py"
+    config.write_text(
+        "import torsion\n"
+        "from flask_app import app\n"
+        "listen = ['tcp:1:interface=127.0.0.1']\n"
+        "site = torsion.Site(threads=2)\n"
+        "site.mount('/', app)\n"
+        "site.add_header('X-Config: yes')\n"
+    )
+    command = [sys.executable, "-m", "torsion", "web", "--config", str(config),
+               "--listen", LOOPBACK]
+    with Started(command, APPS) as server:
+        with urllib.request.urlopen(server.url("/"), timeout=30) as response:
+            assert response.read() == b"Hello from Flask"
+            assert response.headers["X-Config"] == "yes"
+        assert not server.address.endswith(":1")
+        assert server.stop() == 0, server.log()
+    assert "starting threads=2" in server.log()

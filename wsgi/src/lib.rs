@@ -74,7 +74,7 @@ pub use access_log::{AccessLog, Destination, LogFormat};
 pub use body::{BodyAborted, ResponseBody};
 pub use bridge::Bridge;
 pub use bridge::application::Application;
-pub use bridge::interpreter::{LoadError, PythonOptions, initialize};
+pub use bridge::interpreter::{LoadError, PythonOptions, describe, initialize};
 pub use config::ServerConfig;
 pub use forwarded::ForwardedTrust;
 pub use runtime::{Heartbeat, runtime_builder};

@@ -339,24 +339,27 @@ def _mount(prefix: str, resource: Resource) -> tuple[str, str, Any, Any]:
 
 
 def _name(task: Any) -> str:
-    """``module:qualname`` of a function, for the log."""
-    name = getattr(task, "__qualname__", None) or type(task).__qualname__
+    """How the log names a callable: ``module:qualname`` for a function or class, the
+    repr of any other object (a Flask application: ``<Flask 'hello'>``)."""
+    name = getattr(task, "__qualname__", None)
+    if not isinstance(name, str):
+        return repr(task)
     module = getattr(task, "__module__", None)
     return f"{module}:{name}" if module else name
 
 
-def _plan(
+def _resolve(
     where: str, app: Resource | Site | None, options: Mapping[str, Any]
-) -> tuple[list[str], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]]]:
-    """The flags, mounts and timers for ``app`` served with ``options``."""
+) -> tuple[dict[str, Any], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]]]:
+    """The options, mounts and timers for ``app`` served with ``options``: a site's own
+    options, listeners and fields come first, and ``options`` override them."""
     _check_keywords(where, options)
     mounts = []
     timers = []
     if isinstance(app, Site):
         merged = {**app.options, **options}
         if app.listeners and "listen" not in options:
-            given = merged.get("listen")
-            merged["listen"] = list(app.listeners) + _as_list(given)
+            merged["listen"] = list(app.listeners) + _as_list(merged.get("listen"))
         if app.headers:
             merged["add_header"] = list(app.headers) + _as_list(merged.get("add_header"))
         options = merged
@@ -364,7 +367,54 @@ def _plan(
         timers = [(seconds, task, _name(task)) for seconds, task in app.timers]
     elif app is not None:
         mounts = [_mount("/", app)]
+    return dict(options), mounts, timers
+
+
+def _plan(
+    where: str, app: Resource | Site | None, options: Mapping[str, Any]
+) -> tuple[list[str], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]]]:
+    """The flags, mounts and timers for ``app`` served with ``options``."""
+    options, mounts, timers = _resolve(where, app, options)
     return _flags(where, options), mounts, timers
+
+
+def _load_config(
+    path: str, given: Iterable[str]
+) -> tuple[list[str], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]]]:
+    """``torsion web --config FILE``: run the file and return the flags, mounts and timers
+    it sets, leaving out the options ``given`` on the command line, which override it.
+
+    The file sets options as module-level names (``listen = ["tcp:8080"]``,
+    ``threads = 8``), as gunicorn.conf.py does, and may build a :class:`Site` named
+    ``site`` (or hold exactly one ``Site``). A plain value under a name that is not an
+    option (``thread = 8``) gets a warning, as it is most likely a misspelling.
+    """
+    import runpy
+
+    namespace = runpy.run_path(os.fspath(path), run_name="__torsion_config__")
+    options: dict[str, Any] = {}
+    sites = {name: value for name, value in namespace.items() if isinstance(value, Site)}
+    site = sites.get("site") or (next(iter(sites.values())) if len(sites) == 1 else None)
+    if site is None and sites:
+        raise OptionError(
+            f"{path}: several Site objects ({', '.join(sorted(sites))}); name the one to serve 'site'"
+        )
+    for name, value in namespace.items():
+        if name.startswith("_") or isinstance(value, Site):
+            continue
+        if name in _OPTIONS:
+            options[name] = value
+        elif isinstance(value, (str, int, float, list, tuple, dict)) and name.islower():
+            close = difflib.get_close_matches(name, list(_OPTIONS), 1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            print(
+                f"warning: {path}: {name!r} is not an option of torsion web, ignored{hint}",
+                file=sys.stderr,
+            )
+    resolved, mounts, timers = _resolve("config", site, options)
+    skipped = set(given)
+    kept = {key: value for key, value in resolved.items() if key not in skipped}
+    return _flags("config", kept), mounts, timers
 
 
 def _as_list(value: Any) -> list[Any]:

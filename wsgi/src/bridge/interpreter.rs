@@ -227,8 +227,10 @@ fn extend_sys_path(py: Python<'_>, options: &PythonOptions) -> Result<(), LoadEr
     inner().map_err(|err| LoadError::Interpreter(format!("cannot set sys.path: {err}")))
 }
 
-/// One line describing a Python exception: `Type: message (file, line N)`.
-pub(crate) fn describe(py: Python<'_>, err: &PyErr) -> String {
+/// One line describing a Python exception, for logs and error messages:
+/// `Type: message (file, line N)`, the file and line being where it was raised (the
+/// innermost frame of its traceback), or `Type: message` without a traceback.
+pub fn describe(py: Python<'_>, err: &PyErr) -> String {
     let mut line = err.to_string();
     if let Some(mut tb) = err.traceback(py) {
         while let Ok(Some(next)) = tb

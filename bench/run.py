@@ -23,7 +23,14 @@ idle.
 
 hello-log is hello with Torsion's access log on (the Combined Log Format, to a file in a
 temporary directory); only Torsion runs it, and the target table divides it by hello.
-Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling, nginx.
+Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling, nginx,
+torsion-wheel.
+
+torsion-wheel is Torsion from its wheel: built with `maturin build --release` for bench/.venv's
+Python, installed into bench/.venv, and run as that venv's `torsion` console script, so the
+server runs inside the venv's own interpreter rather than the one the binary embeds. It runs
+every scenario the binary runs (hello-log and static included), and a table divides its rates
+by the binary's. It is left out unless named.
 
 The static scenario fetches one 100 KiB file (made for the run in a temporary directory) from
 the servers that serve static files themselves: Torsion (`--static /static=DIR`), granian
@@ -116,7 +123,9 @@ SCENARIOS = {
 NOT_YET = []
 STATIC_SIZE = 100 * 1024
 # Servers that serve files themselves; the others are n/a in the static scenario.
-STATIC_SERVERS = {"torsion", "granian", "nginx"}
+STATIC_SERVERS = {"torsion", "torsion-wheel", "granian", "nginx"}
+# The servers that are Torsion: they take Torsion's flags and its access-log scenario.
+TORSIONS = {"torsion", "torsion-wheel"}
 NO_STATIC = "no static file serving of its own (its users put WhiteNoise or a proxy in front)"
 # nginx serves files only: n/a in every other scenario.
 NGINX_ONLY_STATIC = "nginx serves no WSGI application"
@@ -171,10 +180,12 @@ def server_commands(binary, port, tls=None, static=None, access_log=None):
         "ceiling": [CEILING, listen],
         "nginx": [NGINX, "-c", nginx_config(static, port) if static else "/dev/null", "-e", "/dev/null"],
     }
-    if access_log:
-        commands["torsion"] += ["--access-log", access_log]
-    if static:
-        commands["torsion"] += ["--static", f"/static={static}"]
+    commands["torsion-wheel"] = [venv_bin("torsion"), *commands["torsion"][1:]]
+    for name in TORSIONS:
+        if access_log:
+            commands[name] += ["--access-log", access_log]
+        if static:
+            commands[name] += ["--static", f"/static={static}"]
         commands["granian"][-1:-1] = ["--static-path-mount", static, "--static-path-expires", "0"]
     return {name: argv for name, argv in commands.items() if not (tls and name in NO_TLS)}
 
@@ -199,7 +210,9 @@ PEER_NOTES = [
 ]
 
 SERVERS = ["torsion", "granian", "gunicorn", "uwsgi", "waitress", "twist", "ceiling", "nginx"]
-LABEL = {"twist": "twist web", "ceiling": "ceiling (no Python)"}
+# Named with --servers only.
+OPTIONAL_SERVERS = ["torsion-wheel"]
+LABEL = {"twist": "twist web", "ceiling": "ceiling (no Python)", "torsion-wheel": "torsion (wheel)"}
 
 
 def nginx_config(static, port):
@@ -264,6 +277,22 @@ def build_torsion():
     env.pop("VIRTUAL_ENV", None)
     subprocess.run(["cargo", "build", "--release", "-p", "torsion"], cwd=ROOT, env=env, check=True)
     return os.path.join(ROOT, "target", "release", "torsion")
+
+
+def build_wheel():
+    """Builds Torsion's wheel (release profile) for bench/.venv's Python and installs it there,
+    as a user installs it; returns the console script."""
+    out = os.path.join(ROOT, "target", "bench-wheel")
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    subprocess.run([venv_bin("maturin"), "build", "--release", "--quiet", "-m", os.path.join(ROOT, "cli", "Cargo.toml"),
+                    "-i", venv_bin("python"), "--target-dir", os.path.join(ROOT, "target", "wheel-release"),
+                    "--out", out], cwd=ROOT, env=env, check=True)
+    wheels = [os.path.join(out, name) for name in os.listdir(out) if name.endswith(".whl")]
+    subprocess.run([venv_bin("pip"), "install", "--quiet", "--disable-pip-version-check", "--force-reinstall",
+                    "--no-deps", *wheels], check=True)
+    return venv_bin("torsion")
 
 
 def build_ceiling():
@@ -588,7 +617,7 @@ def run_one(name, key, binary, duration, tls=None, static=None):
         return dict(na=NO_STATIC)
     if name == "nginx" and not scenario.get("static"):
         return dict(na=NGINX_ONLY_STATIC)
-    if scenario.get("access_log") and name != "torsion":
+    if scenario.get("access_log") and name not in TORSIONS:
         return dict(na=LOG_ONLY_TORSION)
     access_log = os.path.join(os.path.dirname(static), "access.log") if scenario.get("access_log") else None
     server = Server(name, binary, tls if scenario.get("tls") else None, static if scenario.get("static") else None,
@@ -744,6 +773,14 @@ def ratio_table(keys, results):
         n = ratio(results, "static", "nginx", "rps")
         lines += ["", f"Static files against nginx: Torsion/nginx {fmt_ratio(n, NGINX_TARGET)}, target ≥ "
                       f"{NGINX_TARGET}x, {verdict(n, NGINX_TARGET)}."]
+    wheel = [key for key in keys if SCENARIOS[key]["kind"] != "idle"
+             and ratio(results, key, "torsion", "rps", numerator="torsion-wheel") is not None]
+    if wheel:
+        lines += ["", "The wheel against the binary: torsion-wheel's req/s divided by the binary's (the same "
+                      "code, run by the venv's interpreter instead of the one the binary embeds; rounds "
+                      "differ by about 10%): " + ", ".join(
+                          f"{SCENARIOS[key]['title']} {fmt_ratio(ratio(results, key, 'torsion', 'rps', numerator='torsion-wheel'))}"
+                          for key in wheel) + "."]
     return lines
 
 
@@ -774,6 +811,9 @@ def versions(binary, servers):
     if "torsion" in servers:
         torsion = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
         out.append(torsion or "torsion (unknown version)")
+    if "torsion-wheel" in servers:
+        wheel = subprocess.run([venv_bin("torsion"), "--version"], capture_output=True, text=True).stdout.strip()
+        out.append(f"{wheel or 'torsion (unknown version)'} (wheel)")
     freeze = subprocess.run([venv_bin("pip"), "freeze", "--disable-pip-version-check"],
                             capture_output=True, text=True).stdout
     pins = dict(line.split("==", 1) for line in freeze.splitlines() if "==" in line)
@@ -855,7 +895,7 @@ def main():
     if args.duration < 1 or args.rounds < 1:
         raise SystemExit("--duration and --rounds must be at least 1")
     keys = names(args.only, list(SCENARIOS), "scenario") if args.only else list(SCENARIOS)
-    servers = names(args.servers, SERVERS, "server") if args.servers else list(SERVERS)
+    servers = names(args.servers, SERVERS + OPTIONAL_SERVERS, "server") if args.servers else list(SERVERS)
     command = shlex.join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), os.getcwd()), *sys.argv[1:]])
 
     need_tls = any(SCENARIOS[k].get("tls") for k in keys)
@@ -869,6 +909,8 @@ def main():
         binary = None
     if "ceiling" in servers:
         build_ceiling()
+    if "torsion-wheel" in servers:
+        build_wheel()
     raise_nofile()
     os.sched_setaffinity(0, {int(LOAD_CPU)})  # this script samples memory: keep it off the server's CPU
 

@@ -77,5 +77,6 @@ fn web_plan(
         args,
         mounts: Vec::new(),
         timers: Vec::new(),
+        protocols: Vec::new(),
     })
 }

@@ -19,7 +19,7 @@ use pyo3::exceptions::{PyImportError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyList, PyString, PyTuple};
 use torsion_endpoints::{Address, Endpoint};
-use torsion_wsgi::{Application, Timer};
+use torsion_wsgi::{Application, Protocols, Timer};
 
 use crate::args::{Cli, Command};
 use crate::error::ConfigError;
@@ -94,6 +94,7 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
                     args: *args,
                     mounts: Vec::new(),
                     timers: Vec::new(),
+                    protocols: Vec::new(),
                 })
             };
             match plan.and_then(|plan| py.detach(|| Running::start(plan, Signals::Caller))) {
@@ -201,8 +202,9 @@ fn address_object<'py>(py: Python<'py>, address: &Address) -> PyResult<Bound<'py
 /// `mounts` are `(prefix, kind, value, options)` for the resources mounted from Python:
 /// `("application", callable, name, None)`, `("name", "module:attribute", None, None)`,
 /// or `("static", directory, None, [static options as flags])`; `timers` are
-/// `(seconds, callable, name)` for repeating tasks. Returns it serving, every listener
-/// open.
+/// `(seconds, callable, name)` for repeating tasks; `listeners` are `(descriptor, ALPN IDs)`
+/// for the `--listen` descriptors that speak only some HTTP versions. Returns it serving,
+/// every listener open.
 ///
 /// The server logs to standard error as the command line does (`RUST_LOG` sets the level),
 /// never through Python's `logging`, whose handlers would need the GIL on the event loop.
@@ -215,6 +217,7 @@ fn start(
     argv: Vec<OsString>,
     mounts: Vec<MountRow<'_>>,
     timers: Vec<TimerRow<'_>>,
+    listeners: Vec<ListenerRow>,
 ) -> PyResult<PyRunning> {
     let args = web_args(argv)?;
     crate::error::init_logging();
@@ -223,6 +226,7 @@ fn start(
         args,
         mounts,
         timers,
+        protocols: protocols(listeners)?,
     };
     let running = py.detach(|| Running::start(plan, Signals::Caller))?;
     Ok(PyRunning {
@@ -235,6 +239,24 @@ type MountRow<'py> = (String, String, Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 /// A timer as the package hands it over: `(seconds, callable, name)`.
 type TimerRow<'py> = (f64, Bound<'py, PyAny>, String);
+
+/// A listener's protocols as the package hands them over: `(descriptor, ALPN IDs)`.
+type ListenerRow = (String, Vec<String>);
+
+/// The HTTP versions of the listeners the package names, or `OptionError` naming the
+/// descriptor and what is accepted.
+fn protocols(listeners: Vec<ListenerRow>) -> Result<Vec<(String, Protocols)>, ConfigError> {
+    listeners
+        .into_iter()
+        .map(|(descriptor, ids)| {
+            let speaks =
+                Protocols::from_alpn_ids(ids.iter().map(String::as_str)).map_err(|err| {
+                    ConfigError::Option(format!("listener {descriptor}: protocols: {err}"))
+                })?;
+            Ok((descriptor, speaks))
+        })
+        .collect()
+}
 
 /// Resources with their prefixes, and timers, as the server takes them.
 type FromPython = (Vec<(String, Mounted)>, Vec<Timer>);
@@ -333,6 +355,7 @@ pub(crate) fn plan_with_config(
             args,
             mounts: Vec::new(),
             timers: Vec::new(),
+            protocols: Vec::new(),
         });
     };
     torsion_wsgi::initialize(&torsion_wsgi::PythonOptions::new(args.pythonpath.clone()))?;
@@ -351,8 +374,7 @@ pub(crate) fn plan_with_config(
                 torsion.call_method1("_load_config", (path.clone(), given.to_vec()))
             })
             .map_err(failed)?;
-        let (flags, mounts, timers): (Vec<OsString>, Vec<MountRow<'_>>, Vec<TimerRow<'_>>) =
-            loaded.extract().map_err(failed)?;
+        let (flags, mounts, timers, listeners): Loaded<'_> = loaded.extract().map_err(failed)?;
         let (mounts, timers) =
             from_python(mounts, timers).map_err(|err| to_config_error(py, err))?;
         let argv: Vec<OsString> = argv.iter().cloned().chain(flags).collect();
@@ -372,9 +394,18 @@ pub(crate) fn plan_with_config(
             args: *args,
             mounts,
             timers,
+            protocols: protocols(listeners)?,
         })
     })
 }
+
+/// What `torsion._load_config` returns: flags, mounts, timers and listeners' protocols.
+type Loaded<'py> = (
+    Vec<OsString>,
+    Vec<MountRow<'py>>,
+    Vec<TimerRow<'py>>,
+    Vec<ListenerRow>,
+);
 
 /// The configuration error a Python exception from the package stands for: ours keep their
 /// kind, any other is an option error.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use torsion_endpoints::{Address, Endpoint};
 use torsion_wsgi::site::files::{Files, FilesOptions};
 use torsion_wsgi::site::{Resource, Site};
-use torsion_wsgi::{AccessLog, Application, PythonOptions, ServerConfig, Timer};
+use torsion_wsgi::{AccessLog, Application, Protocols, PythonOptions, ServerConfig, Timer};
 
 use crate::args::WebArgs;
 use crate::error::ConfigError;
@@ -23,6 +23,9 @@ pub(crate) struct Plan {
     pub(crate) mounts: Vec<(String, Mounted)>,
     /// Repeating tasks given from Python.
     pub(crate) timers: Vec<Timer>,
+    /// The HTTP versions of listeners given from Python (`Site.listen(descriptor,
+    /// protocols=...)`), by their descriptor as given to `--listen`; the others speak both.
+    pub(crate) protocols: Vec<(String, Protocols)>,
 }
 
 /// A resource mounted from Python rather than named by a flag.
@@ -71,6 +74,7 @@ impl Running {
             args,
             mounts,
             timers,
+            protocols,
         } = plan;
         let endpoints = endpoints(&args)?;
         let config = server_config(&args)?;
@@ -101,14 +105,25 @@ impl Running {
             tracing::info!("mounted {mount}");
         }
         drop(entered);
+        let speaking: Vec<Protocols> = (0..endpoints.len())
+            .map(|index| {
+                args.listen
+                    .get(index)
+                    .and_then(|given| protocols.iter().find(|(d, _)| d == given))
+                    .map_or(Protocols::Both, |(_, speaks)| *speaks)
+            })
+            .collect();
         let listeners = runtime.block_on(async {
             let mut listeners = Vec::new();
-            for endpoint in &endpoints {
-                listeners.push(endpoint.listen().await?);
+            for (endpoint, speaks) in endpoints.iter().zip(speaking) {
+                listeners.push((endpoint.listen().await?, speaks));
             }
             Ok::<_, ConfigError>(listeners)
         })?;
-        let addresses = listeners.iter().map(|l| l.local_addr().clone()).collect();
+        let addresses = listeners
+            .iter()
+            .map(|(listener, _)| listener.local_addr().clone())
+            .collect();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done) = mpsc::channel();
         let log = access_log.clone();
@@ -125,7 +140,7 @@ impl Running {
                             None => drop(stop_rx.await),
                         }
                     };
-                    torsion_wsgi::serve(site, listeners, stopped).await;
+                    torsion_wsgi::serve_speaking(site, listeners, stopped).await;
                 });
                 if let Some(log) = log {
                     log.finish();

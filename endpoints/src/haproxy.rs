@@ -105,6 +105,10 @@ struct HaproxyAccept {
 }
 
 impl Accept for HaproxyAccept {
+    fn offer_alpn(&mut self, protocols: &[&[u8]]) {
+        self.inner.offer_alpn(protocols);
+    }
+
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
         let mut failed = None;
         while self.pending.len() < MAX_PENDING {

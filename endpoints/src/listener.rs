@@ -281,6 +281,16 @@ pub trait Accept: Send + 'static {
     /// descriptors, or `ECONNABORTED`); the listener stays usable, and a server should log
     /// it, pause briefly, and accept again.
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>>;
+
+    /// Narrows the application protocols this listener offers by ALPN (RFC 7301 §3.2) to
+    /// those of `protocols` it offers now, in its own order of preference: for a server
+    /// that speaks fewer protocols on it than the TLS kinds offer (`h2`, `http/1.1`).
+    /// `acme-tls/1`, offered where the listener answers tls-alpn-01 validations, stays.
+    /// Kinds without TLS have nothing to narrow (the default does nothing); kinds that wrap
+    /// another listener pass it on.
+    fn offer_alpn(&mut self, protocols: &[&[u8]]) {
+        let _ = protocols;
+    }
 }
 
 /// A listening socket, ready to accept connections.
@@ -354,6 +364,14 @@ impl Listener {
     /// Polls for the next connection.
     pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
         self.accept.poll_accept(cx)
+    }
+
+    /// Offers by ALPN only the protocols of `protocols` (see [`Accept::offer_alpn`]); for
+    /// connections accepted from now on. A client that offers none of them fails its
+    /// handshake with `no_application_protocol` (RFC 7301 §3.2); one that offers no ALPN at
+    /// all is accepted, as before.
+    pub fn offer_alpn(&mut self, protocols: &[&[u8]]) {
+        self.accept.offer_alpn(protocols);
     }
 
     /// The bound address: with port 0, the port the system chose.

@@ -446,3 +446,55 @@ fn sec1_to_pkcs8(key: &Path) -> String {
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap()
 }
+
+#[tokio::test]
+async fn a_listener_offers_only_the_protocols_it_is_narrowed_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let text = format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        quote(pki.key.to_str().unwrap()),
+        quote(pki.cert.to_str().unwrap())
+    );
+    let mut listener = Endpoint::parse(&text).unwrap().listen().await.unwrap();
+    listener.offer_alpn(&[b"http/1.1"]);
+    let addr = listener.local_addr().as_tcp().unwrap();
+    let server = tokio::spawn(serve_one(listener));
+
+    // A client offering both gets http/1.1, where the listener would otherwise pick h2.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector(&pki.ca_der, &[b"h2", b"http/1.1"])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    tls.write_all(b"ping").await.unwrap();
+    let mut reply = String::new();
+    tls.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.contains("alpn=Some(\"http/1.1\")"), "{reply}");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_offering_none_of_the_narrowed_protocols_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let text = format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        quote(pki.key.to_str().unwrap()),
+        quote(pki.cert.to_str().unwrap())
+    );
+    let mut listener = Endpoint::parse(&text).unwrap().listen().await.unwrap();
+    listener.offer_alpn(&[b"http/1.1"]);
+    let addr = listener.local_addr().as_tcp().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let client =
+        connector(&pki.ca_der, &[b"h2"]).connect(ServerName::try_from("localhost").unwrap(), tcp);
+    // The listener runs handshakes while it is polled for a connection.
+    let handshake = tokio::select! {
+        handshake = client => handshake,
+        accepted = listener.accept() => panic!("a refused handshake gave a connection: {:?}", accepted.is_ok()),
+    };
+    let err = handshake.expect_err("no common protocol");
+    assert!(err.to_string().contains("NoApplicationProtocol"), "{err}");
+}

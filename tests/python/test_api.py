@@ -8,6 +8,7 @@ import ast
 import signal
 import socket
 import sys
+import subprocess
 import threading
 import time
 import urllib.request
@@ -227,3 +228,47 @@ def test_python_m_torsion_reads_a_config_file_and_flags_override_it(tmp_path):
         assert not server.address.endswith(":1")
         assert server.stop() == 0, server.log()
     assert "starting threads=2" in server.log()
+
+
+def test_a_listener_can_speak_only_some_http_versions(tmp_path):
+    """Site.listen(..., protocols=...), Twisted's acceptableProtocols: over TLS, ALPN offers
+    only those; in cleartext, the other version is not understood."""
+    import ssl
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-subj", "/CN=localhost", "-days", "2", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    tls = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    site = torsion.Site()
+    site.mount("/", flask_app.app)
+    site.listen(tls, protocols=("http/1.1",))
+    site.listen(tls.replace("ssl:0", "ssl:port=0"))
+    site.listen(LOOPBACK, protocols=["http/1.1"])
+    site.listen("tcp:0:interface=127.0.0.1:backlog=50", protocols="h2")
+    with torsion.Server(site) as server:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        for index, expected in [(0, "http/1.1"), (1, "h2")]:
+            with socket.create_connection(server.addresses[index], timeout=30) as raw:
+                with context.wrap_socket(raw) as stream:
+                    assert stream.selected_alpn_protocol() == expected
+        # HTTP/1.1 only, in cleartext: the HTTP/2 preface closes the connection.
+        with socket.create_connection(server.addresses[2], timeout=30) as raw:
+            raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            assert raw.recv(1024) == b""
+        assert get(server, "/", 2)[2] == b"Hello from Flask"
+        # HTTP/2 only, in cleartext: an HTTP/1.1 request gets an HTTP/2 SETTINGS frame
+        # (type 4, on stream 0), not an HTTP/1.1 answer.
+        with socket.create_connection(server.addresses[3], timeout=30) as raw:
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = raw.recv(1024)
+        assert answer[3:4] == b"\x04" and answer[5:9] == b"\x00\x00\x00\x00", answer
+    with pytest.raises(torsion.OptionError, match='"spdy/3" is not a protocol Torsion speaks'):
+        site = torsion.Site()
+        site.listen(LOOPBACK, protocols=["spdy/3"])
+        torsion.Server(site).start()

@@ -134,3 +134,80 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// The HTTP versions one listener speaks: what Twisted sets with a site's
+/// `acceptableProtocols`. Over TLS they are the protocols offered by ALPN (RFC 7301); in
+/// cleartext, HTTP/2 is spoken by prior knowledge (RFC 9113 §3.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Protocols {
+    /// HTTP/1.1 (and 1.0) and HTTP/2, the default.
+    #[default]
+    Both,
+    /// HTTP/1.1 and 1.0 only: TLS offers `http/1.1` alone, and a cleartext client that
+    /// opens with the HTTP/2 preface has its connection closed without an answer.
+    Http1,
+    /// HTTP/2 only: TLS offers `h2` alone, and in cleartext an HTTP/1.1 request gets the
+    /// server's HTTP/2 SETTINGS frame, then the connection ends (RFC 9113 §3.4: the preface
+    /// was missing).
+    Http2,
+}
+
+impl Protocols {
+    /// The ALPN protocol IDs offered for these versions, in the server's order of
+    /// preference.
+    pub fn alpn(self) -> &'static [&'static [u8]] {
+        match self {
+            Protocols::Both => &[b"h2", b"http/1.1"],
+            Protocols::Http1 => &[b"http/1.1"],
+            Protocols::Http2 => &[b"h2"],
+        }
+    }
+
+    /// The versions named by ALPN protocol IDs, as Twisted's `acceptableProtocols` lists
+    /// them: `h2` and `http/1.1`, in any order.
+    ///
+    /// # Errors
+    /// A message naming the ID at fault and the accepted ones, for an unknown ID or an empty
+    /// list.
+    pub fn from_alpn_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<Protocols, String> {
+        let (mut h1, mut h2) = (false, false);
+        for id in ids {
+            match id {
+                "http/1.1" => h1 = true,
+                "h2" => h2 = true,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not a protocol Torsion speaks; expected \"h2\" or \"http/1.1\""
+                    ));
+                }
+            }
+        }
+        match (h1, h2) {
+            (true, true) => Ok(Protocols::Both),
+            (true, false) => Ok(Protocols::Http1),
+            (false, true) => Ok(Protocols::Http2),
+            (false, false) => {
+                Err("no protocol given; expected \"h2\", \"http/1.1\" or both".into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_are_named_by_their_alpn_ids() {
+        assert_eq!(
+            Protocols::from_alpn_ids(["h2", "http/1.1"]),
+            Ok(Protocols::Both)
+        );
+        assert_eq!(Protocols::from_alpn_ids(["http/1.1"]), Ok(Protocols::Http1));
+        assert_eq!(Protocols::from_alpn_ids(["h2"]), Ok(Protocols::Http2));
+        assert_eq!(Protocols::Http1.alpn(), [b"http/1.1"]);
+        let err = Protocols::from_alpn_ids(["spdy/3"]).unwrap_err();
+        assert!(err.contains("\"spdy/3\" is not a protocol"), "{err}");
+        assert!(Protocols::from_alpn_ids([]).is_err());
+    }
+}

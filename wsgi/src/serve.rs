@@ -17,6 +17,7 @@ use torsion_endpoints::ConnectionInfo;
 use crate::access_log;
 use crate::body::ResponseBody;
 use crate::checks;
+use crate::config::Protocols;
 use crate::linger::Lingering;
 use crate::memory::{self, Connections, Trimmer};
 use crate::runtime::Heartbeat;
@@ -55,9 +56,23 @@ pub fn connection_builder() -> auto::Builder<TokioExecutor> {
 /// follows `torsion-endpoints`' one policy (`Listener::next_connection`): a failed accept
 /// is logged and retried, and never stops the server.
 pub async fn serve(site: Site, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
+    let listeners = listeners
+        .into_iter()
+        .map(|listener| (listener, Protocols::Both))
+        .collect();
+    serve_speaking(site, listeners, shutdown).await;
+}
+
+/// [`serve`], each listener speaking only its [`Protocols`]: over TLS, the listener offers
+/// only their ALPN IDs ([`Listener::offer_alpn`]); in cleartext, hyper speaks only those
+/// versions on it.
+pub async fn serve_speaking(
+    site: Site,
+    listeners: Vec<(Listener, Protocols)>,
+    shutdown: impl Future<Output = ()>,
+) {
     let site = Arc::new(site);
     let graceful = Arc::new(GracefulShutdown::new());
-    let builder = Arc::new(connection_builder());
 
     // The heartbeat also returns the memory a burst of connections leaves behind.
     let connections = Connections::default();
@@ -70,11 +85,17 @@ pub async fn serve(site: Site, listeners: Vec<Listener>, shutdown: impl Future<O
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut accepting = Vec::new();
-    for listener in listeners {
+    for (mut listener, protocols) in listeners {
+        listener.offer_alpn(protocols.alpn());
+        let builder = match protocols {
+            Protocols::Both => connection_builder(),
+            Protocols::Http1 => connection_builder().http1_only(),
+            Protocols::Http2 => connection_builder().http2_only(),
+        };
         accepting.push(tokio::spawn(accept_loop(
             listener,
             site.clone(),
-            builder.clone(),
+            Arc::new(builder),
             graceful.clone(),
             connections.clone(),
             stop_rx.clone(),

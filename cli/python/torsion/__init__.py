@@ -160,6 +160,7 @@ class Site:
         self.mounts: list[tuple[str, Resource]] = []
         self.headers: list[str] = []
         self.listeners: list[str] = []
+        self.protocols: dict[str, tuple[str, ...]] = {}
         self.timers: list[tuple[float, Callable[[], object]]] = []
 
     def mount(self, prefix: str, resource: Resource) -> None:
@@ -199,10 +200,22 @@ class Site:
             raise ValueError(f"timer interval {seconds!r} is not valid; expected seconds above 0")
         self.timers.append((float(seconds), task))
 
-    def listen(self, descriptor: str) -> None:
+    def listen(self, descriptor: str, *, protocols: Iterable[str] | None = None) -> None:
         """Listen on the endpoint ``descriptor`` (``"tcp:8080"``, ``"txsni:/certs:tcp:443"``),
-        as ``--listen`` does; the descriptor is checked when the server starts."""
+        as ``--listen`` does; the descriptor is checked when the server starts.
+
+        ``protocols`` narrows the HTTP versions spoken there, by their ALPN IDs, as
+        Twisted's ``Site.acceptableProtocols`` does: ``("http/1.1",)`` turns HTTP/2 off
+        (over TLS, only ``http/1.1`` is offered by ALPN), ``("h2",)`` turns HTTP/1.1 off.
+        By default a listener speaks both.
+        """
+        if not isinstance(descriptor, str):
+            raise TypeError(f"descriptor must be a str such as 'tcp:8080', not {descriptor!r}")
         self.listeners.append(descriptor)
+        if protocols is not None:
+            if isinstance(protocols, str):
+                protocols = (protocols,)
+            self.protocols[descriptor] = tuple(protocols)
 
     def __repr__(self) -> str:
         return f"<torsion.Site mounts={[p for p, _ in self.mounts]} listeners={self.listeners}>"
@@ -230,7 +243,7 @@ class Server:
     """
 
     def __init__(self, app: Resource | Site | None = None, **options: Any) -> None:
-        self._argv, self._mounts, self._timers = _plan("Server", app, options)
+        self._plan = _plan("Server", app, options)
         self._running: Any = None
 
     def start(self) -> Server:
@@ -241,7 +254,7 @@ class Server:
         """
         if self._running is not None:
             raise RuntimeError("this server was already started")
-        self._running = _torsion.start(self._argv, self._mounts, self._timers)
+        self._running = _torsion.start(*self._plan)
         return self
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -281,8 +294,7 @@ def serve(app: Resource | Site | None = None, **options: Any) -> None:
     another way, or use :class:`Server`); the handlers in place before are restored when
     it returns. Raises what :meth:`Server.start` raises.
     """
-    argv, mounts, timers = _plan("serve", app, options)
-    _torsion.start(argv, mounts, timers).serve_forever()
+    _torsion.start(*_plan("serve", app, options)).serve_forever()
 
 
 def _unexpected(where: str, key: str, known: Iterable[str]) -> str:
@@ -348,14 +360,25 @@ def _name(task: Any) -> str:
     return f"{module}:{name}" if module else name
 
 
+_Plan = tuple[
+    list[str],
+    list[tuple[str, str, Any, Any]],
+    list[tuple[float, Any, str]],
+    list[tuple[str, list[str]]],
+]
+
+
 def _resolve(
     where: str, app: Resource | Site | None, options: Mapping[str, Any]
-) -> tuple[dict[str, Any], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]]]:
-    """The options, mounts and timers for ``app`` served with ``options``: a site's own
-    options, listeners and fields come first, and ``options`` override them."""
+) -> tuple[dict[str, Any], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]],
+           list[tuple[str, list[str]]]]:
+    """The options, mounts, timers and listeners' protocols for ``app`` served with
+    ``options``: a site's own options, listeners and fields come first, and ``options``
+    override them."""
     _check_keywords(where, options)
     mounts = []
     timers = []
+    protocols = []
     if isinstance(app, Site):
         merged = {**app.options, **options}
         if app.listeners and "listen" not in options:
@@ -365,24 +388,23 @@ def _resolve(
         options = merged
         mounts = [_mount(prefix, resource) for prefix, resource in app.mounts]
         timers = [(seconds, task, _name(task)) for seconds, task in app.timers]
+        protocols = [(descriptor, list(ids)) for descriptor, ids in app.protocols.items()]
     elif app is not None:
         mounts = [_mount("/", app)]
-    return dict(options), mounts, timers
+    return dict(options), mounts, timers, protocols
 
 
-def _plan(
-    where: str, app: Resource | Site | None, options: Mapping[str, Any]
-) -> tuple[list[str], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]]]:
-    """The flags, mounts and timers for ``app`` served with ``options``."""
-    options, mounts, timers = _resolve(where, app, options)
-    return _flags(where, options), mounts, timers
+def _plan(where: str, app: Resource | Site | None, options: Mapping[str, Any]) -> _Plan:
+    """The flags, mounts, timers and listeners' protocols for ``app`` served with
+    ``options``, as the extension module's ``start`` takes them."""
+    options, mounts, timers, protocols = _resolve(where, app, options)
+    return _flags(where, options), mounts, timers, protocols
 
 
-def _load_config(
-    path: str, given: Iterable[str]
-) -> tuple[list[str], list[tuple[str, str, Any, Any]], list[tuple[float, Any, str]]]:
-    """``torsion web --config FILE``: run the file and return the flags, mounts and timers
-    it sets, leaving out the options ``given`` on the command line, which override it.
+def _load_config(path: str, given: Iterable[str]) -> _Plan:
+    """``torsion web --config FILE``: run the file and return the flags, mounts, timers and
+    listeners' protocols it sets, leaving out the options ``given`` on the command line,
+    which override it.
 
     The file sets options as module-level names (``listen = ["tcp:8080"]``,
     ``threads = 8``), as gunicorn.conf.py does, and may build a :class:`Site` named
@@ -411,10 +433,10 @@ def _load_config(
                 f"warning: {path}: {name!r} is not an option of torsion web, ignored{hint}",
                 file=sys.stderr,
             )
-    resolved, mounts, timers = _resolve("config", site, options)
+    resolved, mounts, timers, protocols = _resolve("config", site, options)
     skipped = set(given)
     kept = {key: value for key, value in resolved.items() if key not in skipped}
-    return _flags("config", kept), mounts, timers
+    return _flags("config", kept), mounts, timers, protocols
 
 
 def _as_list(value: Any) -> list[Any]:

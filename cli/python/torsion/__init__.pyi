@@ -52,6 +52,7 @@ class Site:
     mounts: list[tuple[str, Resource]]
     headers: list[str]
     listeners: list[str]
+    protocols: dict[str, tuple[str, ...]]
     timers: list[tuple[float, Callable[[], object]]]
     def __init__(
         self,
@@ -161,7 +162,7 @@ class Site:
     def mount(self, prefix: str, resource: Resource) -> None: ...
     def add_header(self, field: str) -> None: ...
     def timer(self, seconds: float, task: Callable[[], object]) -> None: ...
-    def listen(self, descriptor: str) -> None: ...
+    def listen(self, descriptor: str, *, protocols: Iterable[str] | None = None) -> None: ...
 
 class Server:
     def __init__(

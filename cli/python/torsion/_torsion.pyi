@@ -41,9 +41,10 @@ def start(
     argv: list[str],
     mounts: list[tuple[str, str, Any, Any]],
     timers: list[tuple[float, Any, str]],
+    listeners: list[tuple[str, list[str]]],
 ) -> Running:
-    """Start a server from ``torsion web``'s flags, resources mounted from Python and
-    timers (seconds, callable, name)."""
+    """Start a server from ``torsion web``'s flags, resources mounted from Python, timers
+    (seconds, callable, name) and listeners' protocols (descriptor, ALPN IDs)."""
 
 def options() -> list[tuple[str, str, str, str | None, str, str | None]]:
     """``torsion web``'s options: (keyword, flag, kind, default, help, value name)."""

@@ -117,6 +117,14 @@ impl TlsAccept {
 }
 
 impl Accept for TlsAccept {
+    fn offer_alpn(&mut self, protocols: &[&[u8]]) {
+        let mut config = rustls::ServerConfig::clone(self.acceptor.config());
+        config
+            .alpn_protocols
+            .retain(|offered| offered == ACME_TLS_ALPN || protocols.contains(&offered.as_slice()));
+        self.acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    }
+
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
         let mut failed = None;
         while self.handshakes.len() < MAX_HANDSHAKES {

@@ -186,6 +186,7 @@ def server_commands(binary, port, tls=None, static=None, access_log=None):
             commands[name] += ["--access-log", access_log]
         if static:
             commands[name] += ["--static", f"/static={static}"]
+    if static:
         commands["granian"][-1:-1] = ["--static-path-mount", static, "--static-path-expires", "0"]
     return {name: argv for name, argv in commands.items() if not (tls and name in NO_TLS)}
 

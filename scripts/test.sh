@@ -24,8 +24,8 @@ cargo test --workspace --doc --quiet
 cargo nextest run --workspace --no-fail-fast "$@"
 
 # The wheel, built by maturin for each interpreter the Python tests install it into: the
-# one on PATH (pyenv's), Debian's /usr/bin/python3, and the newest pyenv CPython from
-# 3.12 on, where the machine has them. Each goes to target/wheels/VERSION/ with the
+# one on PATH (pyenv's), Debian's /usr/bin/python3, and pyenv's oldest 3.10 (the oldest
+# the package supports) and newest CPython from 3.12 on, where the machine has them. Each goes to target/wheels/VERSION/ with the
 # interpreter's path beside it. The dev profile: these tests check the code (bench/
 # measures a release build). --compatibility makes maturin check the manylinux policy
 # (manylinux_2_34: the oldest this machine's glibc 2.36 toolchain links for).
@@ -34,10 +34,13 @@ if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import ensurepip, venv" 2>/de
   interpreters+=(/usr/bin/python3)
 fi
 pyenv_versions=${PYENV_ROOT:-$HOME/.pyenv}/versions
+oldest=$(ls -d "$pyenv_versions"/3.10.* 2>/dev/null | sort -V | head -n 1 || true)
 newest=$(ls -d "$pyenv_versions"/3.1[2-9]* 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -n "$newest" ] && [ -x "$newest/bin/python3" ]; then
-  interpreters+=("$newest/bin/python3")
-fi
+for version in "$oldest" "$newest"; do
+  if [ -n "$version" ] && [ -x "$version/bin/python3" ]; then
+    interpreters+=("$version/bin/python3")
+  fi
+done
 rm -rf target/wheels
 for interpreter in "${interpreters[@]}"; do
   interpreter=$("$interpreter" -c "import sys; print(sys.executable)")

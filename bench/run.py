@@ -26,8 +26,8 @@ temporary directory); only Torsion runs it, and the target table divides it by h
 Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling, nginx,
 torsion-wheel.
 
-torsion-wheel is Torsion from its wheel: built with `maturin build --release` for bench/.venv's
-Python, installed into bench/.venv, and run as that venv's `torsion` console script, so the
+torsion-wheel is Torsion from its wheel: built with `maturin build --release --zig
+--compatibility manylinux_2_28` for bench/.venv's Python, installed into bench/.venv, and run as that venv's `torsion` console script, so the
 server runs inside the venv's own interpreter rather than the one the binary embeds. It runs
 every scenario the binary runs (hello-log and static included), and a table divides its rates
 by the binary's. It is left out unless named.
@@ -287,7 +287,10 @@ def build_wheel():
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)
-    subprocess.run([venv_bin("maturin"), "build", "--release", "--quiet", "-m", os.path.join(ROOT, "cli", "Cargo.toml"),
+    # As shipped: linked by zig against glibc 2.28 (maturin finds zig through the python on PATH).
+    env["PATH"] = os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")
+    subprocess.run([venv_bin("maturin"), "build", "--release", "--quiet", "--zig", "--compatibility", "manylinux_2_28",
+                    "-m", os.path.join(ROOT, "cli", "Cargo.toml"),
                     "-i", venv_bin("python"), "--target-dir", os.path.join(ROOT, "target", "wheel-release"),
                     "--out", out], cwd=ROOT, env=env, check=True)
     wheels = [os.path.join(out, name) for name in os.listdir(out) if name.endswith(".whl")]

@@ -27,8 +27,9 @@ cargo nextest run --workspace --no-fail-fast "$@"
 # one on PATH (pyenv's), Debian's /usr/bin/python3, and pyenv's oldest 3.10 (the oldest
 # the package supports) and newest CPython from 3.12 on, where the machine has them. Each goes to target/wheels/VERSION/ with the
 # interpreter's path beside it. The dev profile: these tests check the code (bench/
-# measures a release build). --compatibility makes maturin check the manylinux policy
-# (manylinux_2_34: the oldest this machine's glibc 2.36 toolchain links for).
+# measures a release build). Linked by zig (the ziglang package) against glibc 2.28, so
+# the wheels are manylinux_2_28, as shipped, which --compatibility makes maturin check;
+# maturin finds zig through the python on PATH.
 interpreters=("$(command -v "$python")")
 if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null; then
   interpreters+=(/usr/bin/python3)
@@ -46,7 +47,8 @@ for interpreter in "${interpreters[@]}"; do
   interpreter=$("$interpreter" -c "import sys; print(sys.executable)")
   version=$("$interpreter" -c "import platform; print(platform.python_version())")
   echo "building the wheel for Python $version ($interpreter)"
-  .venv/bin/maturin build --quiet --profile dev --compatibility manylinux_2_34 \
+  PATH="$PWD/.venv/bin:$PATH" .venv/bin/maturin build --quiet --profile dev \
+    --zig --compatibility manylinux_2_28 \
     -m cli/Cargo.toml -i "$interpreter" --target-dir target/wheel --out "target/wheels/$version"
   echo "$interpreter" > "target/wheels/$version/interpreter"
 done

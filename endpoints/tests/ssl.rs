@@ -46,6 +46,15 @@ fn pki(dir: &Path) -> Pki {
     }
 }
 
+/// `ssl:` on a free loopback port with `pki`'s key and certificate.
+fn loopback_ssl(pki: &Pki) -> String {
+    format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        quote(pki.key.to_str().unwrap()),
+        quote(pki.cert.to_str().unwrap())
+    )
+}
+
 fn connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
@@ -106,16 +115,17 @@ async fn serve(mut listener: Listener, http: bool) {
     connection.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_rustls_client_verifies_the_chain_and_negotiates_h2() {
+/// Opens `ssl:` on loopback (its ALPN narrowed to `narrowed`, if given), connects a rustls
+/// client that verifies the chain and offers h2 and http/1.1, and returns the protocol
+/// negotiated and what the server saw.
+async fn negotiate(narrowed: Option<&[&[u8]]>) -> (Option<Vec<u8>>, String) {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let text = format!(
-        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
-        quote(pki.key.to_str().unwrap()),
-        quote(pki.cert.to_str().unwrap())
-    );
-    let listener = Endpoint::parse(&text).unwrap().listen().await.unwrap();
+    let text = loopback_ssl(&pki);
+    let mut listener = Endpoint::parse(&text).unwrap().listen().await.unwrap();
+    if let Some(protocols) = narrowed {
+        listener.offer_alpn(protocols);
+    }
     let addr = listener.local_addr().as_tcp().unwrap();
     let server = tokio::spawn(serve_one(listener));
 
@@ -124,26 +134,29 @@ async fn a_rustls_client_verifies_the_chain_and_negotiates_h2() {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     tls.write_all(b"ping").await.unwrap();
     let mut reply = String::new();
     tls.read_to_string(&mut reply).await.unwrap();
+    server.await.unwrap();
+    (alpn, reply)
+}
+
+#[tokio::test]
+async fn a_rustls_client_verifies_the_chain_and_negotiates_h2() {
+    let (alpn, reply) = negotiate(None).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     assert_eq!(
         reply,
         r#"https sni=Some("localhost") alpn=Some("h2") version=Some("TLSv1.3")"#
     );
-    server.await.unwrap();
 }
 
 #[tokio::test]
 async fn a_failed_handshake_affects_no_other_connection() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let text = format!(
-        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
-        quote(pki.key.to_str().unwrap()),
-        quote(pki.cert.to_str().unwrap())
-    );
+    let text = loopback_ssl(&pki);
     let listener = Endpoint::parse(&text).unwrap().listen().await.unwrap();
     let addr = listener.local_addr().as_tcp().unwrap();
     // A client that sends garbage, and one that connects and says nothing.
@@ -449,41 +462,17 @@ fn sec1_to_pkcs8(key: &Path) -> String {
 
 #[tokio::test]
 async fn a_listener_offers_only_the_protocols_it_is_narrowed_to() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let text = format!(
-        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
-        quote(pki.key.to_str().unwrap()),
-        quote(pki.cert.to_str().unwrap())
-    );
-    let mut listener = Endpoint::parse(&text).unwrap().listen().await.unwrap();
-    listener.offer_alpn(&[b"http/1.1"]);
-    let addr = listener.local_addr().as_tcp().unwrap();
-    let server = tokio::spawn(serve_one(listener));
-
     // A client offering both gets http/1.1, where the listener would otherwise pick h2.
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut tls = connector(&pki.ca_der, &[b"h2", b"http/1.1"])
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    tls.write_all(b"ping").await.unwrap();
-    let mut reply = String::new();
-    tls.read_to_string(&mut reply).await.unwrap();
+    let (alpn, reply) = negotiate(Some(&[b"http/1.1"])).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     assert!(reply.contains("alpn=Some(\"http/1.1\")"), "{reply}");
-    server.await.unwrap();
 }
 
 #[tokio::test]
 async fn a_client_offering_none_of_the_narrowed_protocols_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let text = format!(
-        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
-        quote(pki.key.to_str().unwrap()),
-        quote(pki.cert.to_str().unwrap())
-    );
+    let text = loopback_ssl(&pki);
     let mut listener = Endpoint::parse(&text).unwrap().listen().await.unwrap();
     listener.offer_alpn(&[b"http/1.1"]);
     let addr = listener.local_addr().as_tcp().unwrap();

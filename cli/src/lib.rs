@@ -37,7 +37,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(err) => err.exit(),
     };
     init_logging();
-    match run(cli, &argv, &given, web::Signals::Server) {
+    match run(cli, &argv, &given) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
@@ -46,37 +46,16 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Runs a parsed command line (`argv`, with the options `given` on it) to its end; `Err` is
-/// a configuration error.
-fn run(
-    cli: args::Cli,
-    argv: &[OsString],
-    given: &[String],
-    signals: web::Signals,
-) -> Result<ExitCode, ConfigError> {
+/// Runs a parsed command line (`argv`, with the options `given` on it) to its end, the
+/// server handling its own signals; `Err` is a configuration error.
+fn run(cli: args::Cli, argv: &[OsString], given: &[String]) -> Result<ExitCode, ConfigError> {
     match cli.command {
         args::Command::Web(args) => {
-            let running = web::Running::start(web_plan(*args, argv, given)?, signals)?;
+            let plan = python::web_plan(*args, argv, given)?;
+            let running = web::Running::start(plan, web::Signals::Server)?;
             running.join();
             Ok(ExitCode::SUCCESS)
         }
         args::Command::Certs(args) => certs::certs(*args),
     }
-}
-
-/// What `torsion web` serves: its flags, and with `--config`, what the file adds.
-fn web_plan(
-    args: args::WebArgs,
-    argv: &[OsString],
-    given: &[String],
-) -> Result<web::Plan, ConfigError> {
-    if args.config.is_some() {
-        return python::plan_with_config(args, argv, given);
-    }
-    Ok(web::Plan {
-        args,
-        mounts: Vec::new(),
-        timers: Vec::new(),
-        protocols: Vec::new(),
-    })
 }

@@ -87,16 +87,7 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
     crate::error::init_logging();
     let outcome = match cli.command {
         Command::Web(args) => {
-            let plan = if args.config.is_some() {
-                plan_with_config(*args, &argv, &given)
-            } else {
-                Ok(Plan {
-                    args: *args,
-                    mounts: Vec::new(),
-                    timers: Vec::new(),
-                    protocols: Vec::new(),
-                })
-            };
+            let plan = web_plan(*args, &argv, &given);
             match plan.and_then(|plan| py.detach(|| Running::start(plan, Signals::Caller))) {
                 Ok(running) => {
                     let running = Arc::new(running);
@@ -338,6 +329,27 @@ fn install_package(py: Python<'_>) -> PyResult<()> {
     outcome
 }
 
+/// What `torsion web` serves: its flags (`args`, parsed from `argv`, with the options
+/// `given` on it), and with `--config`, what the file adds (see [`plan_with_config`]).
+///
+/// # Errors
+/// What [`plan_with_config`] returns.
+pub(crate) fn web_plan(
+    args: crate::args::WebArgs,
+    argv: &[OsString],
+    given: &[String],
+) -> Result<Plan, ConfigError> {
+    if args.config.is_some() {
+        return plan_with_config(args, argv, given);
+    }
+    Ok(Plan {
+        args,
+        mounts: Vec::new(),
+        timers: Vec::new(),
+        protocols: Vec::new(),
+    })
+}
+
 /// `torsion web --config FILE`: runs the file (in the interpreter the binary embeds, or the
 /// wheel's), then serves what it sets, with the options `given` on the command line
 /// (`argv`) overriding the file's.
@@ -345,18 +357,13 @@ fn install_package(py: Python<'_>) -> PyResult<()> {
 /// # Errors
 /// [`ConfigError::Option`] when the file cannot be read or raises, naming the file and the
 /// exception; what the options it sets would raise as flags.
-pub(crate) fn plan_with_config(
+fn plan_with_config(
     args: crate::args::WebArgs,
     argv: &[OsString],
     given: &[String],
 ) -> Result<Plan, ConfigError> {
     let Some(path) = args.config.clone() else {
-        return Ok(Plan {
-            args,
-            mounts: Vec::new(),
-            timers: Vec::new(),
-            protocols: Vec::new(),
-        });
+        return Err(ConfigError::Option("--config FILE was not given".into()));
     };
     torsion_wsgi::initialize(&torsion_wsgi::PythonOptions::new(args.pythonpath.clone()))?;
     Python::attach(|py| {

@@ -194,6 +194,10 @@ impl Running {
     /// Waits until the server has stopped (after [`Running::stop`] or, with
     /// [`Signals::Server`], a signal).
     pub(crate) fn join(&self) {
+        // Every waiter waits for the end of serving; one of them also joins the thread.
+        if let Ok(done) = self.done.lock() {
+            let _ = done.recv();
+        }
         let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
         if let Some(thread) = thread {
             let _ = thread.join();

@@ -146,3 +146,24 @@ def platform_version() -> str:
     import platform
 
     return platform.python_version()
+
+
+@pytest.mark.parametrize("version, interpreter, wheel", SETS, ids=[v for v, _, _ in SETS])
+def test_the_extension_module_links_no_libpython_and_is_manylinux_2_28(version, interpreter, wheel, tmp_path):
+    """The module joins whatever interpreter imports it: no libpython among the libraries
+    it needs, no run path, and no glibc symbol newer than 2.28."""
+    import re
+    import zipfile
+
+    assert wheel.name.endswith("-manylinux_2_28_x86_64.whl"), wheel.name
+    with zipfile.ZipFile(wheel) as archive:
+        [member] = [n for n in archive.namelist() if n.startswith("torsion/_torsion.") and n.endswith(".so")]
+        module = Path(archive.extract(member, tmp_path))
+    dynamic = subprocess.run(["readelf", "-d", str(module)], capture_output=True, text=True, check=True).stdout
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic)
+    assert needed and not any("python" in library for library in needed), needed
+    assert "RPATH" not in dynamic and "RUNPATH" not in dynamic, dynamic
+    symbols = subprocess.run(["readelf", "--dyn-syms", "-W", str(module)], capture_output=True, text=True,
+                             check=True).stdout
+    versions = {tuple(map(int, v.split("."))) for v in re.findall(r"@GLIBC_(\d+\.\d+)", symbols)}
+    assert versions and max(versions) <= (2, 28), sorted(versions)[-3:]

@@ -272,3 +272,32 @@ def test_a_listener_can_speak_only_some_http_versions(tmp_path):
         site = torsion.Site()
         site.listen(LOOPBACK, protocols=["spdy/3"])
         torsion.Server(site).start()
+
+
+def wait_until(what: str, condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def test_sigusr1_reopens_the_access_log_of_serve(tmp_path):
+    log = tmp_path / "access.log"
+    code = (
+        "import torsion\n"
+        f"torsion.serve('probe:application', listen=[{LOOPBACK!r}], pythonpath=[{str(APPS)!r}],"
+        f" access_log={str(log)!r})\n"
+    )
+    lines = lambda path: path.read_text().splitlines() if path.exists() else []  # noqa: E731
+    with Started([sys.executable, "-c", code], tmp_path) as server:
+        server.get("/environ?first")
+        wait_until("the first line is written", lambda: len(lines(log)) == 1)
+        rotated = tmp_path / "access.log.1"
+        log.rename(rotated)
+        server.process.send_signal(signal.SIGUSR1)
+        # Until the log is reopened, lines go to the renamed file: ask until one lands anew.
+        wait_until("a line lands in a new access.log", lambda: server.get("/environ?second") is not None
+                   and len(lines(log)) >= 1)
+        assert server.stop() == 0, server.log()
+    assert "GET /environ?first " in rotated.read_text()
+    assert "GET /environ?second " in log.read_text()

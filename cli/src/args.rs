@@ -212,6 +212,12 @@ pub(crate) struct WebArgs {
     #[arg(long, hide = true)]
     pub(crate) personal: bool,
 
+    /// Worker processes, each a whole server with its own Python, sharing the listeners that
+    /// a supervisor process opens once; a number, or auto for one per CPU core [default: 1,
+    /// no supervisor].
+    #[arg(long, value_name = "N", value_parser = parse_workers)]
+    pub(crate) workers: Option<usize>,
+
     /// Python threads running the application [default: 2 x CPU cores, at least 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,
@@ -294,4 +300,16 @@ pub(crate) fn parse(
         }
     }
     Ok((Cli::from_arg_matches(&matches)?, given))
+}
+
+/// `--workers`: a number from 1, or `auto` for the number of CPU cores this process may run
+/// on.
+fn parse_workers(text: &str) -> Result<usize, String> {
+    if text == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, usize::from));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err("expected a number of processes from 1 to 1024, or auto".into()),
+    }
 }

@@ -16,6 +16,8 @@ mod args;
 mod certs;
 mod error;
 pub mod python;
+mod ready;
+mod supervisor;
 mod web;
 
 use std::ffi::OsString;
@@ -51,6 +53,18 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
 fn run(cli: args::Cli, argv: &[OsString], given: &[String]) -> Result<ExitCode, ConfigError> {
     match cli.command {
         args::Command::Web(args) => {
+            if let Some(workers) = args.workers.filter(|&n| n > 1 && !supervisor::is_worker()) {
+                let program = std::env::current_exe().map_err(|err| {
+                    ConfigError::Listen(format!(
+                        "--workers: cannot find this program to start workers: {err}"
+                    ))
+                })?;
+                let command = supervisor::WorkerCommand {
+                    program: program.into_os_string(),
+                    args: argv.iter().skip(1).cloned().collect(),
+                };
+                return supervisor::supervise(&args, workers, command);
+            }
             let plan = python::web_plan(*args, argv, given)?;
             let running = web::Running::start(plan, web::Signals::Server)?;
             running.join();

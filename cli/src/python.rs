@@ -23,6 +23,7 @@ use torsion_wsgi::{Application, Protocols, Timer};
 
 use crate::args::{Cli, Command};
 use crate::error::ConfigError;
+use crate::supervisor;
 use crate::web::{Mounted, Plan, Running, Signals};
 
 pyo3::create_exception!(
@@ -86,6 +87,27 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
     };
     crate::error::init_logging();
     let outcome = match cli.command {
+        Command::Web(args) if args.workers.is_some_and(|n| n > 1) && !supervisor::is_worker() => {
+            // Workers run this interpreter, with its venv: `sys.executable -m torsion ...`.
+            let executable: OsString = py.import("sys")?.getattr("executable")?.extract()?;
+            let command = supervisor::WorkerCommand {
+                program: executable,
+                args: ["-m", "torsion"]
+                    .into_iter()
+                    .map(OsString::from)
+                    .chain(argv.iter().skip(1).cloned())
+                    .collect(),
+            };
+            let workers = args.workers.unwrap_or(1);
+            py.detach(|| supervisor::supervise(&args, workers, command))
+                .map(|code| {
+                    if code == std::process::ExitCode::SUCCESS {
+                        0
+                    } else {
+                        1
+                    }
+                })
+        }
         Command::Web(args) => {
             let plan = web_plan(*args, &argv, &given);
             match plan.and_then(|plan| py.detach(|| Running::start(plan, Signals::Caller))) {
@@ -211,6 +233,11 @@ fn start(
     listeners: Vec<ListenerRow>,
 ) -> PyResult<PyRunning> {
     let args = web_args(argv)?;
+    if args.workers.is_some_and(|n| n > 1) {
+        return Err(OptionError::new_err(
+            "workers: worker processes are started by the command line (torsion web --workers N, or torsion.main([...])); a server in this process runs one",
+        ));
+    }
     crate::error::init_logging();
     let (mounts, timers) = from_python(mounts, timers)?;
     let plan = Plan {

@@ -124,6 +124,8 @@ impl Running {
             .iter()
             .map(|(listener, _)| listener.local_addr().clone())
             .collect();
+        // A supervisor's worker is serving from here on.
+        crate::ready::tell_ready();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done) = mpsc::channel();
         let log = access_log.clone();
@@ -260,7 +262,7 @@ fn refuse_twisted_only(args: &WebArgs) -> Result<(), ConfigError> {
 
 /// The endpoints of `--listen` (and the deprecated `--port` and `--https`), all parsed
 /// before anything starts, so that a typo stops start-up with status 2.
-fn endpoints(args: &WebArgs) -> Result<Vec<Endpoint>, ConfigError> {
+pub(crate) fn endpoints(args: &WebArgs) -> Result<Vec<Endpoint>, ConfigError> {
     refuse_twisted_only(args)?;
     let mut descriptors = args.listen.clone();
     if let Some(port) = &args.port {
@@ -292,6 +294,7 @@ fn endpoints(args: &WebArgs) -> Result<Vec<Endpoint>, ConfigError> {
 /// The server's settings from the flags.
 fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
     let mut config = ServerConfig::default();
+    config.multiprocess = args.workers.is_some_and(|n| n > 1);
     if let Some(threads) = args.threads {
         config.threads = usize::from(threads);
     }

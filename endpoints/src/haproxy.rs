@@ -64,6 +64,10 @@ impl ServerEndpoint for HaproxyEndpoint {
         Descriptor::new("haproxy").with_inner(&self.inner.descriptor())
     }
 
+    fn sockets(&self) -> Vec<Endpoint> {
+        self.inner.sockets()
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(async move {
             let inner = self.inner.listen().await?;

@@ -122,6 +122,7 @@
 
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+mod activation;
 mod descriptor;
 mod error;
 mod haproxy;
@@ -139,6 +140,7 @@ pub mod tls;
 #[cfg(feature = "acme")]
 pub mod acme;
 
+pub use activation::{SUPERVISOR_PID_VAR, inherited_name};
 pub use descriptor::{Descriptor, quote};
 pub use error::{Error, Result};
 pub use listener::{Address, Connection, ConnectionInfo, Listener, TlsInfo};

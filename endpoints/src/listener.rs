@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -291,6 +292,13 @@ pub trait Accept: Send + 'static {
     fn offer_alpn(&mut self, protocols: &[&[u8]]) {
         let _ = protocols;
     }
+
+    /// The listening socket, for kinds that own one (`tcp:`, `tcp6:`, `unix:`,
+    /// `systemd:`): what a supervisor passes to its workers. `None` (the default) for
+    /// kinds that accept through another listener.
+    fn socket(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// A listening socket, ready to accept connections.
@@ -364,6 +372,11 @@ impl Listener {
     /// Polls for the next connection.
     pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
         self.accept.poll_accept(cx)
+    }
+
+    /// The listening socket of a socket-level listener (see [`Accept::socket`]).
+    pub fn socket(&self) -> Option<BorrowedFd<'_>> {
+        self.accept.socket()
     }
 
     /// Offers by ALPN only the protocols of `protocols` (see [`Accept::offer_alpn`]); for

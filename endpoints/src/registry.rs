@@ -51,6 +51,17 @@ pub trait ServerEndpoint: fmt::Debug + Any + Send + Sync {
     /// Must be called within a tokio runtime. Errors are [`Error::Listen`],
     /// [`Error::AddressInUse`] or [`Error::Systemd`].
     fn listen(&self) -> BoxFuture<'_, Result<Listener>>;
+
+    /// The socket-level endpoints (`tcp:`, `tcp6:`, `unix:`, `systemd:`) whose sockets this
+    /// one listens through: itself for those kinds, the TCP endpoint of `ssl:` and `tls:`,
+    /// the inner endpoint's for wrappers (`txsni:`, `txacme:`, `haproxy:`).
+    ///
+    /// A supervisor listens on these, then passes their sockets to worker processes (see
+    /// [`crate::inherited_name`]), whose endpoints adopt them instead of binding. The
+    /// default, for kinds that do not say, is none: such an endpoint cannot be shared.
+    fn sockets(&self) -> Vec<Endpoint> {
+        Vec::new()
+    }
 }
 
 /// A parsed, inspectable endpoint: parse it from a descriptor, print it back, listen on it.
@@ -98,6 +109,11 @@ impl Endpoint {
     pub fn downcast_ref<T: ServerEndpoint>(&self) -> Option<&T> {
         let any: &dyn Any = &*self.0;
         any.downcast_ref::<T>()
+    }
+
+    /// The socket-level endpoints it listens through; see [`ServerEndpoint::sockets`].
+    pub fn sockets(&self) -> Vec<Endpoint> {
+        self.0.sockets()
     }
 
     /// Binds and starts listening; see [`ServerEndpoint::listen`].

@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::activation::{SocketDomain, take_inherited};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
 use crate::listener::{Accept, Address, Connection, ConnectionInfo, Listener};
@@ -138,9 +139,24 @@ impl ServerEndpoint for TcpEndpoint {
         d
     }
 
+    fn sockets(&self) -> Vec<Endpoint> {
+        vec![Endpoint::new(self.clone())]
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(async move {
             let endpoint = self.descriptor().to_string();
+            let domain = if self.ipv6 {
+                SocketDomain::Inet6
+            } else {
+                SocketDomain::Inet
+            };
+            // A worker's socket, opened by its supervisor.
+            match take_inherited(&endpoint, domain) {
+                Ok(Some(fd)) => return adopt(endpoint, fd),
+                Ok(None) => {}
+                Err(reason) => return Err(Error::Systemd { endpoint, reason }),
+            }
             let addr = SocketAddr::new(self.interface, self.port);
             let listener = bind_tcp(addr, self.backlog)
                 .map_err(|(action, source)| listen_error(&endpoint, action, addr, source))?;
@@ -150,6 +166,27 @@ impl ServerEndpoint for TcpEndpoint {
             TcpAccept::listener(endpoint, listener)
         })
     }
+}
+
+/// A listener over an inherited listening TCP socket (from systemd or a supervisor).
+///
+/// # Errors
+/// [`Error::Listen`] when the socket cannot be made non-blocking or registered with the
+/// runtime.
+pub(crate) fn adopt(endpoint: String, fd: std::os::fd::OwnedFd) -> Result<Listener> {
+    let io_error = |action: &str, source| Error::Listen {
+        endpoint: endpoint.clone(),
+        action: format!("{action} the inherited socket"),
+        hint: String::new(),
+        source,
+    };
+    let listener = std::net::TcpListener::from(fd);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| io_error("set non-blocking", e))?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| io_error("register with the runtime", e))?;
+    TcpAccept::listener(endpoint, listener)
 }
 
 fn bind_tcp(
@@ -223,6 +260,10 @@ impl TcpAccept {
 }
 
 impl Accept for TcpAccept {
+    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(&self.listener))
+    }
+
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
         let (stream, peer) = std::task::ready!(self.listener.poll_accept(cx))?;
         // Small responses must not wait for Nagle's algorithm; failure here only costs

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::activation::{SocketDomain, take_inherited};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
 use crate::listener::{Accept, Address, Connection, ConnectionInfo, Listener};
@@ -325,12 +326,34 @@ struct UnixAccept {
     _cleanup: Cleanup,
 }
 
-/// A listener over a unix socket someone else made (systemd): nothing to remove on drop.
-pub(crate) fn adopted(
-    endpoint: String,
-    local: Address,
-    listener: tokio::net::UnixListener,
-) -> Listener {
+/// A listener over an inherited listening unix socket (from systemd or a supervisor, which
+/// made the file and removes it): nothing to remove on drop.
+///
+/// # Errors
+/// [`Error::Listen`] when the socket cannot be made non-blocking, named, or registered with
+/// the runtime.
+pub(crate) fn adopt(endpoint: String, fd: std::os::fd::OwnedFd) -> Result<Listener> {
+    let io_error = |action: &str, source| Error::Listen {
+        endpoint: endpoint.clone(),
+        action: format!("{action} the inherited socket"),
+        hint: String::new(),
+        source,
+    };
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| io_error("set non-blocking", e))?;
+    let local = listener
+        .local_addr()
+        .map(|a| Address::Unix(a.as_pathname().map(Into::into)))
+        .map_err(|e| io_error("read the address of", e))?;
+    let listener = tokio::net::UnixListener::from_std(listener)
+        .map_err(|e| io_error("register with the runtime", e))?;
+    Ok(adopted(endpoint, local, listener))
+}
+
+/// A listener over a unix socket someone else made: nothing to remove on drop.
+fn adopted(endpoint: String, local: Address, listener: tokio::net::UnixListener) -> Listener {
     Listener::new(
         endpoint,
         local.clone(),
@@ -346,6 +369,10 @@ pub(crate) fn adopted(
 }
 
 impl Accept for UnixAccept {
+    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(&self.listener))
+    }
+
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Connection>> {
         let (stream, peer) = std::task::ready!(self.listener.poll_accept(cx))?;
         let peer = Address::Unix(peer.as_pathname().map(Path::to_path_buf));
@@ -371,8 +398,21 @@ impl ServerEndpoint for UnixEndpoint {
         d
     }
 
+    fn sockets(&self) -> Vec<Endpoint> {
+        vec![Endpoint::new(self.clone())]
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
-        Box::pin(async move { self.bind() })
+        Box::pin(async move {
+            // A worker's socket, made (and removed at the end) by its supervisor.
+            let endpoint = self.descriptor().to_string();
+            match take_inherited(&endpoint, SocketDomain::Unix) {
+                Ok(Some(fd)) => return adopt(endpoint, fd),
+                Ok(None) => {}
+                Err(reason) => return Err(Error::Systemd { endpoint, reason }),
+            }
+            self.bind()
+        })
     }
 }
 

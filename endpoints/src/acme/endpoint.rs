@@ -114,6 +114,10 @@ impl ServerEndpoint for AcmeEndpoint {
         d.with_inner(&self.inner.descriptor())
     }
 
+    fn sockets(&self) -> Vec<Endpoint> {
+        self.inner.sockets()
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(async move {
             let endpoint = self.descriptor().to_string();

@@ -108,6 +108,10 @@ impl ServerEndpoint for SslEndpoint {
         d
     }
 
+    fn sockets(&self) -> Vec<Endpoint> {
+        vec![Endpoint::new(self.tcp.clone())]
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(async move {
             if self.dh_parameters.is_some() {

@@ -68,6 +68,10 @@ impl ServerEndpoint for TlsDirEndpoint {
         d
     }
 
+    fn sockets(&self) -> Vec<Endpoint> {
+        vec![Endpoint::new(self.tcp.clone())]
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(listen_directory(
             self.descriptor().to_string(),

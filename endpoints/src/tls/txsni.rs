@@ -62,6 +62,10 @@ impl ServerEndpoint for TxsniEndpoint {
             .with_inner(&self.inner.descriptor())
     }
 
+    fn sockets(&self) -> Vec<Endpoint> {
+        self.inner.sockets()
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(listen_directory(
             self.descriptor().to_string(),

@@ -1,0 +1,452 @@
+//! `--workers N`: a supervisor process that opens every listener once and runs N worker
+//! processes, each a whole server with its own interpreter, sharing those sockets.
+//!
+//! The supervisor loads no application and starts no Python. It passes the sockets as
+//! systemd does (`LISTEN_FDS`, `LISTEN_FDNAMES`, each named by its endpoint's descriptor;
+//! see `torsion_endpoints::inherited_name`), naming itself in
+//! `torsion_endpoints::SUPERVISOR_PID_VAR` in place of `LISTEN_PID`, and each worker's
+//! endpoints adopt them instead of binding. A worker says it is serving by writing to a
+//! pipe the supervisor gives it ([`READY_FD_VAR`]).
+//!
+//! What it does, after gunicorn's arbiter:
+//! - a worker that fails before it is serving, at start-up, stops the supervisor with exit
+//!   status 2 (the worker has printed why), rather than a restart loop;
+//! - a worker that dies later is replaced, after a back-off that doubles (from 0.1 s up to
+//!   10 s) while replacements keep dying within 10 s of starting;
+//! - SIGINT and SIGTERM: every worker is sent SIGTERM and drains within
+//!   `--shutdown-timeout` (then SIGKILL, 5 s later); the supervisor then exits 0;
+//! - SIGTTIN and SIGTTOU add a worker and retire the newest one (gunicorn's signals);
+//! - a worker's parent-death signal is SIGTERM, so no worker outlives a killed supervisor.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use command_fds::{CommandFdExt, FdMapping};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use torsion_endpoints::{Listener, SUPERVISOR_PID_VAR, inherited_name};
+
+use crate::args::WebArgs;
+use crate::error::ConfigError;
+use crate::ready::READY_FD_VAR;
+
+/// The variable that tells a process it is a worker (it serves, whatever `--workers` says).
+pub(crate) const WORKER_VAR: &str = "TORSION_WORKER";
+
+/// Whether this process is a supervisor's worker.
+pub(crate) fn is_worker() -> bool {
+    std::env::var_os(WORKER_VAR).is_some()
+}
+
+/// How a worker is started: the program and the arguments before `torsion`'s own (the
+/// binary itself with none; `python -m torsion` from the wheel), then the command line
+/// the supervisor was given.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkerCommand {
+    /// The program to run.
+    pub(crate) program: OsString,
+    /// Its arguments, the supervisor's command line (without the program name) last.
+    pub(crate) args: Vec<OsString>,
+}
+
+/// What a worker's watcher reports.
+#[derive(Debug)]
+enum Event {
+    /// The worker is serving.
+    Ready(u64),
+    /// The worker has exited, with this status.
+    Exited(u64, std::process::ExitStatus),
+}
+
+/// A running worker.
+struct Worker {
+    pid: i32,
+    started: Instant,
+    ready: bool,
+    /// Retired by SIGTTOU or shutdown: not replaced when it exits.
+    retiring: bool,
+}
+
+/// Opens every listener of `args`, runs `count` workers with `command`, and supervises
+/// them until SIGINT or SIGTERM; the exit status.
+///
+/// # Errors
+/// [`ConfigError`] for a descriptor that does not parse or cannot be shared (a kind that
+/// names no socket-level endpoint), a listener that cannot be opened, or a worker that
+/// fails at start-up.
+pub(crate) fn supervise(
+    args: &WebArgs,
+    count: usize,
+    command: WorkerCommand,
+) -> Result<ExitCode, ConfigError> {
+    if args.config.is_some() {
+        return Err(ConfigError::Option(
+            "--workers with --config is not supported yet: the supervisor would have to run the file; give the listeners and --workers on the command line".into(),
+        ));
+    }
+    let endpoints = crate::web::endpoints(args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| ConfigError::Listen(format!("cannot start the async runtime: {err}")))?;
+    let shutdown_timeout = Duration::try_from_secs_f64(args.shutdown_timeout).map_err(|_| {
+        ConfigError::Option(format!(
+            "--shutdown-timeout {} is not valid; expected a number of seconds, 0 or more",
+            args.shutdown_timeout
+        ))
+    })?;
+    runtime.block_on(async move {
+        // Signals first, so that none is lost while the workers start.
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+        let mut more = signal(SignalKind::from_raw(rustix::process::Signal::TTIN.as_raw()))
+            .map_err(signal_error)?;
+        let mut fewer = signal(SignalKind::from_raw(rustix::process::Signal::TTOU.as_raw()))
+            .map_err(signal_error)?;
+        let sockets = open_sockets(&endpoints).await?;
+        let mut supervisor = Supervisor::new(command, &sockets);
+        for _ in 0..count {
+            supervisor.spawn()?;
+        }
+        // Start-up: every worker serving, or the first failure stops everything.
+        while supervisor.workers.values().any(|w| !w.ready) {
+            match supervisor.events.recv().await {
+                Some(Event::Ready(id)) => supervisor.ready(id),
+                Some(Event::Exited(id, status)) => {
+                    supervisor.workers.remove(&id);
+                    supervisor.stop_all(shutdown_timeout).await;
+                    return Err(ConfigError::Application(format!(
+                        "worker {id} stopped while starting ({}); it says why above",
+                        describe(status)
+                    )));
+                }
+                None => break,
+            }
+        }
+        tracing::info!(workers = count, "every worker is serving");
+        let mut target = count;
+        let mut backoff = Duration::ZERO;
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {
+                    tracing::info!("SIGINT received: stopping the workers");
+                    break;
+                }
+                _ = terminate.recv() => {
+                    tracing::info!("SIGTERM received: stopping the workers");
+                    break;
+                }
+                _ = more.recv() => {
+                    target += 1;
+                    tracing::info!(workers = target, "SIGTTIN received: adding a worker");
+                    supervisor.spawn()?;
+                }
+                _ = fewer.recv() => {
+                    if target > 1 {
+                        target -= 1;
+                        tracing::info!(workers = target, "SIGTTOU received: retiring the newest worker");
+                        supervisor.retire_newest();
+                    }
+                }
+                event = supervisor.events.recv() => match event {
+                    Some(Event::Ready(id)) => supervisor.ready(id),
+                    Some(Event::Exited(id, status)) => {
+                        let Some(worker) = supervisor.workers.remove(&id) else { continue };
+                        if worker.retiring {
+                            tracing::info!(worker = id, pid = worker.pid, "retired worker exited ({})", describe(status));
+                            continue;
+                        }
+                        let lived = worker.started.elapsed();
+                        backoff = if lived < Duration::from_secs(10) {
+                            (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(10))
+                        } else {
+                            Duration::ZERO
+                        };
+                        tracing::warn!(
+                            worker = id,
+                            pid = worker.pid,
+                            "worker exited ({}) after {lived:.1?}; starting another in {backoff:?}",
+                            describe(status)
+                        );
+                        tokio::time::sleep(backoff).await;
+                        supervisor.spawn()?;
+                    }
+                    None => break,
+                },
+            }
+        }
+        supervisor.stop_all(shutdown_timeout).await;
+        drop(sockets);
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn signal_error(err: std::io::Error) -> ConfigError {
+    ConfigError::Listen(format!("cannot install signal handlers: {err}"))
+}
+
+/// `exit status 2`, `killed by SIGKILL`.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => {
+            let names = [
+                (1, "SIGHUP"),
+                (2, "SIGINT"),
+                (3, "SIGQUIT"),
+                (4, "SIGILL"),
+                (6, "SIGABRT"),
+                (7, "SIGBUS"),
+                (8, "SIGFPE"),
+                (9, "SIGKILL"),
+                (11, "SIGSEGV"),
+                (13, "SIGPIPE"),
+                (15, "SIGTERM"),
+            ];
+            match names.iter().find(|(number, _)| *number == signal) {
+                Some((_, name)) => format!("killed by {name}"),
+                None => format!("killed by signal {signal}"),
+            }
+        }
+        (None, None) => "unknown status".into(),
+    }
+}
+
+/// Opens the socket-level endpoints of every listener once (a socket shared by two
+/// descriptors, `tcp:8080` under `ssl:` and `txsni:` say, is opened once), by canonical
+/// descriptor.
+async fn open_sockets(
+    endpoints: &[torsion_endpoints::Endpoint],
+) -> Result<Vec<(String, Listener)>, ConfigError> {
+    let mut sockets: Vec<(String, Listener)> = Vec::new();
+    for endpoint in endpoints {
+        let levels = endpoint.sockets();
+        if levels.is_empty() {
+            return Err(ConfigError::Option(format!(
+                "--workers: the {} endpoint {endpoint} names no socket that worker processes could share",
+                endpoint.kind()
+            )));
+        }
+        for socket in levels {
+            let descriptor = socket.to_string();
+            if sockets.iter().any(|(d, _)| *d == descriptor) {
+                continue;
+            }
+            let listener = socket.listen().await?;
+            if listener.socket().is_none() {
+                return Err(ConfigError::Option(format!(
+                    "--workers: {descriptor} gave no socket to share"
+                )));
+            }
+            tracing::info!(endpoint = %descriptor, address = %listener.local_addr(), "listening for the workers");
+            sockets.push((descriptor, listener));
+        }
+    }
+    Ok(sockets)
+}
+
+/// The workers and what they need to start.
+struct Supervisor<'a> {
+    command: WorkerCommand,
+    sockets: &'a [(String, Listener)],
+    workers: BTreeMap<u64, Worker>,
+    next_id: u64,
+    events: mpsc::UnboundedReceiver<Event>,
+    sender: mpsc::UnboundedSender<Event>,
+}
+
+impl<'a> Supervisor<'a> {
+    fn new(command: WorkerCommand, sockets: &'a [(String, Listener)]) -> Supervisor<'a> {
+        let (sender, events) = mpsc::unbounded_channel();
+        Supervisor {
+            command,
+            sockets,
+            workers: BTreeMap::new(),
+            next_id: 1,
+            events,
+            sender,
+        }
+    }
+
+    /// Starts a worker with the sockets as descriptors 3 on and its readiness pipe after
+    /// them, and watches it.
+    fn spawn(&mut self) -> Result<(), ConfigError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let failed = |what: &str, err: &dyn std::fmt::Display| {
+            ConfigError::Listen(format!("cannot start worker {id}: {what}: {err}"))
+        };
+        let mut mappings = Vec::new();
+        let mut names = Vec::new();
+        for (index, (descriptor, listener)) in self.sockets.iter().enumerate() {
+            let Some(socket) = listener.socket() else {
+                continue;
+            };
+            let copy = socket
+                .try_clone_to_owned()
+                .map_err(|err| failed("duplicate a socket", &err))?;
+            mappings.push(FdMapping {
+                parent_fd: copy,
+                child_fd: 3 + index as i32,
+            });
+            names.push(inherited_name(descriptor));
+        }
+        let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|err| failed("make the readiness pipe", &err))?;
+        let ready_fd = 3 + names.len() as i32;
+        mappings.push(FdMapping {
+            parent_fd: writer,
+            child_fd: ready_fd,
+        });
+        let mut command = tokio::process::Command::new(&self.command.program);
+        command
+            .args(&self.command.args)
+            .env("LISTEN_FDS", names.len().to_string())
+            .env("LISTEN_FDNAMES", names.join(":"))
+            .env_remove("LISTEN_PID")
+            .env(
+                SUPERVISOR_PID_VAR,
+                rustix::process::getpid().as_raw_nonzero().to_string(),
+            )
+            .env(READY_FD_VAR, ready_fd.to_string())
+            .env(WORKER_VAR, id.to_string())
+            .kill_on_drop(false);
+        command
+            .fd_mappings(mappings)
+            .map_err(|err| failed("pass the sockets", &err))?;
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the child between fork and exec and only makes one
+        // system call (prctl), which is async-signal-safe; it touches no lock or allocator.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::TERM,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|err| failed(&format!("run {:?}", self.command.program), &err))?;
+        let pid = child.id().map_or(0, |pid| pid as i32);
+        tracing::info!(worker = id, pid, "worker started");
+        self.workers.insert(
+            id,
+            Worker {
+                pid,
+                started: Instant::now(),
+                ready: false,
+                retiring: false,
+            },
+        );
+        let events = self.sender.clone();
+        tokio::spawn(async move {
+            let ready = wait_ready(reader);
+            tokio::pin!(ready);
+            let status = tokio::select! {
+                status = child.wait() => status,
+                is_ready = &mut ready => {
+                    if is_ready {
+                        let _ = events.send(Event::Ready(id));
+                    }
+                    child.wait().await
+                }
+            };
+            if let Ok(status) = status {
+                let _ = events.send(Event::Exited(id, status));
+            }
+        });
+        Ok(())
+    }
+
+    fn ready(&mut self, id: u64) {
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.ready = true;
+            tracing::info!(worker = id, pid = worker.pid, "worker serving");
+        }
+    }
+
+    /// Sends SIGTERM to the newest worker and does not replace it.
+    fn retire_newest(&mut self) {
+        if let Some((_, worker)) = self.workers.iter_mut().rev().find(|(_, w)| !w.retiring) {
+            worker.retiring = true;
+            terminate(worker.pid, rustix::process::Signal::TERM);
+        }
+    }
+
+    /// Sends every worker SIGTERM and waits for all to exit: within `timeout` (they drain
+    /// their requests), then 5 s more before SIGKILL.
+    async fn stop_all(&mut self, timeout: Duration) {
+        for worker in self.workers.values_mut() {
+            worker.retiring = true;
+            terminate(worker.pid, rustix::process::Signal::TERM);
+        }
+        let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(5);
+        while !self.workers.is_empty() {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Event::Exited(id, status))) => {
+                    if let Some(worker) = self.workers.remove(&id) {
+                        tracing::info!(
+                            worker = id,
+                            pid = worker.pid,
+                            "worker exited ({})",
+                            describe(status)
+                        );
+                    }
+                }
+                Ok(Some(Event::Ready(_))) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    for worker in self.workers.values() {
+                        tracing::warn!(
+                            worker = worker.pid,
+                            "worker still running after the shutdown timeout: killing it"
+                        );
+                        terminate(worker.pid, rustix::process::Signal::KILL);
+                    }
+                    // Their watchers report the exits; wait for them without a bound.
+                    while !self.workers.is_empty() {
+                        match self.events.recv().await {
+                            Some(Event::Exited(id, _)) => {
+                                self.workers.remove(&id);
+                            }
+                            Some(Event::Ready(_)) => {}
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `signal` to the process `pid` (a worker); a worker that has exited already is
+/// no error.
+fn terminate(pid: i32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// Whether the worker wrote to its readiness pipe before closing it (by exiting).
+async fn wait_ready(reader: OwnedFd) -> bool {
+    let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(reader) else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    loop {
+        if receiver.readable().await.is_err() {
+            return false;
+        }
+        match receiver.try_read(&mut byte) {
+            Ok(n) => return n > 0,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return false,
+        }
+    }
+}

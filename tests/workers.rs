@@ -1,0 +1,168 @@
+//! `torsion web --workers N`: a supervisor that opens the listeners once and runs worker
+//! processes sharing them, as a user runs it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{Server, environ, fixtures, torsion};
+
+/// The PID of the worker that answers `GET /environ` on a new connection, and whether it
+/// says it is one of several processes.
+fn answer(server: &Server) -> (u64, bool) {
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /environ HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let report = environ(body);
+    (
+        report["pid"].as_u64().unwrap(),
+        report["wsgi.multiprocess"].as_bool().unwrap(),
+    )
+}
+
+/// The workers' PIDs seen over new connections, until `count` distinct ones answered.
+fn workers_seen(server: &Server, count: usize) -> BTreeSet<u64> {
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {seen:?} answered:\n{}",
+            server.logs()
+        );
+        // Several connections at once, so that every worker's accept loop gets some.
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let stream = server.connect();
+                std::thread::spawn(move || stream)
+            })
+            .collect();
+        drop(handles);
+        seen.insert(answer(server).0);
+    }
+    seen
+}
+
+/// Whether process `pid` exists.
+fn alive(pid: u64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn several_workers_serve_and_all_stop_on_sigterm() {
+    let server = Server::start(&["--wsgi", "probe:application", "--workers", "3"]);
+    server.wait_for_log("every worker is serving workers=3");
+    let (_, multiprocess) = answer(&server);
+    assert!(
+        multiprocess,
+        "wsgi.multiprocess should be true with 3 workers"
+    );
+    let pids = workers_seen(&server, 3);
+    assert!(
+        !pids.contains(&u64::from(server.child.id())),
+        "the supervisor serves nothing"
+    );
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    for pid in pids {
+        assert!(!alive(pid), "worker {pid} outlived its supervisor");
+    }
+}
+
+#[test]
+fn a_killed_worker_is_replaced() {
+    let server = Server::start(&["--wsgi", "probe:application", "--workers", "2"]);
+    server.wait_for_log("every worker is serving workers=2");
+    let (victim, _) = answer(&server);
+    signal(victim as u32, "KILL");
+    server.wait_for_log("exited (killed by SIGKILL)");
+    server.wait_for_log("worker serving worker=3");
+    let pids = workers_seen(&server, 2);
+    assert!(!pids.contains(&victim), "{pids:?}");
+}
+
+#[test]
+fn a_worker_that_cannot_import_the_application_stops_start_up_with_status_2() {
+    let started = Instant::now();
+    let output = torsion()
+        .args(["web", "--wsgi", "no_such_module:app", "--workers", "3"])
+        .args(["--listen", "tcp:0:interface=127.0.0.1"])
+        .current_dir(fixtures().join("apps"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .contains("error: --wsgi no_such_module:app: importing module 'no_such_module' failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopped while starting (exit status 2)"),
+        "{stderr}"
+    );
+    // Three workers started, none restarted: no loop.
+    assert_eq!(stderr.matches("worker started").count(), 3, "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn sigttin_adds_a_worker_and_sigttou_retires_one() {
+    let server = Server::start(&["--wsgi", "probe:application", "--workers", "1"]);
+    // --workers 1 runs no supervisor: the process itself serves.
+    assert_eq!(answer(&server).0, u64::from(server.child.id()));
+    drop(server);
+    let server = Server::start(&["--wsgi", "probe:application", "--workers", "2"]);
+    server.wait_for_log("every worker is serving workers=2");
+    signal(server.child.id(), "TTIN");
+    server.wait_for_log("worker serving worker=3");
+    workers_seen(&server, 3);
+    signal(server.child.id(), "TTOU");
+    server.wait_for_log("retired worker exited (exit status 0) worker=3");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sigterm_lets_a_slow_request_finish_in_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let server = Server::start(&["--wsgi", "probe:application", "--workers", "2"]);
+    server.wait_for_log("every worker is serving workers=2");
+    let url_path = format!("/sleep?seconds=1&started={}", started.display());
+    let mut stream = server.connect();
+    stream
+        .write_all(
+            format!("GET {url_path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "{}", server.logs());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let supervisor = server.child.id();
+    signal(supervisor, "TERM");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

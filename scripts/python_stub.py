@@ -21,7 +21,9 @@ STUB = Path(__file__).resolve().parents[1] / "cli" / "python" / "torsion" / "__i
 NUMBERS = {"N", "BYTES", "SECONDS", "BYTES_PER_SECOND", "PORT"}
 
 
-def annotation(kind: str, value_name: str | None) -> str:
+def annotation(keyword: str, kind: str, value_name: str | None) -> str:
+    if keyword == "workers":
+        return "int | str | None"
     if kind == "switch":
         return "bool | None"
     if kind == "list":
@@ -38,7 +40,7 @@ def keywords(indent: str) -> str:
         default_note = f" [default: {default}]" if default is not None else ""
         for comment in textwrap.wrap(f"{flag}: {note}{default_note}", 84):
             lines.append(f"{indent}# {comment}")
-        lines.append(f"{indent}{keyword}: {annotation(kind, value_name)} = None,")
+        lines.append(f"{indent}{keyword}: {annotation(keyword, kind, value_name)} = None,")
     return "\n".join(lines)
 
 

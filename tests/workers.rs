@@ -166,3 +166,70 @@ fn sigterm_lets_a_slow_request_finish_in_its_worker() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_socket_activated_supervisor_passes_systemds_socket_to_its_workers() {
+    use command_fds::{CommandFdExt, FdMapping};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"LISTEN_PID=$$ exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_torsion"))
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_FDNAMES", "web");
+    command
+        .fd_mappings(vec![FdMapping {
+            parent_fd: std::os::fd::OwnedFd::from(listener),
+            child_fd: 3,
+        }])
+        .unwrap();
+    let server = Server::start_with(
+        command,
+        &[
+            "--wsgi",
+            "probe:application",
+            "--listen",
+            "systemd:domain=INET:name=web",
+            "--workers",
+            "2",
+        ],
+    );
+    assert_eq!(server.address, address.to_string());
+    server.wait_for_log("every worker is serving workers=2");
+    let pids = workers_seen(&server, 2);
+    assert!(!pids.contains(&u64::from(server.child.id())));
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn workers_share_a_unix_socket_that_the_supervisor_removes_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
+    let listen = format!("unix:{}:mode=600", path.display());
+    let server = Server::start(&[
+        "--wsgi",
+        "probe:application",
+        "--listen",
+        &listen,
+        "--workers",
+        "2",
+    ]);
+    server.wait_for_log("every worker is serving workers=2");
+    let report = environ(&server.get("/environ"));
+    assert_ne!(
+        report["pid"].as_u64().unwrap(),
+        u64::from(server.child.id())
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !path.exists(),
+        "the supervisor leaves no socket file behind"
+    );
+}

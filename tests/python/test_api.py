@@ -173,6 +173,8 @@ def test_each_error_has_its_type_and_the_command_lines_message():
          "--wsgi no_such_module:app: importing module 'no_such_module' failed"),
         (dict(access_log_format="fancy"), torsion.OptionError, ValueError,
          "--access-log-format"),
+        (dict(workers=2), torsion.OptionError, ValueError,
+         "workers: worker processes are started by the command line"),
     ]
     for options, error, base, message in cases:
         with pytest.raises(error) as raised:

@@ -5,11 +5,13 @@ serving from a directory that holds only the pex and an application."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +169,25 @@ def test_the_extension_module_links_no_libpython_and_is_manylinux_2_28(version, 
                              check=True).stdout
     versions = {tuple(map(int, v.split("."))) for v in re.findall(r"@GLIBC_(\d+\.\d+)", symbols)}
     assert versions and max(versions) <= (2, 28), sorted(versions)[-3:]
+
+
+def test_workers_run_the_venvs_interpreter(venv):
+    """--workers from the wheel: the workers are `sys.executable -m torsion`, so they use the
+    venv that started the supervisor."""
+    _, path = venv
+    command = [str(path / "bin" / "torsion"), "web", "--wsgi", "probe:application", "--workers", "2",
+               "--listen", "tcp:0:interface=127.0.0.1"]
+    with Started(command, APPS, clean_env(path)) as server:
+        deadline = time.monotonic() + 30
+        while "every worker is serving workers=2" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.01)
+        report = json.loads(server.get("/environ"))
+        assert report["sys.prefix"] == str(path)
+        assert report["wsgi.multiprocess"] is True
+        worker = report["pid"]
+        assert worker != server.process.pid
+        cmdline = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
+        assert Path(cmdline[0].decode()).parent == path / "bin", cmdline
+        assert cmdline[1:3] == [b"-m", b"torsion"], cmdline
+        assert server.stop(signal.SIGTERM) == 0, server.log()

@@ -125,6 +125,10 @@ class Site:
         # --notracebacks: Accepted for twist web's command lines: tracebacks are not shown by
         # default
         notracebacks: bool | None = None,
+        # --workers: Worker processes, each a whole server with its own Python, sharing the
+        # listeners that a supervisor process opens once; a number, or auto for one per CPU
+        # core [default: 1, no supervisor]
+        workers: int | str | None = None,
         # --threads: Python threads running the application [default: 2 x CPU cores, at least
         # 4]
         threads: int | float | None = None,
@@ -237,6 +241,10 @@ class Server:
         # --notracebacks: Accepted for twist web's command lines: tracebacks are not shown by
         # default
         notracebacks: bool | None = None,
+        # --workers: Worker processes, each a whole server with its own Python, sharing the
+        # listeners that a supervisor process opens once; a number, or auto for one per CPU
+        # core [default: 1, no supervisor]
+        workers: int | str | None = None,
         # --threads: Python threads running the application [default: 2 x CPU cores, at least
         # 4]
         threads: int | float | None = None,
@@ -349,6 +357,10 @@ def serve(
     # --notracebacks: Accepted for twist web's command lines: tracebacks are not shown by
     # default
     notracebacks: bool | None = None,
+    # --workers: Worker processes, each a whole server with its own Python, sharing the
+    # listeners that a supervisor process opens once; a number, or auto for one per CPU
+    # core [default: 1, no supervisor]
+    workers: int | str | None = None,
     # --threads: Python threads running the application [default: 2 x CPU cores, at least
     # 4]
     threads: int | float | None = None,

@@ -233,3 +233,60 @@ fn workers_share_a_unix_socket_that_the_supervisor_removes_at_the_end() {
         "the supervisor leaves no socket file behind"
     );
 }
+
+/// The states of every datagram `socket` receives until one holds `last`, in order.
+fn notifications_until(socket: &std::os::unix::net::UnixDatagram, last: &str) -> Vec<String> {
+    let mut states = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !states.iter().any(|s| s == last) {
+        let n = socket
+            .recv(&mut buf)
+            .expect("a notification within the read timeout");
+        states.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    states
+}
+
+#[test]
+fn systemd_is_told_ready_watchdog_and_stopping_by_the_main_process_only() {
+    for workers in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut command = torsion();
+        command
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "200000");
+        let server = Server::start_with(
+            command,
+            &["--wsgi", "probe:application", "--workers", workers],
+        );
+        let states = notifications_until(&socket, "READY=1");
+        assert!(
+            !states.iter().any(|s| s.starts_with("STOPPING")),
+            "{states:?}"
+        );
+        // The watchdog keeps coming, every 0.1 s (half of WATCHDOG_USEC).
+        let states = notifications_until(&socket, "WATCHDOG=1");
+        assert!(
+            !states.iter().any(|s| s == "READY=1"),
+            "a second READY=1: {states:?}"
+        );
+        let supervisor = server.child.id();
+        signal(supervisor, "TERM");
+        let states = notifications_until(&socket, "STOPPING=1");
+        assert!(
+            !states.iter().any(|s| s == "READY=1"),
+            "READY=1 from a worker: {states:?}"
+        );
+        let status = server.terminate();
+        assert!(status.success(), "--workers {workers}: {status:?}");
+    }
+}

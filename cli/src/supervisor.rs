@@ -107,6 +107,7 @@ pub(crate) fn supervise(
         let mut fewer = signal(SignalKind::from_raw(rustix::process::Signal::TTOU.as_raw()))
             .map_err(signal_error)?;
         let sockets = open_sockets(&endpoints).await?;
+        crate::notify::start_watchdog();
         let mut supervisor = Supervisor::new(command, &sockets);
         for _ in 0..count {
             supervisor.spawn()?;
@@ -127,6 +128,7 @@ pub(crate) fn supervise(
             }
         }
         tracing::info!(workers = count, "every worker is serving");
+        crate::notify::ready(&format!("{count} workers serving"));
         let mut target = count;
         let mut backoff = Duration::ZERO;
         loop {
@@ -178,6 +180,7 @@ pub(crate) fn supervise(
                 },
             }
         }
+        crate::notify::stopping();
         supervisor.stop_all(shutdown_timeout).await;
         drop(sockets);
         tracing::info!("stopped");
@@ -316,6 +319,9 @@ impl<'a> Supervisor<'a> {
             .env(READY_FD_VAR, ready_fd.to_string())
             .env(WORKER_VAR, id.to_string())
             .kill_on_drop(false);
+        for variable in crate::notify::VARIABLES {
+            command.env_remove(variable);
+        }
         command
             .fd_mappings(mappings)
             .map_err(|err| failed("pass the sockets", &err))?;

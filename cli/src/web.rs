@@ -124,8 +124,10 @@ impl Running {
             .iter()
             .map(|(listener, _)| listener.local_addr().clone())
             .collect();
-        // A supervisor's worker is serving from here on.
+        // Serving from here on: tell a supervisor (as its worker) or systemd (as a service).
         crate::ready::tell_ready();
+        crate::notify::ready(&format!("serving on {} listener(s)", endpoints.len()));
+        crate::notify::start_watchdog();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done) = mpsc::channel();
         let log = access_log.clone();
@@ -141,6 +143,7 @@ impl Running {
                             },
                             None => drop(stop_rx.await),
                         }
+                        crate::notify::stopping();
                     };
                     torsion_wsgi::serve_speaking(site, listeners, stopped).await;
                 });

@@ -290,3 +290,43 @@ fn systemd_is_told_ready_watchdog_and_stopping_by_the_main_process_only() {
         assert!(status.success(), "--workers {workers}: {status:?}");
     }
 }
+
+#[test]
+fn as_process_1_orphans_are_reaped_and_sigterm_is_passed_on() {
+    // A new PID namespace with its own /proc: torsion is its process 1.
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_torsion"));
+    let server = Server::start_with(command, &["--wsgi", "probe:application"]);
+    // One worker, under a supervisor that is process 1.
+    server.wait_for_log("every worker is serving workers=1");
+    let grandchild = server.get("/orphan");
+    let grandchild = grandchild.trim();
+    assert!(grandchild.parse::<u32>().is_ok(), "{grandchild}");
+    // The grandchild exits after 0.2 s; adopted by process 1, it must not stay a zombie.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = server.get(&format!("/process-state?pid={grandchild}"));
+        if state == "gone" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {grandchild} is still {state}:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGTERM to process 1 (from outside: its PID in this namespace) stops everything.
+    let unshare = server.child.id();
+    let init = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    signal(init.parse().unwrap(), "TERM");
+    server.wait_for_log("SIGTERM received: stopping the workers");
+    server.wait_for_log("worker exited (exit status 0)");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

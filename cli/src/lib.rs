@@ -54,7 +54,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
 fn run(cli: args::Cli, argv: &[OsString], given: &[String]) -> Result<ExitCode, ConfigError> {
     match cli.command {
         args::Command::Web(args) => {
-            if let Some(workers) = args.workers.filter(|&n| n > 1 && !supervisor::is_worker()) {
+            if let Some(workers) = supervisor::supervised(args.workers) {
                 let program = std::env::current_exe().map_err(|err| {
                     ConfigError::Listen(format!(
                         "--workers: cannot find this program to start workers: {err}"

@@ -16,7 +16,9 @@
 //! - SIGINT and SIGTERM: every worker is sent SIGTERM and drains within
 //!   `--shutdown-timeout` (then SIGKILL, 5 s later); the supervisor then exits 0;
 //! - SIGTTIN and SIGTTOU add a worker and retire the newest one (gunicorn's signals);
-//! - a worker's parent-death signal is SIGTERM, so no worker outlives a killed supervisor.
+//! - a worker's parent-death signal is SIGTERM, so no worker outlives a killed supervisor;
+//! - as process 1 (a container's init, where `torsion web` always supervises, even one
+//!   worker), it reaps the orphans the kernel hands it, and passes SIGTERM and SIGINT on.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -39,6 +41,15 @@ pub(crate) const WORKER_VAR: &str = "TORSION_WORKER";
 /// Whether this process is a supervisor's worker.
 pub(crate) fn is_worker() -> bool {
     std::env::var_os(WORKER_VAR).is_some()
+}
+
+/// How many workers to supervise for `--workers` (`None`: 1), or `None` when this process
+/// should serve itself: a worker, or one process not running as process 1. As process 1,
+/// a supervisor runs even for one worker, to reap orphans and pass signals on.
+pub(crate) fn supervised(workers: Option<usize>) -> Option<usize> {
+    let count = workers.unwrap_or(1);
+    let init = rustix::process::getpid().is_init();
+    (!is_worker() && (count > 1 || init)).then_some(count)
 }
 
 /// How a worker is started: the program and the arguments before `torsion`'s own (the
@@ -106,6 +117,9 @@ pub(crate) fn supervise(
             .map_err(signal_error)?;
         let mut fewer = signal(SignalKind::from_raw(rustix::process::Signal::TTOU.as_raw()))
             .map_err(signal_error)?;
+        // As process 1 (a container's init), orphans are adopted by the supervisor: reap them.
+        let init = rustix::process::getpid().is_init();
+        let mut children = signal(SignalKind::child()).map_err(signal_error)?;
         let sockets = open_sockets(&endpoints).await?;
         crate::notify::start_watchdog();
         let mut supervisor = Supervisor::new(command, &sockets);
@@ -146,6 +160,7 @@ pub(crate) fn supervise(
                     tracing::info!(workers = target, "SIGTTIN received: adding a worker");
                     supervisor.spawn()?;
                 }
+                _ = children.recv(), if init => supervisor.reap_orphans(),
                 _ = fewer.recv() => {
                     if target > 1 {
                         target -= 1;
@@ -368,6 +383,36 @@ impl<'a> Supervisor<'a> {
             }
         });
         Ok(())
+    }
+
+    /// Reaps every child that has exited and is not a worker (whose exits tokio reaps and
+    /// reports): processes adopted as process 1, whose parents died before them.
+    fn reap_orphans(&self) {
+        let ours = rustix::process::getpid().as_raw_nonzero().get();
+        let Ok(children) = std::fs::read_to_string(format!("/proc/{ours}/task/{ours}/children"))
+        else {
+            return;
+        };
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            if self.workers.values().any(|worker| worker.pid == pid) {
+                continue;
+            }
+            let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+                continue;
+            };
+            if let Ok(Some((_, status))) =
+                rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG)
+            {
+                tracing::debug!(
+                    pid = pid.as_raw_nonzero().get(),
+                    ?status,
+                    "reaped an orphaned process"
+                );
+            }
+        }
     }
 
     fn ready(&mut self, id: u64) {

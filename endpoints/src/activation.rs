@@ -271,6 +271,21 @@ pub(crate) fn take(
     Ok(fd)
 }
 
+/// The error of `action` ("set non-blocking") failing on the inherited socket of the
+/// listener for `endpoint`.
+pub(crate) fn inherited_socket_error(
+    endpoint: &str,
+    action: &str,
+    source: std::io::Error,
+) -> crate::error::Error {
+    crate::error::Error::Listen {
+        endpoint: endpoint.to_owned(),
+        action: format!("{action} the inherited socket"),
+        hint: String::new(),
+        source,
+    }
+}
+
 /// A count in decimal digits (surrounding spaces allowed), as `LISTEN_FDS` gives it.
 fn decimal(text: &str) -> Option<u64> {
     let text = text.trim();

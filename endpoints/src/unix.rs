@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::activation::{SocketDomain, take_inherited};
+use crate::activation::{SocketDomain, inherited_socket_error, take_inherited};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
 use crate::listener::{Accept, Address, Connection, ConnectionInfo, Listener};
@@ -333,12 +333,7 @@ struct UnixAccept {
 /// [`Error::Listen`] when the socket cannot be made non-blocking, named, or registered with
 /// the runtime.
 pub(crate) fn adopt(endpoint: String, fd: std::os::fd::OwnedFd) -> Result<Listener> {
-    let io_error = |action: &str, source| Error::Listen {
-        endpoint: endpoint.clone(),
-        action: format!("{action} the inherited socket"),
-        hint: String::new(),
-        source,
-    };
+    let io_error = |action: &str, source| inherited_socket_error(&endpoint, action, source);
     let listener = std::os::unix::net::UnixListener::from(fd);
     listener
         .set_nonblocking(true)

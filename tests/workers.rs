@@ -273,6 +273,17 @@ fn systemd_is_told_ready_watchdog_and_stopping_by_the_main_process_only() {
             "a second READY=1: {states:?}"
         );
         let supervisor = server.child.id();
+        if workers == "2" {
+            // A rolling restart: RELOADING=1 with MONOTONIC_USEC, then READY=1 when done.
+            signal(supervisor, "HUP");
+            let states = notifications_until(&socket, "RELOADING=1");
+            let states = [states, notifications_until(&socket, "READY=1")].concat();
+            let at = |state: &str| states.iter().position(|s| s.starts_with(state));
+            assert!(
+                at("RELOADING=1") < at("MONOTONIC_USEC=") && at("MONOTONIC_USEC=") < at("READY=1"),
+                "{states:?}"
+            );
+        }
         signal(supervisor, "TERM");
         let states = notifications_until(&socket, "STOPPING=1");
         assert!(
@@ -320,6 +331,174 @@ fn as_process_1_orphans_are_reaped_and_sigterm_is_passed_on() {
     signal(init.parse().unwrap(), "TERM");
     server.wait_for_log("SIGTERM received: stopping the workers");
     server.wait_for_log("worker exited (exit status 0)");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+/// A client that sends `GET /environ` over keep-alive HTTP/1.1 connections until `stop`,
+/// opening a new connection whenever the server closes one with `Connection: close`.
+/// Returns the answers it got, and every failure: a refused connection, a request the
+/// server closed without answering, or a status other than 200.
+fn keep_asking(
+    address: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, Vec<String>) {
+    use std::io::BufRead;
+    let (mut answered, mut failures) = (0, Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let stream = match std::net::TcpStream::connect(&address) {
+            Ok(stream) => stream,
+            Err(err) => {
+                failures.push(format!("connect: {err}"));
+                continue;
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return (answered, failures);
+            }
+            if let Err(err) = writer.write_all(b"GET /environ HTTP/1.1\r\nHost: test\r\n\r\n") {
+                failures.push(format!("send: {err}"));
+                break;
+            }
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) if line == "\r\n" => {
+                        head.push(line);
+                        break;
+                    }
+                    Ok(_) => head.push(line),
+                    Err(err) => {
+                        failures.push(format!("read: {err}"));
+                        break;
+                    }
+                }
+            }
+            if head.last().map(String::as_str) != Some("\r\n") {
+                failures.push(format!("the connection ended without an answer: {head:?}"));
+                break;
+            }
+            if !head[0].starts_with("HTTP/1.1 200") {
+                failures.push(format!("answered {}", head[0].trim()));
+            }
+            let field = |name: &str| {
+                head.iter().find_map(|line| {
+                    let (key, value) = line.split_once(':')?;
+                    key.eq_ignore_ascii_case(name)
+                        .then(|| value.trim().to_owned())
+                })
+            };
+            let length: usize = field("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if let Err(err) = reader.read_exact(&mut body) {
+                failures.push(format!("body: {err}"));
+                break;
+            }
+            answered += 1;
+            if field("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+                break;
+            }
+        }
+    }
+    (answered, failures)
+}
+
+#[test]
+fn sighup_restarts_the_workers_one_at_a_time_without_a_failed_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = Server::start(&["--wsgi", "probe:application", "--workers", "2"]);
+    server.wait_for_log("every worker is serving workers=2");
+    let before = workers_seen(&server, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (address, stop) = (server.address.clone(), stop.clone());
+            std::thread::spawn(move || keep_asking(address, stop))
+        })
+        .collect();
+    signal(server.child.id(), "HUP");
+    server.wait_for_log("rolling restart done");
+    // Both old workers have drained and exited while the clients kept asking.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server
+        .logs()
+        .matches("retired worker exited (exit status 0)")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{}", server.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut answered, mut failures) = (0, Vec::new());
+    for client in clients {
+        let (a, f) = client.join().unwrap();
+        answered += a;
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed of {}: {failures:?}",
+        failures.len(),
+        answered + failures.len()
+    );
+    assert!(answered > 50, "only {answered} answers");
+    let after = workers_seen(&server, 2);
+    assert!(before.is_disjoint(&after), "{before:?} then {after:?}");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_rolling_restart_stops_at_a_worker_that_cannot_start_and_the_old_ones_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("broken");
+    let mut command = torsion();
+    command.env("BREAKABLE_FLAG", &flag);
+    let server = Server::start_with(
+        command,
+        &["--wsgi", "breakable:application", "--workers", "2"],
+    );
+    server.wait_for_log("every worker is serving workers=2");
+    let before = workers_seen(&server, 2);
+    std::fs::write(&flag, "").unwrap();
+    signal(server.child.id(), "HUP");
+    server.wait_for_log("the rolling restart stops, and the old workers keep serving");
+    assert!(
+        server.logs().contains("RuntimeError: broken deploy"),
+        "{}",
+        server.logs()
+    );
+    for _ in 0..10 {
+        assert!(before.contains(&answer(&server).0));
+    }
+    // Fixed: the next SIGHUP replaces both.
+    std::fs::remove_file(&flag).unwrap();
+    signal(server.child.id(), "HUP");
+    server.wait_for_log("rolling restart done");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server
+        .logs()
+        .matches("retired worker exited (exit status 0)")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{}", server.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = workers_seen(&server, 2);
+    assert!(before.is_disjoint(&after), "{before:?} then {after:?}");
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }

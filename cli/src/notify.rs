@@ -17,6 +17,15 @@ pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// `RELOADING=1` with `MONOTONIC_USEC=` (which systemd 253 and later require with it), at
+/// the start of a rolling restart; [`ready`] ends it.
+pub(crate) fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(err) => tracing::warn!("cannot read the monotonic clock for RELOADING=1: {err}"),
+    }
+}
+
 /// `STOPPING=1`.
 pub(crate) fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

@@ -15,6 +15,10 @@
 //!   10 s) while replacements keep dying within 10 s of starting;
 //! - SIGINT and SIGTERM: every worker is sent SIGTERM and drains within
 //!   `--shutdown-timeout` (then SIGKILL, 5 s later); the supervisor then exits 0;
+//! - SIGHUP: a rolling restart, one worker at a time, the new one serving before the old
+//!   one is told to stop (it then answers each HTTP/1.1 request with `Connection: close`
+//!   for a moment before closing the rest, so no request is lost); a new worker that fails
+//!   to start stops the roll, and the old workers keep serving;
 //! - SIGTTIN and SIGTTOU add a worker and retire the newest one (gunicorn's signals);
 //! - a worker's parent-death signal is SIGTERM, so no worker outlives a killed supervisor;
 //! - as process 1 (a container's init, where `torsion web` always supervises, even one
@@ -77,8 +81,11 @@ struct Worker {
     pid: i32,
     started: Instant,
     ready: bool,
-    /// Retired by SIGTTOU or shutdown: not replaced when it exits.
+    /// Retired by SIGTTOU, a rolling restart or shutdown: not replaced when it exits.
     retiring: bool,
+    /// Started by a rolling restart and not serving yet: if it exits, the roll stops and
+    /// the worker it was to replace goes on.
+    trial: bool,
 }
 
 /// Opens every listener of `args`, runs `count` workers with `command`, and supervises
@@ -120,6 +127,7 @@ pub(crate) fn supervise(
         // As process 1 (a container's init), orphans are adopted by the supervisor: reap them.
         let init = rustix::process::getpid().is_init();
         let mut children = signal(SignalKind::child()).map_err(signal_error)?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
         let sockets = open_sockets(&endpoints).await?;
         crate::notify::start_watchdog();
         let mut supervisor = Supervisor::new(command, &sockets);
@@ -161,6 +169,11 @@ pub(crate) fn supervise(
                     supervisor.spawn()?;
                 }
                 _ = children.recv(), if init => supervisor.reap_orphans(),
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP received: restarting the workers one at a time");
+                    crate::notify::reloading();
+                    supervisor.roll()?;
+                }
                 _ = fewer.recv() => {
                     if target > 1 {
                         target -= 1;
@@ -169,9 +182,21 @@ pub(crate) fn supervise(
                     }
                 }
                 event = supervisor.events.recv() => match event {
-                    Some(Event::Ready(id)) => supervisor.ready(id),
+                    Some(Event::Ready(id)) => {
+                        supervisor.ready(id);
+                        supervisor.rolled(id)?;
+                    }
                     Some(Event::Exited(id, status)) => {
                         let Some(worker) = supervisor.workers.remove(&id) else { continue };
+                        if worker.trial {
+                            tracing::error!(
+                                worker = id,
+                                "the new worker exited before serving ({}): the rolling restart stops, and the old workers keep serving",
+                                describe(status)
+                            );
+                            supervisor.abandon_roll();
+                            continue;
+                        }
                         if worker.retiring {
                             tracing::info!(worker = id, pid = worker.pid, "retired worker exited ({})", describe(status));
                             continue;
@@ -276,6 +301,10 @@ struct Supervisor<'a> {
     next_id: u64,
     events: mpsc::UnboundedReceiver<Event>,
     sender: mpsc::UnboundedSender<Event>,
+    /// A rolling restart: the workers still to replace, oldest first.
+    rolling: std::collections::VecDeque<u64>,
+    /// The worker the current step started, and the one it replaces once serving.
+    step: Option<(u64, u64)>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -288,12 +317,78 @@ impl<'a> Supervisor<'a> {
             next_id: 1,
             events,
             sender,
+            rolling: std::collections::VecDeque::new(),
+            step: None,
         }
+    }
+
+    /// Starts a rolling restart (SIGHUP): each worker serving now is replaced in turn, the
+    /// new one serving before the old one is told to stop, so that the listeners always
+    /// have workers accepting. A SIGHUP during a roll adds the workers not yet scheduled.
+    fn roll(&mut self) -> Result<(), ConfigError> {
+        for (&id, worker) in &self.workers {
+            let replacing = self.step.is_some_and(|(_, old)| old == id);
+            if !worker.retiring && !worker.trial && !replacing && !self.rolling.contains(&id) {
+                self.rolling.push_back(id);
+            }
+        }
+        self.next_step()
+    }
+
+    /// Starts the next replacement of a roll, unless one is under way.
+    fn next_step(&mut self) -> Result<(), ConfigError> {
+        if self.step.is_some() {
+            return Ok(());
+        }
+        while let Some(old) = self.rolling.pop_front() {
+            if self.workers.get(&old).is_none_or(|w| w.retiring) {
+                continue;
+            }
+            let new = self.spawn()?;
+            if let Some(worker) = self.workers.get_mut(&new) {
+                worker.trial = true;
+            }
+            self.step = Some((new, old));
+            return Ok(());
+        }
+        tracing::info!(
+            workers = self.workers.values().filter(|w| !w.retiring).count(),
+            "rolling restart done"
+        );
+        crate::notify::ready("rolling restart done");
+        Ok(())
+    }
+
+    /// A worker became ready: if it is the current step's, the worker it replaces is told
+    /// to stop and the roll goes on.
+    fn rolled(&mut self, id: u64) -> Result<(), ConfigError> {
+        let Some((new, old)) = self.step else {
+            return Ok(());
+        };
+        if new != id {
+            return Ok(());
+        }
+        if let Some(worker) = self.workers.get_mut(&new) {
+            worker.trial = false;
+        }
+        if let Some(worker) = self.workers.get_mut(&old) {
+            worker.retiring = true;
+            terminate(worker.pid, rustix::process::Signal::TERM);
+        }
+        self.step = None;
+        self.next_step()
+    }
+
+    /// The current step's new worker failed: stop rolling; the old workers go on.
+    fn abandon_roll(&mut self) {
+        self.rolling.clear();
+        self.step = None;
+        crate::notify::ready("rolling restart failed; the previous workers serve");
     }
 
     /// Starts a worker with the sockets as descriptors 3 on and its readiness pipe after
     /// them, and watches it.
-    fn spawn(&mut self) -> Result<(), ConfigError> {
+    fn spawn(&mut self) -> Result<u64, ConfigError> {
         let id = self.next_id;
         self.next_id += 1;
         let failed = |what: &str, err: &dyn std::fmt::Display| {
@@ -363,6 +458,7 @@ impl<'a> Supervisor<'a> {
                 started: Instant::now(),
                 ready: false,
                 retiring: false,
+                trial: false,
             },
         );
         let events = self.sender.clone();
@@ -382,7 +478,7 @@ impl<'a> Supervisor<'a> {
                 let _ = events.send(Event::Exited(id, status));
             }
         });
-        Ok(())
+        Ok(id)
     }
 
     /// Reaps every child that has exited and is not a worker (whose exits tokio reaps and

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -22,6 +23,10 @@ use crate::linger::Lingering;
 use crate::memory::{self, Connections, Trimmer};
 use crate::runtime::Heartbeat;
 use crate::site::Site;
+
+/// How long, at most, HTTP/1.1 connections are closed by their next response before the
+/// rest are closed (see [`serve_speaking`]).
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
 /// The hyper connection builder [`serve`] uses, both protocols on tokio's timer:
 /// - HTTP/1.1 with a 30 s header-read timeout (a client that has not sent a whole request
@@ -84,6 +89,8 @@ pub async fn serve_speaking(
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // From shutdown on, every HTTP/1.1 response says `Connection: close`.
+    let closing = Arc::new(AtomicBool::new(false));
     let mut accepting = Vec::new();
     for (mut listener, protocols) in listeners {
         listener.offer_alpn(protocols.alpn());
@@ -99,6 +106,7 @@ pub async fn serve_speaking(
             graceful.clone(),
             connections.clone(),
             stop_rx.clone(),
+            closing.clone(),
         )));
     }
     let timers: Vec<_> = (0..site.timers().len())
@@ -106,6 +114,7 @@ pub async fn serve_speaking(
         .collect();
     shutdown.await;
     drop(heartbeat);
+    closing.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     for task in accepting {
         let _ = task.await;
@@ -115,6 +124,17 @@ pub async fn serve_speaking(
         connections = graceful.count(),
         "shutting down: waiting up to {timeout:?} for requests in flight"
     );
+    // First, a short while in which each HTTP/1.1 connection's next response closes it:
+    // a client that keeps sending learns of the close with an answer. Closing an idle
+    // keep-alive connection at once (hyper's graceful shutdown, nginx's) races with a
+    // request the client is sending on it, which then fails (gunicorn#3038). HTTP/2
+    // connections get their GOAWAY after it, which no request races with.
+    let started = tokio::time::Instant::now();
+    let grace = timeout.min(CLOSING_GRACE);
+    while graceful.count() > 0 && started.elapsed() < grace {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let timeout = timeout.saturating_sub(started.elapsed());
     // The accept loops have ended, so this is the last reference.
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return;
@@ -174,6 +194,7 @@ async fn accept_loop(
     graceful: Arc<GracefulShutdown>,
     connections: Connections,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    closing: Arc<AtomicBool>,
 ) {
     let endpoint = listener.endpoint().to_owned();
     tracing::info!(%endpoint, address = %listener.local_addr(), "listening");
@@ -187,11 +208,14 @@ async fn accept_loop(
         let site = site.clone();
         let connection = Lingering::new(connection);
         let expect_more = connection.expect_more();
+        let closing = closing.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let site = site.clone();
             let info = info.clone();
             let expect_more = expect_more.clone();
+            let closing = closing.clone();
             async move {
+                let version = request.version();
                 let config = site.config();
                 let mut request = request;
                 // Behind a trusted proxy: the client, as the proxy names it.
@@ -212,6 +236,11 @@ async fn accept_loop(
                     if let http::header::Entry::Vacant(entry) = response.headers_mut().entry(name) {
                         entry.insert(value.clone());
                     }
+                }
+                if closing.load(Ordering::Relaxed) && version <= http::Version::HTTP_11 {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 if let (Some(log), Some(pending)) = (&config.access_log, pending) {
                     let status = response.status().as_u16();

@@ -502,3 +502,84 @@ fn a_rolling_restart_stops_at_a_worker_that_cannot_start_and_the_old_ones_serve(
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// Runs 16 keep-alive clients against `server` until `done` holds of its log; returns the
+/// answers and the failures.
+fn under_load(server: &Server, done: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (address, stop) = (server.address.clone(), stop.clone());
+            std::thread::spawn(move || keep_asking(address, stop))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&server.logs()) {
+        if Instant::now() > deadline {
+            stop.store(true, Ordering::Relaxed);
+            panic!("timed out:\n{}", server.logs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut answered, mut failures) = (0, Vec::new());
+    for client in clients {
+        let (a, f) = client.join().unwrap();
+        answered += a;
+        failures.extend(f);
+    }
+    (answered, failures)
+}
+
+#[test]
+fn max_requests_recycles_workers_under_load_without_a_failed_request() {
+    let server = Server::start(&[
+        "--wsgi",
+        "probe:application",
+        "--workers",
+        "2",
+        "--max-requests",
+        "200",
+        "--max-requests-jitter",
+        "50",
+    ]);
+    server.wait_for_log("every worker is serving workers=2");
+    let (answered, failures) = under_load(&server, |logs| {
+        logs.matches("retired worker exited (exit status 0)")
+            .count()
+            >= 3
+    });
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    assert!(answered >= 600, "only {answered} answers");
+    assert!(
+        server
+            .logs()
+            .contains("worker served its --max-requests: replacing it")
+    );
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn max_worker_memory_replaces_a_worker_over_it() {
+    let server = Server::start(&[
+        "--wsgi",
+        "probe:application",
+        "--workers",
+        "2",
+        "--max-worker-memory",
+        "1",
+    ]);
+    server.wait_for_log("every worker is serving workers=2");
+    server.wait_for_log("MB, over --max-worker-memory 1.0 MB: replacing it");
+    server.wait_for_log("retired worker exited (exit status 0)");
+    assert!(answer(&server).1, "wsgi.multiprocess");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

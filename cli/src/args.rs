@@ -218,6 +218,21 @@ pub(crate) struct WebArgs {
     #[arg(long, value_name = "N", value_parser = parse_workers)]
     pub(crate) workers: Option<usize>,
 
+    /// With --workers: a worker that has answered this many requests is replaced (the new
+    /// one serving first), to contain memory growth; 0 or absent: never (gunicorn's name).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_requests: Option<u64>,
+
+    /// With --max-requests: add a random 0 to N to each worker's share, so that the workers
+    /// are not all replaced at once (gunicorn's name) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_requests_jitter: Option<u64>,
+
+    /// With --workers: a worker whose resident memory exceeds this many megabytes (MB,
+    /// 10^6 bytes) is replaced (the new one serving first); checked every second.
+    #[arg(long, value_name = "MB")]
+    pub(crate) max_worker_memory: Option<u64>,
+
     /// Python threads running the application [default: 2 x CPU cores, at least 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,

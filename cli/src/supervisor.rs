@@ -37,15 +37,7 @@ use torsion_endpoints::{Listener, SUPERVISOR_PID_VAR, inherited_name};
 
 use crate::args::WebArgs;
 use crate::error::ConfigError;
-use crate::ready::READY_FD_VAR;
-
-/// The variable that tells a process it is a worker (it serves, whatever `--workers` says).
-pub(crate) const WORKER_VAR: &str = "TORSION_WORKER";
-
-/// Whether this process is a supervisor's worker.
-pub(crate) fn is_worker() -> bool {
-    std::env::var_os(WORKER_VAR).is_some()
-}
+use crate::ready::{DUE, READY, READY_FD_VAR, WORKER_VAR, is_worker};
 
 /// How many workers to supervise for `--workers` (`None`: 1), or `None` when this process
 /// should serve itself: a worker, or one process not running as process 1. As process 1,
@@ -74,6 +66,8 @@ enum Event {
     Ready(u64),
     /// The worker has exited, with this status.
     Exited(u64, std::process::ExitStatus),
+    /// The worker asks to be replaced: it has served its `--max-requests`.
+    Due(u64),
 }
 
 /// A running worker.
@@ -138,6 +132,7 @@ pub(crate) fn supervise(
         while supervisor.workers.values().any(|w| !w.ready) {
             match supervisor.events.recv().await {
                 Some(Event::Ready(id)) => supervisor.ready(id),
+                Some(Event::Due(_)) => {}
                 Some(Event::Exited(id, status)) => {
                     supervisor.workers.remove(&id);
                     supervisor.stop_all(shutdown_timeout).await;
@@ -152,6 +147,8 @@ pub(crate) fn supervise(
         tracing::info!(workers = count, "every worker is serving");
         crate::notify::ready(&format!("{count} workers serving"));
         let mut target = count;
+        let memory_limit = args.max_worker_memory.filter(|&mb| mb > 0).map(|mb| mb * 1_000_000);
+        let mut memory_check = tokio::time::interval(Duration::from_secs(1));
         let mut backoff = Duration::ZERO;
         loop {
             tokio::select! {
@@ -181,7 +178,14 @@ pub(crate) fn supervise(
                         supervisor.retire_newest();
                     }
                 }
+                _ = memory_check.tick(), if memory_limit.is_some() => {
+                    supervisor.replace_over(memory_limit.unwrap_or(u64::MAX))?;
+                }
                 event = supervisor.events.recv() => match event {
+                    Some(Event::Due(id)) => {
+                        tracing::info!(worker = id, "worker served its --max-requests: replacing it");
+                        supervisor.replace(id)?;
+                    }
                     Some(Event::Ready(id)) => {
                         supervisor.ready(id);
                         supervisor.rolled(id)?;
@@ -335,6 +339,51 @@ impl<'a> Supervisor<'a> {
         self.next_step()
     }
 
+    /// Replaces worker `id` as a rolling restart does (its replacement serving first),
+    /// after the replacements already scheduled.
+    fn replace(&mut self, id: u64) -> Result<(), ConfigError> {
+        let scheduled = self.rolling.contains(&id) || self.step.is_some_and(|(_, old)| old == id);
+        if !scheduled
+            && self
+                .workers
+                .get(&id)
+                .is_some_and(|w| w.ready && !w.retiring && !w.trial)
+        {
+            self.rolling.push_back(id);
+        }
+        self.next_step()
+    }
+
+    /// Replaces every serving worker whose resident memory is over `limit` bytes
+    /// (`--max-worker-memory`).
+    fn replace_over(&mut self, limit: u64) -> Result<(), ConfigError> {
+        let page = rustix::param::page_size() as u64;
+        let over: Vec<(u64, u64)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.ready && !w.retiring && !w.trial)
+            .filter_map(|(&id, w)| {
+                let statm = std::fs::read_to_string(format!("/proc/{}/statm", w.pid)).ok()?;
+                let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+                let bytes = resident * page;
+                (bytes > limit).then_some((id, bytes))
+            })
+            .collect();
+        for (id, bytes) in over {
+            if self.rolling.contains(&id) || self.step.is_some_and(|(_, old)| old == id) {
+                continue;
+            }
+            tracing::info!(
+                worker = id,
+                "worker uses {:.1} MB, over --max-worker-memory {:.1} MB: replacing it",
+                bytes as f64 / 1e6,
+                limit as f64 / 1e6
+            );
+            self.replace(id)?;
+        }
+        Ok(())
+    }
+
     /// Starts the next replacement of a roll, unless one is under way.
     fn next_step(&mut self) -> Result<(), ConfigError> {
         if self.step.is_some() {
@@ -463,16 +512,11 @@ impl<'a> Supervisor<'a> {
         );
         let events = self.sender.clone();
         tokio::spawn(async move {
-            let ready = wait_ready(reader);
-            tokio::pin!(ready);
+            let messages = read_messages(reader, id, events.clone());
+            tokio::pin!(messages);
             let status = tokio::select! {
                 status = child.wait() => status,
-                is_ready = &mut ready => {
-                    if is_ready {
-                        let _ = events.send(Event::Ready(id));
-                    }
-                    child.wait().await
-                }
+                () = &mut messages => child.wait().await,
             };
             if let Ok(status) = status {
                 let _ = events.send(Event::Exited(id, status));
@@ -546,7 +590,7 @@ impl<'a> Supervisor<'a> {
                         );
                     }
                 }
-                Ok(Some(Event::Ready(_))) => {}
+                Ok(Some(Event::Ready(_) | Event::Due(_))) => {}
                 Ok(None) => break,
                 Err(_) => {
                     for worker in self.workers.values() {
@@ -562,7 +606,7 @@ impl<'a> Supervisor<'a> {
                             Some(Event::Exited(id, _)) => {
                                 self.workers.remove(&id);
                             }
-                            Some(Event::Ready(_)) => {}
+                            Some(Event::Ready(_) | Event::Due(_)) => {}
                             None => break,
                         }
                     }
@@ -580,20 +624,31 @@ fn terminate(pid: i32, signal: rustix::process::Signal) {
     }
 }
 
-/// Whether the worker wrote to its readiness pipe before closing it (by exiting).
-async fn wait_ready(reader: OwnedFd) -> bool {
+/// Reads worker `id`'s messages from its pipe until it closes (by exiting), and reports
+/// them: [`READY`] as [`Event::Ready`], [`DUE`] as [`Event::Due`].
+async fn read_messages(reader: OwnedFd, id: u64, events: mpsc::UnboundedSender<Event>) {
     let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(reader) else {
-        return false;
+        return;
     };
-    let mut byte = [0u8; 1];
+    let mut bytes = [0u8; 64];
     loop {
         if receiver.readable().await.is_err() {
-            return false;
+            return;
         }
-        match receiver.try_read(&mut byte) {
-            Ok(n) => return n > 0,
+        match receiver.try_read(&mut bytes) {
+            Ok(0) => return,
+            Ok(n) => {
+                for byte in &bytes[..n] {
+                    let event = match std::slice::from_ref(byte) {
+                        READY => Event::Ready(id),
+                        DUE => Event::Due(id),
+                        _ => continue,
+                    };
+                    let _ = events.send(event);
+                }
+            }
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return false,
+            Err(_) => return,
         }
     }
 }

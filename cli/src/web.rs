@@ -82,6 +82,7 @@ impl Running {
             .build()
             .map_err(|err| ConfigError::Listen(format!("cannot start the async runtime: {err}")))?;
         let access_log = config.access_log.clone();
+        let served = config.served.clone();
         // The site's bridge and the signal streams belong to this runtime.
         let entered = runtime.enter();
         let shutdown = match signals {
@@ -126,6 +127,9 @@ impl Running {
             .collect();
         // Serving from here on: tell a supervisor (as its worker) or systemd (as a service).
         crate::ready::tell_ready();
+        if crate::ready::is_worker() {
+            watch_max_requests(&args, served);
+        }
         crate::notify::ready(&format!("serving on {} listener(s)", endpoints.len()));
         crate::notify::start_watchdog();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -433,6 +437,37 @@ fn site(
     }
     tracing::info!(threads = config.threads, "starting");
     Site::new(mounts, config).map_err(|err| ConfigError::Option(err.to_string()))
+}
+
+/// In a worker with `--max-requests N`: once it has answered N (plus its jitter) requests,
+/// asks the supervisor for a replacement. Checked every 100 ms, from a thread of its own.
+fn watch_max_requests(args: &WebArgs, served: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let Some(limit) = args.max_requests.filter(|&n| n > 0) else {
+        return;
+    };
+    let jitter = args.max_requests_jitter.unwrap_or(0);
+    let extra = if jitter == 0 {
+        0
+    } else {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % (jitter + 1)
+    };
+    let share = limit.saturating_add(extra);
+    let watching = std::thread::Builder::new()
+        .name("torsion-max-requests".into())
+        .spawn(move || {
+            while served.load(std::sync::atomic::Ordering::Relaxed) < share {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            tracing::info!("served {share} requests (--max-requests): asking for a replacement");
+            crate::ready::tell_due();
+        });
+    if let Err(err) = watching {
+        tracing::warn!("cannot watch --max-requests: {err}");
+    }
 }
 
 /// A prefix as the site compares them: without trailing slashes, `/` for the root.

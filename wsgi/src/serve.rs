@@ -232,6 +232,7 @@ async fn accept_loop(
                     .as_ref()
                     .map(|_| access_log::Pending::new(&request, &info));
                 let mut response = answer(&site, request, info, &expect_more).await;
+                config.served.fetch_add(1, Ordering::Relaxed);
                 for (name, value) in &config.added_headers {
                     if let http::header::Entry::Vacant(entry) = response.headers_mut().entry(name) {
                         entry.insert(value.clone());

@@ -129,6 +129,18 @@ class Site:
         # listeners that a supervisor process opens once; a number, or auto for one per CPU
         # core [default: 1, no supervisor]
         workers: int | str | None = None,
+        # --max-requests: With --workers: a worker that has answered this many requests is
+        # replaced (the new one serving first), to contain memory growth; 0 or absent: never
+        # (gunicorn's name)
+        max_requests: int | float | None = None,
+        # --max-requests-jitter: With --max-requests: add a random 0 to N to each worker's
+        # share, so that the workers are not all replaced at once (gunicorn's name) [default:
+        # 0]
+        max_requests_jitter: int | float | None = None,
+        # --max-worker-memory: With --workers: a worker whose resident memory exceeds this
+        # many megabytes (MB, 10^6 bytes) is replaced (the new one serving first); checked
+        # every second
+        max_worker_memory: str | os.PathLike[str] | None = None,
         # --threads: Python threads running the application [default: 2 x CPU cores, at least
         # 4]
         threads: int | float | None = None,
@@ -245,6 +257,18 @@ class Server:
         # listeners that a supervisor process opens once; a number, or auto for one per CPU
         # core [default: 1, no supervisor]
         workers: int | str | None = None,
+        # --max-requests: With --workers: a worker that has answered this many requests is
+        # replaced (the new one serving first), to contain memory growth; 0 or absent: never
+        # (gunicorn's name)
+        max_requests: int | float | None = None,
+        # --max-requests-jitter: With --max-requests: add a random 0 to N to each worker's
+        # share, so that the workers are not all replaced at once (gunicorn's name) [default:
+        # 0]
+        max_requests_jitter: int | float | None = None,
+        # --max-worker-memory: With --workers: a worker whose resident memory exceeds this
+        # many megabytes (MB, 10^6 bytes) is replaced (the new one serving first); checked
+        # every second
+        max_worker_memory: str | os.PathLike[str] | None = None,
         # --threads: Python threads running the application [default: 2 x CPU cores, at least
         # 4]
         threads: int | float | None = None,
@@ -361,6 +385,18 @@ def serve(
     # listeners that a supervisor process opens once; a number, or auto for one per CPU
     # core [default: 1, no supervisor]
     workers: int | str | None = None,
+    # --max-requests: With --workers: a worker that has answered this many requests is
+    # replaced (the new one serving first), to contain memory growth; 0 or absent: never
+    # (gunicorn's name)
+    max_requests: int | float | None = None,
+    # --max-requests-jitter: With --max-requests: add a random 0 to N to each worker's
+    # share, so that the workers are not all replaced at once (gunicorn's name) [default:
+    # 0]
+    max_requests_jitter: int | float | None = None,
+    # --max-worker-memory: With --workers: a worker whose resident memory exceeds this
+    # many megabytes (MB, 10^6 bytes) is replaced (the new one serving first); checked
+    # every second
+    max_worker_memory: str | os.PathLike[str] | None = None,
     # --threads: Python threads running the application [default: 2 x CPU cores, at least
     # 4]
     threads: int | float | None = None,

@@ -583,3 +583,72 @@ fn max_worker_memory_replaces_a_worker_over_it() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// Writes an application answering `text` (with its length) to `dir/app.py`.
+fn write_app(dir: &std::path::Path, text: &str) {
+    std::fs::write(
+        dir.join("app.py"),
+        format!(
+            "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '{}')])\n    return [b'{text}']\n",
+            text.len()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn reload_picks_up_an_edit_survives_a_syntax_error_and_recovers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path(), "version 1");
+    let mut command = torsion();
+    command.current_dir(dir.path());
+    let server = Server::start_with(command, &["--wsgi", "app:application", "--reload"]);
+    server.wait_for_log("every worker is serving workers=1");
+    assert_eq!(server.get("/"), "version 1");
+    // Clients keep asking throughout: no connection is refused and no request lost.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (address, stop) = (server.address.clone(), stop.clone());
+            std::thread::spawn(move || keep_asking(address, stop))
+        })
+        .collect();
+    let until_answer = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.get("/") != text {
+            assert!(
+                Instant::now() < deadline,
+                "never answered {text:?}:\n{}",
+                server.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    write_app(dir.path(), "version 2");
+    until_answer("version 2");
+    // A syntax error: logged with where it is, and the running worker goes on.
+    std::fs::write(dir.path().join("app.py"), "def application(:\n").unwrap();
+    server.wait_for_log("the rolling restart stops, and the old workers keep serving");
+    assert!(server.logs().contains("SyntaxError"), "{}", server.logs());
+    assert_eq!(server.get("/"), "version 2");
+    // Fixed: the next change is picked up.
+    write_app(dir.path(), "version 3");
+    until_answer("version 3");
+    stop.store(true, Ordering::Relaxed);
+    let (mut answered, mut failures) = (0, Vec::new());
+    for client in clients {
+        let (a, f) = client.join().unwrap();
+        answered += a;
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    assert!(answered > 0);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

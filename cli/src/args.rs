@@ -233,6 +233,23 @@ pub(crate) struct WebArgs {
     #[arg(long, value_name = "MB")]
     pub(crate) max_worker_memory: Option<u64>,
 
+    /// For development: watch the application's source (the working directory and the
+    /// --pythonpath directories) and replace the workers, as SIGHUP does, when a file
+    /// changes; the sockets stay open. A change that breaks the import is logged, and the
+    /// old workers keep serving until the next change.
+    #[arg(long)]
+    pub(crate) reload: bool,
+
+    /// With --reload: the files that count, as glob patterns matched against the whole path
+    /// (* also matches /, as watchmedo's --patterns); repeatable [default: *.py].
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) reload_include: Vec<String>,
+
+    /// With --reload: files to leave out, as glob patterns; repeatable. Hidden directories
+    /// (.venv, .git) and __pycache__ are always left out.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) reload_exclude: Vec<String>,
+
     /// Python threads running the application [default: 2 x CPU cores, at least 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,

@@ -18,6 +18,7 @@ mod error;
 mod notify;
 pub mod python;
 mod ready;
+mod reload;
 mod supervisor;
 mod web;
 
@@ -54,7 +55,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
 fn run(cli: args::Cli, argv: &[OsString], given: &[String]) -> Result<ExitCode, ConfigError> {
     match cli.command {
         args::Command::Web(args) => {
-            if let Some(workers) = supervisor::supervised(args.workers) {
+            if let Some(workers) = supervisor::supervised(&args) {
                 let program = std::env::current_exe().map_err(|err| {
                     ConfigError::Listen(format!(
                         "--workers: cannot find this program to start workers: {err}"

@@ -87,7 +87,7 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
     };
     crate::error::init_logging();
     let outcome = match cli.command {
-        Command::Web(args) if supervisor::supervised(args.workers).is_some() => {
+        Command::Web(args) if supervisor::supervised(&args).is_some() => {
             // Workers run this interpreter, with its venv: `sys.executable -m torsion ...`.
             let executable: OsString = py.import("sys")?.getattr("executable")?.extract()?;
             let command = supervisor::WorkerCommand {
@@ -98,7 +98,7 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
                     .chain(argv.iter().skip(1).cloned())
                     .collect(),
             };
-            let workers = supervisor::supervised(args.workers).unwrap_or(1);
+            let workers = supervisor::supervised(&args).unwrap_or(1);
             py.detach(|| supervisor::supervise(&args, workers, command))
                 .map(|code| {
                     if code == std::process::ExitCode::SUCCESS {
@@ -233,6 +233,11 @@ fn start(
     listeners: Vec<ListenerRow>,
 ) -> PyResult<PyRunning> {
     let args = web_args(argv)?;
+    if args.reload {
+        return Err(OptionError::new_err(
+            "reload: a server in this process cannot replace itself; run torsion web --reload (or torsion.main([...]))",
+        ));
+    }
     if args.workers.is_some_and(|n| n > 1) {
         return Err(OptionError::new_err(
             "workers: worker processes are started by the command line (torsion web --workers N, or torsion.main([...])); a server in this process runs one",

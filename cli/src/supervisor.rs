@@ -40,13 +40,17 @@ use crate::error::ConfigError;
 use crate::ready::{DUE, READY, READY_FD_VAR, WORKER_VAR, is_worker};
 
 /// How many workers to supervise for `--workers` (`None`: 1), or `None` when this process
-/// should serve itself: a worker, or one process not running as process 1. As process 1,
-/// a supervisor runs even for one worker, to reap orphans and pass signals on.
-pub(crate) fn supervised(workers: Option<usize>) -> Option<usize> {
-    let count = workers.unwrap_or(1);
+/// should serve itself: a worker, or one process not running as process 1 nor reloading.
+/// As process 1, a supervisor runs even for one worker, to reap orphans and pass signals
+/// on; with `--reload`, to replace the worker when the source changes.
+pub(crate) fn supervised(args: &WebArgs) -> Option<usize> {
+    let count = args.workers.unwrap_or(1);
     let init = rustix::process::getpid().is_init();
-    (!is_worker() && (count > 1 || init)).then_some(count)
+    (!is_worker() && (count > 1 || init || args.reload)).then_some(count)
 }
+
+/// How long `--reload` waits after the last change before replacing the workers.
+const RELOAD_QUIET: Duration = Duration::from_millis(300);
 
 /// How a worker is started: the program and the arguments before `torsion`'s own (the
 /// binary itself with none; `python -m torsion` from the wheel), then the command line
@@ -147,6 +151,18 @@ pub(crate) fn supervise(
         tracing::info!(workers = count, "every worker is serving");
         crate::notify::ready(&format!("{count} workers serving"));
         let mut target = count;
+        // --reload: the source, and when the last change came (replacing waits for 0.3 s of
+        // quiet, as an editor's save or a checkout touches several files).
+        let mut source = if args.reload {
+            let mut directories: Vec<std::path::PathBuf> = args.pythonpath.clone();
+            directories.push(std::env::current_dir().map_err(|err| {
+                ConfigError::Option(format!("--reload: cannot read the working directory: {err}"))
+            })?);
+            Some(crate::reload::watch(&directories, &args.reload_include, &args.reload_exclude)?)
+        } else {
+            None
+        };
+        let mut changed: Option<(tokio::time::Instant, std::path::PathBuf)> = None;
         let memory_limit = args.max_worker_memory.filter(|&mb| mb > 0).map(|mb| mb * 1_000_000);
         let mut memory_check = tokio::time::interval(Duration::from_secs(1));
         let mut backoff = Duration::ZERO;
@@ -176,6 +192,20 @@ pub(crate) fn supervise(
                         target -= 1;
                         tracing::info!(workers = target, "SIGTTOU received: retiring the newest worker");
                         supervisor.retire_newest();
+                    }
+                }
+                Some(path) = async { source.as_mut()?.changes.recv().await }, if source.is_some() => {
+                    changed = Some((tokio::time::Instant::now() + RELOAD_QUIET, path));
+                }
+                () = async {
+                    if let Some((at, _)) = &changed {
+                        tokio::time::sleep_until(*at).await;
+                    }
+                }, if changed.is_some() => {
+                    if let Some((_, path)) = changed.take() {
+                        tracing::info!(changed = %path.display(), "the source changed: restarting the workers one at a time");
+                        crate::notify::reloading();
+                        supervisor.roll()?;
                     }
                 }
                 _ = memory_check.tick(), if memory_limit.is_some() => {

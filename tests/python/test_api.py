@@ -175,6 +175,8 @@ def test_each_error_has_its_type_and_the_command_lines_message():
          "--access-log-format"),
         (dict(workers=2), torsion.OptionError, ValueError,
          "workers: worker processes are started by the command line"),
+        (dict(reload=True), torsion.OptionError, ValueError,
+         "reload: a server in this process cannot replace itself"),
     ]
     for options, error, base, message in cases:
         with pytest.raises(error) as raised:

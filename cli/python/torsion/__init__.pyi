@@ -141,6 +141,18 @@ class Site:
         # many megabytes (MB, 10^6 bytes) is replaced (the new one serving first); checked
         # every second
         max_worker_memory: str | os.PathLike[str] | None = None,
+        # --reload: For development: watch the application's source (the working directory and
+        # the --pythonpath directories) and replace the workers, as SIGHUP does, when a file
+        # changes; the sockets stay open. A change that breaks the import is logged, and the
+        # old workers keep serving until the next change
+        reload: bool | None = None,
+        # --reload-include: With --reload: the files that count, as glob patterns matched
+        # against the whole path (* also matches /, as watchmedo's --patterns); repeatable
+        # [default: *.py]
+        reload_include: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+        # --reload-exclude: With --reload: files to leave out, as glob patterns; repeatable.
+        # Hidden directories (.venv, .git) and __pycache__ are always left out
+        reload_exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
         # --threads: Python threads running the application [default: 2 x CPU cores, at least
         # 4]
         threads: int | float | None = None,
@@ -269,6 +281,18 @@ class Server:
         # many megabytes (MB, 10^6 bytes) is replaced (the new one serving first); checked
         # every second
         max_worker_memory: str | os.PathLike[str] | None = None,
+        # --reload: For development: watch the application's source (the working directory and
+        # the --pythonpath directories) and replace the workers, as SIGHUP does, when a file
+        # changes; the sockets stay open. A change that breaks the import is logged, and the
+        # old workers keep serving until the next change
+        reload: bool | None = None,
+        # --reload-include: With --reload: the files that count, as glob patterns matched
+        # against the whole path (* also matches /, as watchmedo's --patterns); repeatable
+        # [default: *.py]
+        reload_include: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+        # --reload-exclude: With --reload: files to leave out, as glob patterns; repeatable.
+        # Hidden directories (.venv, .git) and __pycache__ are always left out
+        reload_exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
         # --threads: Python threads running the application [default: 2 x CPU cores, at least
         # 4]
         threads: int | float | None = None,
@@ -397,6 +421,18 @@ def serve(
     # many megabytes (MB, 10^6 bytes) is replaced (the new one serving first); checked
     # every second
     max_worker_memory: str | os.PathLike[str] | None = None,
+    # --reload: For development: watch the application's source (the working directory and
+    # the --pythonpath directories) and replace the workers, as SIGHUP does, when a file
+    # changes; the sockets stay open. A change that breaks the import is logged, and the
+    # old workers keep serving until the next change
+    reload: bool | None = None,
+    # --reload-include: With --reload: the files that count, as glob patterns matched
+    # against the whole path (* also matches /, as watchmedo's --patterns); repeatable
+    # [default: *.py]
+    reload_include: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+    # --reload-exclude: With --reload: files to leave out, as glob patterns; repeatable.
+    # Hidden directories (.venv, .git) and __pycache__ are always left out
+    reload_exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
     # --threads: Python threads running the application [default: 2 x CPU cores, at least
     # 4]
     threads: int | float | None = None,

@@ -18,8 +18,14 @@ free loopback port, started from bench/ and pinned to CPU 0 with taskset; the lo
 rounds and rotated on later ones, so that drift hits every server alike; the tables give
 the median of the rounds.
 
-Scenarios (--only): hello, hello-log, close, 64k, stream, echo, h2c, https, h2s, sleep, static,
-idle.
+Scenarios (--only): hello, hello-log, close, 64k, stream, echo, h2c, https, h2s, sleep,
+hello-w2, sleep-w2, static, idle.
+
+hello-w2 and sleep-w2 are hello and sleep with 2 worker processes: Torsion `--workers 2`,
+granian `--workers 2`, gunicorn `--workers 2`, uWSGI `--processes 2` (waitress, twist web and
+the ceiling run one process: n/a). There the server may run on both cores (taskset -c 0,1),
+which the load generator shares, so the rates show what two processes gain on a two-core
+machine that also generates the load, not a server's whole capacity.
 
 hello-log is hello with Torsion's access log on (the Combined Log Format, to a file in a
 temporary directory); only Torsion runs it, and the target table divides it by hello.
@@ -115,6 +121,11 @@ SCENARIOS = {
     "https": dict(title="HTTPS HTTP/1.1 hello, keep-alive", kind="wrk", path="/", connections=64, tls=True),
     "h2s": dict(title="HTTPS HTTP/2 hello (ALPN h2)", kind="h2", path="/", connections=64, tls=True),
     "sleep": dict(title="HTTP/1.1 sleep 10 ms, 256 connections", kind="wrk", path="/sleep", connections=256),
+    # Worker processes: the servers on both cores, which the load generator shares.
+    "hello-w2": dict(title="HTTP/1.1 hello, keep-alive, 2 worker processes (both cores, shared with the load "
+                     "generator)", kind="wrk", path="/", connections=64, workers=2),
+    "sleep-w2": dict(title="HTTP/1.1 sleep 10 ms, 256 connections, 2 worker processes (both cores, shared with "
+                     "the load generator)", kind="wrk", path="/sleep", connections=256, workers=2),
     "static": dict(title="HTTP/1.1 static file, 100 KiB", kind="wrk", path="/static/static.bin", connections=64,
                    static=True),
     # Last: it leaves thousands of sockets closing, which slowed the scenario after it.
@@ -124,6 +135,11 @@ NOT_YET = []
 STATIC_SIZE = 100 * 1024
 # Servers that serve files themselves; the others are n/a in the static scenario.
 STATIC_SERVERS = {"torsion", "torsion-wheel", "granian", "nginx"}
+# Servers with no worker processes of their own: n/a in the workers scenarios.
+NO_WORKERS = {"waitress": "one process only (waitress has threads, no worker processes)",
+              "twist": "one process only (twist web has no worker processes)",
+              "ceiling": "the ceiling runs one process",
+              "nginx": "nginx serves no WSGI application"}
 # The servers that are Torsion: they take Torsion's flags and its access-log scenario.
 TORSIONS = {"torsion", "torsion-wheel"}
 NO_STATIC = "no static file serving of its own (its users put WhiteNoise or a proxy in front)"
@@ -148,7 +164,7 @@ def venv_bin(name):
 NO_TLS = {"waitress": "no TLS: waitress serves plain HTTP only (its docs put TLS in a proxy in front)"}
 
 
-def server_commands(binary, port, tls=None, static=None, access_log=None):
+def server_commands(binary, port, tls=None, static=None, access_log=None, workers=None):
     """Each server's argv: same application, 16 threads (or 1 sync worker), logging off; with
     tls=(key, cert), HTTPS on the same port (servers in NO_TLS are left out); with static=DIR,
     DIR served at /static by the servers that can (and nginx, from a config written to DIR's
@@ -180,6 +196,11 @@ def server_commands(binary, port, tls=None, static=None, access_log=None):
         "ceiling": [CEILING, listen],
         "nginx": [NGINX, "-c", nginx_config(static, port) if static else "/dev/null", "-e", "/dev/null"],
     }
+    if workers:
+        commands["torsion"] += ["--workers", str(workers)]
+        commands["granian"][commands["granian"].index("--workers") + 1] = str(workers)
+        commands["gunicorn"][commands["gunicorn"].index("--workers") + 1] = str(workers)
+        commands["uwsgi"][commands["uwsgi"].index("--processes") + 1] = str(workers)
     commands["torsion-wheel"] = [venv_bin("torsion"), *commands["torsion"][1:]]
     for name in TORSIONS:
         if access_log:
@@ -402,15 +423,17 @@ class Sampler(threading.Thread):
 
 
 class Server:
-    def __init__(self, name, binary, tls=None, static=None, access_log=None):
+    def __init__(self, name, binary, tls=None, static=None, access_log=None, workers=None):
         self.name, self.port, self.tls = name, free_port(), tls
-        argv = server_commands(binary, self.port, tls, static, access_log)[name]
+        argv = server_commands(binary, self.port, tls, static, access_log, workers)[name]
+        # Worker processes get both cores (the load generator's too); otherwise CPU 0 alone.
+        cpus = "0,1" if workers else SERVER_CPU
         env = dict(os.environ)
         env.pop("VIRTUAL_ENV", None)
         env["PATH"] = os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")
         env["PYTHONPATH"] = BENCH  # twist web does not put the current directory on sys.path
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], cwd=BENCH, env=env,
+        self.process = subprocess.Popen(["taskset", "-c", cpus, *argv], cwd=BENCH, env=env,
                                         stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
 
@@ -623,9 +646,11 @@ def run_one(name, key, binary, duration, tls=None, static=None):
         return dict(na=NGINX_ONLY_STATIC)
     if scenario.get("access_log") and name not in TORSIONS:
         return dict(na=LOG_ONLY_TORSION)
+    if scenario.get("workers") and name in NO_WORKERS:
+        return dict(na=NO_WORKERS[name])
     access_log = os.path.join(os.path.dirname(static), "access.log") if scenario.get("access_log") else None
     server = Server(name, binary, tls if scenario.get("tls") else None, static if scenario.get("static") else None,
-                    access_log)
+                    access_log, scenario.get("workers"))
     try:
         started = time.monotonic()
         reason = server.wait_ready()

@@ -415,38 +415,15 @@ fn keep_asking(
 
 #[test]
 fn sighup_restarts_the_workers_one_at_a_time_without_a_failed_request() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let server = Server::start(&["--wsgi", "probe:application", "--workers", "2"]);
     server.wait_for_log("every worker is serving workers=2");
     let before = workers_seen(&server, 2);
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let (address, stop) = (server.address.clone(), stop.clone());
-            std::thread::spawn(move || keep_asking(address, stop))
-        })
-        .collect();
-    signal(server.child.id(), "HUP");
-    server.wait_for_log("rolling restart done");
-    // Both old workers have drained and exited while the clients kept asking.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server
-        .logs()
-        .matches("retired worker exited (exit status 0)")
-        .count()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "{}", server.logs());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let (mut answered, mut failures) = (0, Vec::new());
-    for client in clients {
-        let (a, f) = client.join().unwrap();
-        answered += a;
-        failures.extend(f);
-    }
+    let (answered, failures) = under_load(&server, 16, || {
+        signal(server.child.id(), "HUP");
+        server.wait_for_log("rolling restart done");
+        // Both old workers have drained and exited while the clients kept asking.
+        wait_for_count(&server, "retired worker exited (exit status 0)", 2);
+    });
     assert!(
         failures.is_empty(),
         "{} failed of {}: {failures:?}",
@@ -487,42 +464,26 @@ fn a_rolling_restart_stops_at_a_worker_that_cannot_start_and_the_old_ones_serve(
     std::fs::remove_file(&flag).unwrap();
     signal(server.child.id(), "HUP");
     server.wait_for_log("rolling restart done");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server
-        .logs()
-        .matches("retired worker exited (exit status 0)")
-        .count()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "{}", server.logs());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_count(&server, "retired worker exited (exit status 0)", 2);
     let after = workers_seen(&server, 2);
     assert!(before.is_disjoint(&after), "{before:?} then {after:?}");
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
 
-/// Runs 16 keep-alive clients against `server` until `done` holds of its log; returns the
-/// answers and the failures.
-fn under_load(server: &Server, done: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
+/// Runs `clients` keep-alive clients (see [`keep_asking`]) against `server` while `during`
+/// runs; returns the answers they got and their failures.
+fn under_load(server: &Server, clients: usize, during: impl FnOnce()) -> (usize, Vec<String>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..16)
+    let clients: Vec<_> = (0..clients)
         .map(|_| {
             let (address, stop) = (server.address.clone(), stop.clone());
             std::thread::spawn(move || keep_asking(address, stop))
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done(&server.logs()) {
-        if Instant::now() > deadline {
-            stop.store(true, Ordering::Relaxed);
-            panic!("timed out:\n{}", server.logs());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    during();
     stop.store(true, Ordering::Relaxed);
     let (mut answered, mut failures) = (0, Vec::new());
     for client in clients {
@@ -531,6 +492,19 @@ fn under_load(server: &Server, done: impl Fn(&str) -> bool) -> (usize, Vec<Strin
         failures.extend(f);
     }
     (answered, failures)
+}
+
+/// Waits up to 60 s until `server`'s log has `needle` at least `count` times.
+fn wait_for_count(server: &Server, needle: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.logs().matches(needle).count() < count {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {count} {needle:?} in:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -546,10 +520,8 @@ fn max_requests_recycles_workers_under_load_without_a_failed_request() {
         "50",
     ]);
     server.wait_for_log("every worker is serving workers=2");
-    let (answered, failures) = under_load(&server, |logs| {
-        logs.matches("retired worker exited (exit status 0)")
-            .count()
-            >= 3
+    let (answered, failures) = under_load(&server, 16, || {
+        wait_for_count(&server, "retired worker exited (exit status 0)", 3);
     });
     assert!(
         failures.is_empty(),
@@ -598,8 +570,6 @@ fn write_app(dir: &std::path::Path, text: &str) {
 
 #[test]
 fn reload_picks_up_an_edit_survives_a_syntax_error_and_recovers() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path(), "version 1");
     let mut command = torsion();
@@ -607,14 +577,6 @@ fn reload_picks_up_an_edit_survives_a_syntax_error_and_recovers() {
     let server = Server::start_with(command, &["--wsgi", "app:application", "--reload"]);
     server.wait_for_log("every worker is serving workers=1");
     assert_eq!(server.get("/"), "version 1");
-    // Clients keep asking throughout: no connection is refused and no request lost.
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (address, stop) = (server.address.clone(), stop.clone());
-            std::thread::spawn(move || keep_asking(address, stop))
-        })
-        .collect();
     let until_answer = |text: &str| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.get("/") != text {
@@ -626,23 +588,19 @@ fn reload_picks_up_an_edit_survives_a_syntax_error_and_recovers() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    write_app(dir.path(), "version 2");
-    until_answer("version 2");
-    // A syntax error: logged with where it is, and the running worker goes on.
-    std::fs::write(dir.path().join("app.py"), "def application(:\n").unwrap();
-    server.wait_for_log("the rolling restart stops, and the old workers keep serving");
-    assert!(server.logs().contains("SyntaxError"), "{}", server.logs());
-    assert_eq!(server.get("/"), "version 2");
-    // Fixed: the next change is picked up.
-    write_app(dir.path(), "version 3");
-    until_answer("version 3");
-    stop.store(true, Ordering::Relaxed);
-    let (mut answered, mut failures) = (0, Vec::new());
-    for client in clients {
-        let (a, f) = client.join().unwrap();
-        answered += a;
-        failures.extend(f);
-    }
+    // Clients keep asking throughout: no connection is refused and no request lost.
+    let (answered, failures) = under_load(&server, 4, || {
+        write_app(dir.path(), "version 2");
+        until_answer("version 2");
+        // A syntax error: logged with where it is, and the running worker goes on.
+        std::fs::write(dir.path().join("app.py"), "def application(:\n").unwrap();
+        server.wait_for_log("the rolling restart stops, and the old workers keep serving");
+        assert!(server.logs().contains("SyntaxError"), "{}", server.logs());
+        assert_eq!(server.get("/"), "version 2");
+        // Fixed: the next change is picked up.
+        write_app(dir.path(), "version 3");
+        until_answer("version 3");
+    });
     assert!(
         failures.is_empty(),
         "{} failed: {failures:?}",

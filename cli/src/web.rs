@@ -127,7 +127,7 @@ impl Running {
             .collect();
         // Serving from here on: tell a supervisor (as its worker) or systemd (as a service).
         crate::ready::tell_ready();
-        if crate::ready::is_worker() {
+        if let Some(served) = served {
             watch_max_requests(&args, served);
         }
         crate::notify::ready(&format!("serving on {} listener(s)", endpoints.len()));
@@ -302,6 +302,10 @@ pub(crate) fn endpoints(args: &WebArgs) -> Result<Vec<Endpoint>, ConfigError> {
 fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
     let mut config = ServerConfig::default();
     config.multiprocess = args.workers.is_some_and(|n| n > 1);
+    // A worker with --max-requests counts its answers; nothing else pays for counting.
+    if crate::ready::is_worker() && args.max_requests.is_some_and(|n| n > 0) {
+        config.served = Some(std::sync::Arc::default());
+    }
     if let Some(threads) = args.threads {
         config.threads = usize::from(threads);
     }

@@ -59,10 +59,10 @@ pub struct ServerConfig {
     /// Where a line for every response goes (twist web's `--logfile`), if anywhere: the
     /// application's, static files' and the server's own alike. Default: none.
     pub access_log: Option<crate::access_log::AccessLog>,
-    /// Requests answered so far, counted by [`serve`](crate::serve) as each response is
-    /// made; clones of the configuration share the count, so whoever started the server
-    /// can watch it (a supervisor's worker does, for `--max-requests`). Starts at 0.
-    pub served: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where to count the requests answered, when someone watches the count (a supervisor's
+    /// worker does, for `--max-requests`): [`serve`](crate::serve) adds one as each
+    /// response is made. Default: none, and nothing is counted.
+    pub served: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// The peers (proxies) whose `Forwarded` or `X-Forwarded-*` fields name the client,
     /// its scheme and the host it asked for (gunicorn's `forwarded_allow_ips`). Default:
     /// none, so the fields are passed on to the application untouched and believed by
@@ -134,7 +134,7 @@ impl Default for ServerConfig {
             download_grace: Duration::from_secs(5),
             added_headers: Vec::new(),
             access_log: None,
-            served: std::sync::Arc::default(),
+            served: None,
             forwarded_allow: crate::forwarded::ForwardedTrust::default(),
         }
     }

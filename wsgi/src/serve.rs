@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -89,8 +89,6 @@ pub async fn serve_speaking(
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // From shutdown on, every HTTP/1.1 response says `Connection: close`.
-    let closing = Arc::new(AtomicBool::new(false));
     let mut accepting = Vec::new();
     for (mut listener, protocols) in listeners {
         listener.offer_alpn(protocols.alpn());
@@ -106,7 +104,6 @@ pub async fn serve_speaking(
             graceful.clone(),
             connections.clone(),
             stop_rx.clone(),
-            closing.clone(),
         )));
     }
     let timers: Vec<_> = (0..site.timers().len())
@@ -114,7 +111,8 @@ pub async fn serve_speaking(
         .collect();
     shutdown.await;
     drop(heartbeat);
-    closing.store(true, Ordering::Relaxed);
+    // From here on, every HTTP/1.1 response says `Connection: close`.
+    site.begin_closing();
     let _ = stop_tx.send(true);
     for task in accepting {
         let _ = task.await;
@@ -194,7 +192,6 @@ async fn accept_loop(
     graceful: Arc<GracefulShutdown>,
     connections: Connections,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    closing: Arc<AtomicBool>,
 ) {
     let endpoint = listener.endpoint().to_owned();
     tracing::info!(%endpoint, address = %listener.local_addr(), "listening");
@@ -208,12 +205,10 @@ async fn accept_loop(
         let site = site.clone();
         let connection = Lingering::new(connection);
         let expect_more = connection.expect_more();
-        let closing = closing.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let site = site.clone();
             let info = info.clone();
             let expect_more = expect_more.clone();
-            let closing = closing.clone();
             async move {
                 let version = request.version();
                 let config = site.config();
@@ -232,13 +227,15 @@ async fn accept_loop(
                     .as_ref()
                     .map(|_| access_log::Pending::new(&request, &info));
                 let mut response = answer(&site, request, info, &expect_more).await;
-                config.served.fetch_add(1, Ordering::Relaxed);
+                if let Some(served) = &config.served {
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
                 for (name, value) in &config.added_headers {
                     if let http::header::Entry::Vacant(entry) = response.headers_mut().entry(name) {
                         entry.insert(value.clone());
                     }
                 }
-                if closing.load(Ordering::Relaxed) && version <= http::Version::HTTP_11 {
+                if site.closing() && version <= http::Version::HTTP_11 {
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bridge::application::Application;
 use crate::bridge::interpreter::LoadError;
 use pyo3::prelude::*;
 
@@ -37,19 +36,23 @@ impl Timer {
     /// A timer calling `task()` every `interval` (above zero), named `name` in the log.
     ///
     /// # Errors
-    /// [`LoadError::NotCallable`] when `task` is not callable; [`LoadError::Name`] when
-    /// `interval` is zero.
+    /// [`LoadError::Timer`] when `task` is not callable or `interval` is zero.
     pub fn new(interval: Duration, task: Bound<'_, PyAny>, name: &str) -> Result<Timer, LoadError> {
         if interval.is_zero() {
-            return Err(LoadError::Name {
+            return Err(LoadError::Timer {
                 name: name.to_owned(),
                 reason: "a timer's interval must be above 0 seconds".into(),
             });
         }
-        let object = Application::new(task, name)?;
+        if !task.is_callable() {
+            return Err(LoadError::Timer {
+                name: name.to_owned(),
+                reason: "a timer's task must be callable with no arguments".into(),
+            });
+        }
         Ok(Timer {
             interval,
-            task: Arc::new(object.object),
+            task: Arc::new(task.unbind()),
             name: name.to_owned(),
         })
     }

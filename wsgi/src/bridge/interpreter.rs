@@ -46,6 +46,14 @@ pub enum LoadError {
         /// The object's type and repr.
         found: String,
     },
+    /// A repeating task that cannot run: not callable, or an interval of zero.
+    #[error("timer {name}: {reason}")]
+    Timer {
+        /// The timer's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Where Python looks for modules, besides its defaults and `PYTHONPATH`.

@@ -11,6 +11,7 @@ pub mod files;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
@@ -134,6 +135,8 @@ pub struct Site {
     printed: Vec<String>,
     /// Repeating tasks, run on the bridge's threads while the site is served.
     timers: Vec<Timer>,
+    /// Set when shutdown begins: HTTP/1.1 responses then close their connections.
+    closing: AtomicBool,
 }
 
 impl Site {
@@ -182,6 +185,7 @@ impl Site {
             bridge,
             config,
             timers: Vec::new(),
+            closing: AtomicBool::new(false),
             printed: printed
                 .into_iter()
                 .map(|(prefix, shown)| format!("{prefix} -> {shown}"))
@@ -208,6 +212,16 @@ impl Site {
         }
         self.timers.extend(timers);
         Ok(self)
+    }
+
+    /// Marks the site as shutting down (see [`Site::closing`]).
+    pub(crate) fn begin_closing(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun, so that each HTTP/1.1 response closes its connection.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// The site's repeating tasks.
@@ -304,6 +318,7 @@ mod tests {
             config: ServerConfig::default(),
             printed: Vec::new(),
             timers: Vec::new(),
+            closing: AtomicBool::new(false),
         };
         site.routes
             .sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));

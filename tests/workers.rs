@@ -437,6 +437,83 @@ fn sighup_restarts_the_workers_one_at_a_time_without_a_failed_request() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Runs h2load (nghttp2's load generator: HTTP/2 with prior knowledge, 4 connections of
+/// 4 concurrent streams, 400 requests a run) again and again against `server` while
+/// `during` runs; returns the requests answered with a 2xx, and a line for every run with a
+/// request that failed, errored, timed out or got another status, as h2load counts them.
+/// h2load opens a new connection when the server sends GOAWAY, and counts a stream the
+/// server refused or reset as failed.
+fn under_h2_load(server: &Server, during: impl FnOnce()) -> (u64, Vec<String>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = server.url("/environ");
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut answered, mut failures) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let output = std::process::Command::new("h2load")
+                    .args(["-n", "400", "-c", "4", "-m", "4", &url])
+                    .output()
+                    .expect("h2load (Debian's nghttp2-client) runs");
+                let report = String::from_utf8_lossy(&output.stdout);
+                let counts = |line: &str| -> Vec<u64> {
+                    report
+                        .lines()
+                        .find(|l| l.starts_with(line))
+                        .unwrap_or_else(|| panic!("no {line:?} in h2load's report:\n{report}"))
+                        .split([',', ' '])
+                        .filter_map(|word| word.parse().ok())
+                        .collect()
+                };
+                // "requests: T total, S started, D done, S succeeded, F failed, E errored, T timeout"
+                let requests = counts("requests:");
+                // "status codes: A 2xx, B 3xx, C 4xx, D 5xx"
+                let statuses = counts("status codes:");
+                answered += statuses[0];
+                if !output.status.success()
+                    || requests[0] != statuses[0]
+                    || requests[4..].iter().any(|&n| n > 0)
+                {
+                    failures.push(
+                        report
+                            .lines()
+                            .filter(|l| {
+                                l.starts_with("requests:") || l.starts_with("status codes:")
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    );
+                }
+            }
+            (answered, failures)
+        })
+    };
+    during();
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap()
+}
+
+#[test]
+fn sighup_under_http2_load_fails_no_request() {
+    let server = Server::start(&["--wsgi", "probe:application", "--workers", "2"]);
+    server.wait_for_log("every worker is serving workers=2");
+    let before = workers_seen(&server, 2);
+    let (answered, failures) = under_h2_load(&server, || {
+        signal(server.child.id(), "HUP");
+        server.wait_for_log("rolling restart done");
+        // Both old workers sent GOAWAY, finished their streams and exited meanwhile.
+        wait_for_count(&server, "retired worker exited (exit status 0)", 2);
+    });
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(answered > 400, "only {answered} answers");
+    let after = workers_seen(&server, 2);
+    assert!(before.is_disjoint(&after), "{before:?} then {after:?}");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn a_rolling_restart_stops_at_a_worker_that_cannot_start_and_the_old_ones_serve() {
     let dir = tempfile::tempdir().unwrap();

@@ -607,3 +607,97 @@ fn torsion_certs_issues_and_renews_once_and_says_what_it_did() {
     assert!(stderr.contains("error: ACME: "), "{stderr}");
     assert!(!certs.path().join("c3.example.com.pem").exists());
 }
+
+/// With `--workers 3`, `--listen` for the TLS listener and `extra` listeners, for `name`:
+/// the supervisor alone runs the ACME manager, so every validation Pebble makes reaches a
+/// worker that did not place the order, and has to answer from what the supervisor
+/// published in the directory. Returns the server once `name` is issued and served.
+fn issued_with_three_workers(pebble: &Pebble, listen: &str, extra: &[&str], name: &str) -> Server {
+    let mut args = vec![
+        "--wsgi",
+        "hello:application",
+        "--workers",
+        "3",
+        "--listen",
+        listen,
+    ];
+    for plain in extra {
+        args.extend(["--listen", plain]);
+    }
+    let server = Server::start(&args);
+    server.wait_for_log("every worker is serving workers=3");
+    let issued = wait_for_lines(&server, "certificate issued", 1, Duration::from_secs(60));
+    assert!(issued[0].contains(name), "{issued:?}");
+    let tls_port: u16 = listen
+        .rsplit_once(":tcp:")
+        .and_then(|(_, rest)| rest.split(':').next()?.parse().ok())
+        .unwrap();
+    // Each new connection goes to whichever worker accepts it; each worker loads the
+    // certificate the supervisor wrote as its directory watch sees it, within a moment.
+    // Six verified answers in a row: every worker serves it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut in_a_row = 0;
+    while in_a_row < 6 {
+        let (ok, body) = fetch_verified(name, tls_port, &pebble.root());
+        if ok {
+            assert_eq!(body, "Hello, world!");
+            in_a_row += 1;
+        } else {
+            assert!(Instant::now() < deadline, "{body}\n{}", server.logs());
+            in_a_row = 0;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // One manager: no other process met the directory's lock or issued the name again.
+    let logs = server.logs();
+    assert_eq!(logs.matches("certificate issued").count(), 1, "{logs}");
+    assert!(!logs.contains("is issuing into"), "{logs}");
+    assert!(!logs.contains("renewed meanwhile"), "{logs}");
+    server
+}
+
+#[test]
+fn with_workers_one_manager_issues_by_tls_alpn_01_and_a_worker_answers() {
+    let tls_port = free_port();
+    let pebble = Pebble::start(free_port(), tls_port, &[]);
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(certs.path().join("w.example.com.pem"), "").unwrap();
+    let listen = txacme(certs.path(), &pebble, "", tls_port);
+    let server = issued_with_three_workers(&pebble, &listen, &[], "w.example.com");
+    server.wait_for_log("answered a tls-alpn-01 validation");
+    // The published answer is withdrawn once the order is done.
+    assert_eq!(
+        listing(certs.path()),
+        [
+            ".torsion-acme.lock",
+            "acme-account.key",
+            "w.example.com.pem"
+        ]
+    );
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn with_workers_one_manager_issues_by_http_01_and_a_worker_answers() {
+    let (http_port, tls_port) = (free_port(), free_port());
+    let pebble = Pebble::start(http_port, tls_port, &[]);
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(certs.path().join("v.example.com.pem"), "").unwrap();
+    let listen = txacme(certs.path(), &pebble, ":challenge=http-01", tls_port);
+    let plain = format!("tcp:{http_port}:interface=127.0.0.1");
+    let server = issued_with_three_workers(&pebble, &listen, &[&plain], "v.example.com");
+    let line = server.wait_for_log("answered an http-01 validation");
+    assert!(line.contains("/.well-known/acme-challenge/"), "{line}");
+    assert!(!server.logs().contains("tls-alpn-01 validation"));
+    assert_eq!(
+        listing(certs.path()),
+        [
+            ".torsion-acme.lock",
+            "acme-account.key",
+            "v.example.com.pem"
+        ]
+    );
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

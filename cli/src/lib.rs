@@ -67,6 +67,10 @@ fn run(cli: args::Cli, argv: &[OsString], given: &[String]) -> Result<ExitCode, 
                 };
                 return supervisor::supervise(&args, workers, command);
             }
+            if ready::is_worker() {
+                // The supervisor runs the ACME managers; this worker serves what they write.
+                torsion_endpoints::background_elsewhere();
+            }
             let plan = python::web_plan(*args, argv, given)?;
             let running = web::Running::start(plan, web::Signals::Server)?;
             running.join();

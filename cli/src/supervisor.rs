@@ -21,6 +21,9 @@
 //!   to start stops the roll, and the old workers keep serving;
 //! - SIGTTIN and SIGTTOU add a worker and retire the newest one (gunicorn's signals);
 //! - a worker's parent-death signal is SIGTERM, so no worker outlives a killed supervisor;
+//! - the endpoints' background work, the ACME manager of each `txacme:` listener, runs in
+//!   the supervisor only; the workers serve the certificates and the challenge answers it
+//!   writes into the certificate directory, whichever of them the ACME server reaches;
 //! - as process 1 (a container's init, where `torsion web` always supervises, even one
 //!   worker), it reaps the orphans the kernel hands it, and passes SIGTERM and SIGINT on.
 
@@ -127,6 +130,13 @@ pub(crate) fn supervise(
         let mut children = signal(SignalKind::child()).map_err(signal_error)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
         let sockets = open_sockets(&endpoints).await?;
+        // The endpoints' background work (the ACME managers) runs here, once, not in each
+        // worker; set up now so that a bad setting stops start-up, started once every
+        // worker serves, so that the workers answer its challenges.
+        let mut background = Vec::new();
+        for endpoint in &endpoints {
+            background.extend(endpoint.background()?);
+        }
         crate::notify::start_watchdog();
         let mut supervisor = Supervisor::new(command, &sockets);
         for _ in 0..count {
@@ -149,6 +159,9 @@ pub(crate) fn supervise(
             }
         }
         tracing::info!(workers = count, "every worker is serving");
+        for work in background {
+            tokio::spawn(work);
+        }
         crate::notify::ready(&format!("{count} workers serving"));
         let mut target = count;
         // --reload: the source, and when the last change came (replacing waits for 0.3 s of

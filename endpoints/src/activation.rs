@@ -6,9 +6,30 @@
 
 use std::fmt;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use rustix::net::{AddressFamily, SocketType};
+
+/// Whether this process's endpoints run their background work themselves; see
+/// [`background_elsewhere`].
+static BACKGROUND_HERE: AtomicBool = AtomicBool::new(true);
+
+/// Tells this process's endpoints that another process runs their background work
+/// ([`ServerEndpoint::background`](crate::plugin::ServerEndpoint::background): the ACME
+/// manager of `txacme:`, `le:` and `lets:`), as a supervisor does for its workers: the
+/// listeners opened afterwards start none of it, and only serve what it produces (the
+/// certificates and the challenge answers it writes into the directory). For the worker
+/// processes of a supervisor; a process serving alone never calls it.
+pub fn background_elsewhere() {
+    BACKGROUND_HERE.store(false, Ordering::Relaxed);
+}
+
+/// Whether listeners of this process start their endpoint's background work: true unless
+/// [`background_elsewhere`] was called.
+pub(crate) fn background_here() -> bool {
+    BACKGROUND_HERE.load(Ordering::Relaxed)
+}
 
 /// The first inherited descriptor, `SD_LISTEN_FDS_START`.
 const LISTEN_FDS_START: RawFd = 3;

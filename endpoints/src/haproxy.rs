@@ -68,6 +68,10 @@ impl ServerEndpoint for HaproxyEndpoint {
         self.inner.sockets()
     }
 
+    fn background(&self) -> Result<Vec<BoxFuture<'static, ()>>> {
+        self.inner.background()
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(async move {
             let inner = self.inner.listen().await?;

@@ -140,7 +140,7 @@ pub mod tls;
 #[cfg(feature = "acme")]
 pub mod acme;
 
-pub use activation::{SUPERVISOR_PID_VAR, inherited_name};
+pub use activation::{SUPERVISOR_PID_VAR, background_elsewhere, inherited_name};
 pub use descriptor::{Descriptor, quote};
 pub use error::{Error, Result};
 pub use listener::{Address, Connection, ConnectionInfo, Listener, TlsInfo};

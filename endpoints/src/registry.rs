@@ -62,6 +62,24 @@ pub trait ServerEndpoint: fmt::Debug + Any + Send + Sync {
     fn sockets(&self) -> Vec<Endpoint> {
         Vec::new()
     }
+
+    /// Work this endpoint does beside accepting connections that must run in one process
+    /// only when several processes share its sockets: for `txacme:`, `le:` and `lets:`, the
+    /// ACME manager that issues and renews certificates into the directory. Each future runs
+    /// until it is dropped, within a tokio runtime.
+    ///
+    /// A process serving alone needs none of this: [`ServerEndpoint::listen`] starts the
+    /// work. A supervisor that opens [`ServerEndpoint::sockets`] for worker processes runs
+    /// these futures itself, and its workers call [`crate::background_elsewhere`] before
+    /// they listen, so that exactly one process does the work. The default, for kinds with
+    /// none, is none; wrappers return their inner endpoint's.
+    ///
+    /// # Errors
+    /// [`Error::Listen`] naming the endpoint when the work cannot be set up (an ACME
+    /// directory that cannot be created, a `cacert=` file that cannot be used).
+    fn background(&self) -> Result<Vec<BoxFuture<'static, ()>>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A parsed, inspectable endpoint: parse it from a descriptor, print it back, listen on it.
@@ -114,6 +132,15 @@ impl Endpoint {
     /// The socket-level endpoints it listens through; see [`ServerEndpoint::sockets`].
     pub fn sockets(&self) -> Vec<Endpoint> {
         self.0.sockets()
+    }
+
+    /// The work to run in one process of several sharing its sockets; see
+    /// [`ServerEndpoint::background`].
+    ///
+    /// # Errors
+    /// [`Error::Listen`] when the work cannot be set up.
+    pub fn background(&self) -> Result<Vec<BoxFuture<'static, ()>>> {
+        self.0.background()
     }
 
     /// Binds and starts listening; see [`ServerEndpoint::listen`].

@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::challenge::answer_from;
 use super::manager::AcmeManager;
 use super::settings::{
     AcmeSettings, Challenge, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
 };
 use super::store::CertificateStore;
+use crate::activation::background_here;
 use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
 use crate::listener::Listener;
@@ -36,7 +38,15 @@ use crate::tls::{
 ///
 /// The listener accepts connections at once. A name whose certificate is not issued yet
 /// gets `DEFAULT.pem` if there is one, else a failed handshake; once issued it is served
-/// without a restart. Renewal is described on [`AcmeManager`]. Deliberate differences from
+/// without a restart. Renewal is described on [`AcmeManager`].
+///
+/// With worker processes sharing the listener's socket, exactly one process runs the
+/// manager: the supervisor, through [`ServerEndpoint::background`], while each worker,
+/// after [`crate::background_elsewhere`], serves the certificates from the directory as its
+/// watch sees them written, and answers the challenges the manager publishes there (see
+/// [`CertificateStore`]), so a validation is answered whichever worker accepts it.
+///
+/// Deliberate differences from
 /// txacme 0.9.3: ACME v2 instead of v1 (which Let's Encrypt switched off), tls-alpn-01 and
 /// http-01 instead of the withdrawn tls-sni-01, the `txacme:` kind takes `directory=`, and
 /// a lock file keeps servers sharing DIR from issuing into it at the same time.
@@ -118,37 +128,84 @@ impl ServerEndpoint for AcmeEndpoint {
         self.inner.sockets()
     }
 
+    fn background(&self) -> Result<Vec<BoxFuture<'static, ()>>> {
+        // The manager's own resolver serves no handshake here; it is kept alive for as long
+        // as the future runs, since the manager stops when its resolver has no other holder.
+        let resolver = Arc::new(CertificateResolver::new());
+        let manager = self.manager(resolver.clone())?;
+        let files = Store::new(self.path.clone(), Naming::FileName);
+        Ok(vec![Box::pin(async move {
+            let changed = Arc::new(tokio::sync::Notify::new());
+            watch(files, Arc::downgrade(&resolver), Some(changed.clone()));
+            manager.run(changed).await;
+            drop(resolver);
+        })])
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(async move {
-            let endpoint = self.descriptor().to_string();
-            let listen_error = |action: String, message: String| Error::Listen {
-                endpoint: endpoint.clone(),
-                action,
-                hint: String::new(),
-                source: std::io::Error::other(message),
-            };
-            let store = CertificateStore::open(&self.path).map_err(|e| {
-                listen_error(
-                    format!("open the certificate directory {}", self.path.display()),
-                    e.to_string(),
-                )
-            })?;
             let resolver = Arc::new(CertificateResolver::new());
+            // Alone, this process runs the manager; as one of several sharing the sockets,
+            // it serves what the process running it writes into the directory.
+            let manager = if background_here() {
+                Some(self.manager(resolver.clone())?)
+            } else {
+                let store = self.store()?;
+                answer_from(&store);
+                None
+            };
             let mut files = Store::new(self.path.clone(), Naming::FileName);
             files.rescan(&resolver);
             let mut config = server_config(resolver.clone(), MinimumVersion::Tls12)
-                .map_err(|err| listen_error("configure TLS".into(), err.to_string()))?;
+                .map_err(|err| self.listen_error("configure TLS", err.to_string()))?;
             if self.settings.challenge == Challenge::TlsAlpn01 {
                 config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
             }
-            let manager = AcmeManager::new(store, self.settings.clone(), resolver.clone())
-                .map_err(|e| listen_error("set up ACME".into(), e.to_string()))?;
             let inner = self.inner.listen().await?;
-            let changed = Arc::new(tokio::sync::Notify::new());
-            watch(files, Arc::downgrade(&resolver), Some(changed.clone()));
-            tokio::spawn(manager.run(changed));
-            Ok(TlsAccept::listener(endpoint, inner, config))
+            let changed = manager
+                .is_some()
+                .then(|| Arc::new(tokio::sync::Notify::new()));
+            watch(files, Arc::downgrade(&resolver), changed.clone());
+            if let (Some(manager), Some(changed)) = (manager, changed) {
+                tokio::spawn(manager.run(changed));
+            }
+            Ok(TlsAccept::listener(
+                self.descriptor().to_string(),
+                inner,
+                config,
+            ))
         })
+    }
+}
+
+impl AcmeEndpoint {
+    /// An [`Error::Listen`] for this endpoint.
+    fn listen_error(&self, action: &str, message: String) -> Error {
+        Error::Listen {
+            endpoint: self.descriptor().to_string(),
+            action: action.to_owned(),
+            hint: String::new(),
+            source: std::io::Error::other(message),
+        }
+    }
+
+    /// The certificate directory, created if need be.
+    fn store(&self) -> Result<CertificateStore> {
+        CertificateStore::open(&self.path).map_err(|e| {
+            self.listen_error(
+                &format!("open the certificate directory {}", self.path.display()),
+                e.to_string(),
+            )
+        })
+    }
+
+    /// The manager of the directory, feeding `resolver`; its published challenge answers
+    /// are served by this process's listeners from now on.
+    fn manager(&self, resolver: Arc<CertificateResolver>) -> Result<AcmeManager> {
+        let store = self.store()?;
+        answer_from(&store);
+        AcmeManager::new(store, self.settings.clone(), resolver)
+            .map_err(|e| self.listen_error("set up ACME", e.to_string()))
     }
 }
 

@@ -10,17 +10,14 @@ use instant_acme::{
     Account, AuthorizationStatus, CertificateIdentifier, Identifier, NewOrder, OrderStatus,
     RetryPolicy,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
 
 use super::challenge::Provisioned;
 use super::client::{AcmeHttp, RetryAfter};
 use super::settings::{AcmeSettings, Challenge};
-use super::store::{CertificateFacts, CertificateState, CertificateStore};
+use super::store::{CertificateFacts, CertificateState, CertificateStore, certified_key};
 use crate::error::{Error, Result};
-use crate::tls::{Assembly, CertificateResolver, assemble};
+use crate::tls::CertificateResolver;
 
 /// How often every name is checked when nothing is due sooner.
 pub const CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
@@ -233,6 +230,9 @@ impl AcmeManager {
                 retry_at: Some(SystemTime::now() + BACKOFF_FIRST),
             });
         };
+        // With the lock held no other order on this directory is waiting: answers still
+        // published are what a killed process left.
+        self.store.clear_challenges();
         if only_if_due {
             let now = SystemTime::now();
             if self.due_at(name, now).await.0 > now {
@@ -338,15 +338,23 @@ impl AcmeManager {
                 )
             })?;
             let key_authorization = challenge.key_authorization();
-            provisioned.push(match wanted {
-                Challenge::Http01 => {
-                    Provisioned::http01(&challenge.token, key_authorization.as_str())
+            // Answered here, and published in the directory for the other processes that
+            // serve from it (worker processes), before the server is told to validate.
+            provisioned.push(
+                match wanted {
+                    Challenge::Http01 => Provisioned::http01(
+                        &self.store,
+                        &challenge.token,
+                        key_authorization.as_str(),
+                    ),
+                    Challenge::TlsAlpn01 => Provisioned::tls_alpn01(
+                        &self.store,
+                        name,
+                        key_authorization.digest().as_ref(),
+                    ),
                 }
-                Challenge::TlsAlpn01 => {
-                    Provisioned::tls_alpn01(name, key_authorization.digest().as_ref())
-                        .map_err(|m| acme_error(name, m))?
-                }
-            });
+                .map_err(|m| acme_error(name, m))?,
+            );
             challenge
                 .set_ready()
                 .await
@@ -615,19 +623,6 @@ async fn challenge_errors(order: &mut instant_acme::Order) -> String {
     } else {
         found.join("; ")
     }
-}
-
-/// The served form of a stored PEM: the key and its certificates, the leaf first.
-pub(crate) fn certified_key(pem: &[u8]) -> std::result::Result<CertifiedKey, String> {
-    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no private key: {e}"))?;
-    let certificates = CertificateDer::pem_slice_iter(pem)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| format!("a certificate is not valid PEM: {e}"))?;
-    assemble(key, certificates).map_err(|fault| match fault {
-        Assembly::KeyUnusable(e) => format!("the private key cannot be used: {e}"),
-        Assembly::NoCertificate => "no certificate in PEM form".into(),
-        Assembly::NoMatch => "no certificate matches the private key".into(),
-    })
 }
 
 #[cfg(test)]

@@ -9,13 +9,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::tls::{DEFAULT_NAME, assemble};
+use rustls::sign::CertifiedKey;
+
+use crate::tls::{Assembly, DEFAULT_NAME, assemble};
 
 /// The ACME account key's file in the directory: a PKCS#8 P-256 key in PEM, mode 0600.
 /// (txacme's `client.key`, an RSA key for ACME v1, is left alone.)
 pub const ACCOUNT_KEY_FILE: &str = "acme-account.key";
 /// The lock file servers sharing the directory take before they issue into it.
 pub const LOCK_FILE: &str = ".torsion-acme.lock";
+/// The kinds of challenge answer the directory holds while an order waits: the suffixes of
+/// their hidden files, `.<token>.http-01` and `.<name>.tls-alpn-01`.
+pub(crate) const CHALLENGE_KINDS: [&str; 2] = ["http-01", "tls-alpn-01"];
 
 /// A certificate directory in txsni's layout, as ACME keeps it.
 ///
@@ -25,6 +30,12 @@ pub const LOCK_FILE: &str = ".torsion-acme.lock";
 /// - [`ACCOUNT_KEY_FILE`]: the ACME account key; the account itself is found again from
 ///   the key on each start (RFC 8555 §7.3.1), so nothing else about it is stored.
 /// - [`LOCK_FILE`]: an advisory lock (`flock`) held while a certificate is issued.
+/// - `.<token>.http-01` and `.<name>.tls-alpn-01`: the answers to the challenges of the
+///   order in progress (the key authorization; the validation key and certificate in PEM),
+///   there only while the order waits for validation, so that every process serving from
+///   the directory answers them, not only the one that placed the order: the workers of a
+///   supervisor that runs the ACME manager, or servers sharing the directory. Hidden, and
+///   not `.pem`, so txsni and the watchers pass them by.
 ///
 /// Every file is written to a temporary file in the directory (named `.<name>.<random>.tmp`,
 /// which txsni ignores), flushed to disk, then renamed over the old one, so a reader or a
@@ -271,6 +282,57 @@ impl CertificateStore {
         Ok((key, PrivateKeyDer::Pkcs8(der)))
     }
 
+    /// Publishes the answer to a challenge as the hidden file `.<key>.<kind>` (see
+    /// [`CHALLENGE_KINDS`]), atomically, mode 0600. `key` must be a token or host name
+    /// already checked by the caller (no `/`).
+    pub(crate) fn put_challenge(&self, kind: &str, key: &str, answer: &[u8]) -> io::Result<()> {
+        self.write_atomic(&self.challenge_path(kind, key), answer)
+    }
+
+    /// The published answer for `key` of `kind`, if there is one.
+    pub(crate) fn challenge(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.challenge_path(kind, key)).ok()
+    }
+
+    /// Withdraws the answer for `key` of `kind`.
+    pub(crate) fn remove_challenge(&self, kind: &str, key: &str) {
+        let path = self.challenge_path(kind, key);
+        if let Err(err) = std::fs::remove_file(&path)
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %path.display(), "cannot remove a challenge answer: {err}");
+        }
+    }
+
+    /// Removes every published answer: those an order cut short (a killed process) left.
+    /// Called with the lock held, when no order of another process can be waiting.
+    pub(crate) fn clear_challenges(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            if name.starts_with('.')
+                && CHALLENGE_KINDS
+                    .iter()
+                    .any(|kind| name.strip_suffix(kind).is_some_and(|n| n.ends_with('.')))
+            {
+                tracing::debug!(
+                    file = name,
+                    "removing a challenge answer left by an earlier order"
+                );
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn challenge_path(&self, kind: &str, key: &str) -> PathBuf {
+        self.path.join(format!(".{key}.{kind}"))
+    }
+
     /// Takes the directory's lock without waiting: `None` when another process (or another
     /// listener of this one) holds it.
     pub(crate) fn try_lock(&self) -> io::Result<Option<StoreLock>> {
@@ -289,6 +351,19 @@ impl CertificateStore {
 }
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+/// The served form of a stored PEM: the key and its certificates, the leaf first.
+pub(crate) fn certified_key(pem: &[u8]) -> std::result::Result<CertifiedKey, String> {
+    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no private key: {e}"))?;
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("a certificate is not valid PEM: {e}"))?;
+    assemble(key, certificates).map_err(|fault| match fault {
+        Assembly::KeyUnusable(e) => format!("the private key cannot be used: {e}"),
+        Assembly::NoCertificate => "no certificate in PEM form".into(),
+        Assembly::NoMatch => "no certificate matches the private key".into(),
+    })
+}
 
 /// A host name ACME can validate by http-01 or tls-alpn-01: letters, digits and hyphens in
 /// dot-separated labels, at least two labels (RFC 1123).
@@ -358,6 +433,38 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, ["a.example.pem"]);
+    }
+
+    #[test]
+    fn challenge_answers_are_published_read_withdrawn_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CertificateStore::open(dir.path()).unwrap();
+        store.put_challenge("http-01", "tok", b"tok.thumb").unwrap();
+        store
+            .put_challenge("tls-alpn-01", "a.example", b"PEM")
+            .unwrap();
+        std::fs::write(dir.path().join("a.example.pem"), "").unwrap();
+        assert_eq!(
+            store.challenge("http-01", "tok").as_deref(),
+            Some(&b"tok.thumb"[..])
+        );
+        let mode = std::fs::metadata(dir.path().join(".tok.http-01"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Not a certificate: the names to manage do not change.
+        assert_eq!(store.names(&[]), ["a.example"]);
+        store.remove_challenge("http-01", "tok");
+        assert_eq!(store.challenge("http-01", "tok"), None);
+        // What an order cut short left behind goes; everything else stays.
+        store.clear_challenges();
+        assert_eq!(store.challenge("tls-alpn-01", "a.example"), None);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["a.example.pem"]);
     }
 
     #[test]

@@ -66,6 +66,10 @@ impl ServerEndpoint for TxsniEndpoint {
         self.inner.sockets()
     }
 
+    fn background(&self) -> Result<Vec<BoxFuture<'static, ()>>> {
+        self.inner.background()
+    }
+
     fn listen(&self) -> BoxFuture<'_, Result<Listener>> {
         Box::pin(listen_directory(
             self.descriptor().to_string(),

@@ -687,3 +687,28 @@ fn reload_picks_up_an_edit_survives_a_syntax_error_and_recovers() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_config_file_that_asks_for_workers_gets_them_from_the_same_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torsion_conf.py");
+    std::fs::write(
+        &config,
+        "wsgi = 'probe:application'\nworkers = 2\nshutdown_timeout = 5\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    server.wait_for_log("every worker is serving workers=2");
+    // Each worker read the file: it serves the file's application.
+    let workers = workers_seen(&server, 2);
+    // The process started read the file, then became the supervisor, keeping its PID (as
+    // systemd's MAINPID and a container's process 1 need): it answers SIGHUP.
+    assert!(!workers.contains(&u64::from(server.child.id())));
+    signal(server.child.id(), "HUP");
+    server.wait_for_log("rolling restart done");
+    wait_for_count(&server, "retired worker exited (exit status 0)", 2);
+    let after = workers_seen(&server, 2);
+    assert!(workers.is_disjoint(&after), "{workers:?} then {after:?}");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

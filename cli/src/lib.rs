@@ -55,26 +55,23 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
 fn run(cli: args::Cli, argv: &[OsString], given: &[String]) -> Result<ExitCode, ConfigError> {
     match cli.command {
         args::Command::Web(args) => {
-            if let Some(workers) = supervisor::supervised(&args) {
-                let program = std::env::current_exe().map_err(|err| {
-                    ConfigError::Listen(format!(
-                        "--workers: cannot find this program to start workers: {err}"
-                    ))
-                })?;
-                let command = supervisor::WorkerCommand {
-                    program: program.into_os_string(),
-                    args: argv.iter().skip(1).cloned().collect(),
-                };
-                return supervisor::supervise(&args, workers, command);
+            let program = std::env::current_exe().map_err(|err| {
+                ConfigError::Listen(format!("cannot find this program to start workers: {err}"))
+            })?;
+            let command = supervisor::WorkerCommand {
+                program: program.into_os_string(),
+                args: argv.iter().skip(1).cloned().collect(),
+            };
+            match python::web_role(*args, argv, given, &command)? {
+                python::WebRole::Supervise { args, count } => {
+                    supervisor::supervise(&args, count, command)
+                }
+                python::WebRole::Serve(plan) => {
+                    let running = web::Running::start(*plan, web::Signals::Server)?;
+                    running.join();
+                    Ok(ExitCode::SUCCESS)
+                }
             }
-            if ready::is_worker() {
-                // The supervisor runs the ACME managers; this worker serves what they write.
-                torsion_endpoints::background_elsewhere();
-            }
-            let plan = python::web_plan(*args, argv, given)?;
-            let running = web::Running::start(plan, web::Signals::Server)?;
-            running.join();
-            Ok(ExitCode::SUCCESS)
         }
         args::Command::Certs(args) => certs::certs(*args),
     }

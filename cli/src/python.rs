@@ -87,7 +87,7 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
     };
     crate::error::init_logging();
     let outcome = match cli.command {
-        Command::Web(args) if supervisor::supervised(&args).is_some() => {
+        Command::Web(args) => {
             // Workers run this interpreter, with its venv: `sys.executable -m torsion ...`.
             let executable: OsString = py.import("sys")?.getattr("executable")?.extract()?;
             let command = supervisor::WorkerCommand {
@@ -98,23 +98,25 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
                     .chain(argv.iter().skip(1).cloned())
                     .collect(),
             };
-            let workers = supervisor::supervised(&args).unwrap_or(1);
-            py.detach(|| supervisor::supervise(&args, workers, command))
-                .map(|code| {
-                    if code == std::process::ExitCode::SUCCESS {
-                        0
-                    } else {
-                        1
+            match web_role(*args, &argv, &given, &command) {
+                Ok(WebRole::Supervise { args, count }) => py
+                    .detach(|| supervisor::supervise(&args, count, command))
+                    .map(|code| {
+                        if code == std::process::ExitCode::SUCCESS {
+                            0
+                        } else {
+                            1
+                        }
+                    }),
+                Ok(WebRole::Serve(plan)) => {
+                    match py.detach(|| Running::start(*plan, Signals::Caller)) {
+                        Ok(running) => {
+                            let running = Arc::new(running);
+                            wait_handling_signals(py, &running)?;
+                            Ok(0)
+                        }
+                        Err(err) => Err(err),
                     }
-                })
-        }
-        Command::Web(args) => {
-            let plan = web_plan(*args, &argv, &given);
-            match plan.and_then(|plan| py.detach(|| Running::start(plan, Signals::Caller))) {
-                Ok(running) => {
-                    let running = Arc::new(running);
-                    wait_handling_signals(py, &running)?;
-                    Ok(0)
                 }
                 Err(err) => Err(err),
             }
@@ -361,6 +363,92 @@ fn install_package(py: Python<'_>) -> PyResult<()> {
     outcome
 }
 
+/// What `torsion web` does in this process; see [`web_role`].
+pub(crate) enum WebRole {
+    /// Supervise `count` worker processes, with these options (a `--config` file's
+    /// included).
+    Supervise {
+        /// The options.
+        args: Box<crate::args::WebArgs>,
+        /// How many workers.
+        count: usize,
+    },
+    /// Serve this plan here: one process alone, or a worker.
+    Serve(Box<Plan>),
+}
+
+/// Decides what `torsion web` (`args`, parsed from `argv`, with the options `given` on it)
+/// does in this process; `command` starts a worker, or the supervisor.
+///
+/// A worker serves, and leaves the endpoints' background work (ACME) to its supervisor. A
+/// process with `--workers` above 1, `--reload`, or running as process 1 supervises. With
+/// `--config`, the file is read here first; if what it sets calls for a supervisor, this
+/// process replaces itself with one (same PID), passing it the file's options, so the
+/// supervisor runs no Python; its workers read the file again, each for itself.
+///
+/// # Errors
+/// What [`web_plan`] returns, or [`supervisor::become_supervisor`]'s.
+pub(crate) fn web_role(
+    args: crate::args::WebArgs,
+    argv: &[OsString],
+    given: &[String],
+    command: &supervisor::WorkerCommand,
+) -> Result<WebRole, ConfigError> {
+    if crate::ready::is_worker() {
+        // The supervisor runs the ACME managers; this worker serves what they write.
+        torsion_endpoints::background_elsewhere();
+        return Ok(WebRole::Serve(Box::new(web_plan(args, argv, given)?)));
+    }
+    let args = match supervisor::config_flags() {
+        // The supervisor a process that read its --config file became.
+        Some(flags) => reparse(argv, flags, args.config.as_deref())?,
+        None if args.config.is_some() => {
+            let (plan, flags) = plan_with_config(args, argv, given)?;
+            if supervisor::supervised(&plan.args).is_none() {
+                return Ok(WebRole::Serve(Box::new(plan)));
+            }
+            drop(plan);
+            // What the file printed must not be lost with this process's buffers.
+            Python::attach(|py| {
+                let flush = c"import sys\nfor stream in (sys.stdout, sys.stderr):\n    stream and stream.flush()";
+                if let Err(err) = py.run(flush, None, None) {
+                    tracing::debug!("flushing Python's output: {err}");
+                }
+            });
+            match supervisor::become_supervisor(command, &flags)? {}
+        }
+        None => args,
+    };
+    Ok(match supervisor::supervised(&args) {
+        Some(count) => WebRole::Supervise {
+            args: Box::new(args),
+            count,
+        },
+        None => WebRole::Serve(Box::new(web_plan(args, argv, given)?)),
+    })
+}
+
+/// `argv` with a `--config` file's `flags` after it, parsed.
+///
+/// # Errors
+/// [`ConfigError::Option`] naming the file with clap's message.
+fn reparse(
+    argv: &[OsString],
+    flags: Vec<OsString>,
+    config: Option<&std::path::Path>,
+) -> Result<crate::args::WebArgs, ConfigError> {
+    let file = config.map_or_else(String::new, |path| path.display().to_string());
+    let argv: Vec<OsString> = argv.iter().cloned().chain(flags).collect();
+    let (cli, _) = crate::args::parse(argv)
+        .map_err(|err| ConfigError::Option(format!("--config {file}: {}", clap_message(&err))))?;
+    match cli.command {
+        Command::Web(args) => Ok(*args),
+        Command::Certs(_) => Err(ConfigError::Option(
+            "--config is an option of torsion web".into(),
+        )),
+    }
+}
+
 /// What `torsion web` serves: its flags (`args`, parsed from `argv`, with the options
 /// `given` on it), and with `--config`, what the file adds (see [`plan_with_config`]).
 ///
@@ -372,7 +460,7 @@ pub(crate) fn web_plan(
     given: &[String],
 ) -> Result<Plan, ConfigError> {
     if args.config.is_some() {
-        return plan_with_config(args, argv, given);
+        return plan_with_config(args, argv, given).map(|(plan, _)| plan);
     }
     Ok(Plan {
         args,
@@ -384,7 +472,7 @@ pub(crate) fn web_plan(
 
 /// `torsion web --config FILE`: runs the file (in the interpreter the binary embeds, or the
 /// wheel's), then serves what it sets, with the options `given` on the command line
-/// (`argv`) overriding the file's.
+/// (`argv`) overriding the file's. Returns the plan, and the options the file set as flags.
 ///
 /// # Errors
 /// [`ConfigError::Option`] when the file cannot be read or raises, naming the file and the
@@ -393,7 +481,7 @@ fn plan_with_config(
     args: crate::args::WebArgs,
     argv: &[OsString],
     given: &[String],
-) -> Result<Plan, ConfigError> {
+) -> Result<(Plan, Vec<OsString>), ConfigError> {
     let Some(path) = args.config.clone() else {
         return Err(ConfigError::Option("--config FILE was not given".into()));
     };
@@ -416,25 +504,14 @@ fn plan_with_config(
         let (flags, mounts, timers, listeners): Loaded<'_> = loaded.extract().map_err(failed)?;
         let (mounts, timers) =
             from_python(mounts, timers).map_err(|err| to_config_error(py, err))?;
-        let argv: Vec<OsString> = argv.iter().cloned().chain(flags).collect();
-        let (cli, _) = crate::args::parse(argv).map_err(|err| {
-            ConfigError::Option(format!(
-                "--config {}: {}",
-                path.display(),
-                clap_message(&err)
-            ))
-        })?;
-        let Command::Web(args) = cli.command else {
-            return Err(ConfigError::Option(
-                "--config is an option of torsion web".into(),
-            ));
-        };
-        Ok(Plan {
-            args: *args,
+        let args = reparse(argv, flags.clone(), Some(&path))?;
+        let plan = Plan {
+            args,
             mounts,
             timers,
             protocols: protocols(listeners)?,
-        })
+        };
+        Ok((plan, flags))
     })
 }
 

@@ -52,6 +52,61 @@ pub(crate) fn supervised(args: &WebArgs) -> Option<usize> {
     (!is_worker() && (count > 1 || init || args.reload)).then_some(count)
 }
 
+/// The environment variable through which a process that has read its `--config` file
+/// and found it must supervise passes the file's options, as flags separated by
+/// [`FLAG_SEPARATOR`], to the supervisor it replaces itself with (see [`become_supervisor`]).
+pub(crate) const CONFIG_FLAGS_VAR: &str = "TORSION_CONFIG_FLAGS";
+
+/// What separates the flags in [`CONFIG_FLAGS_VAR`]: ASCII's unit separator, which no
+/// option value has any use for.
+const FLAG_SEPARATOR: char = '\u{1f}';
+
+/// The `--config` file's options left by [`become_supervisor`], if this process is that
+/// supervisor.
+pub(crate) fn config_flags() -> Option<Vec<OsString>> {
+    let flags = std::env::var(CONFIG_FLAGS_VAR).ok()?;
+    Some(
+        flags
+            .split(FLAG_SEPARATOR)
+            .filter(|flag| !flag.is_empty())
+            .map(OsString::from)
+            .collect(),
+    )
+}
+
+/// Replaces this process (its PID kept, as systemd and a container's init need) with a
+/// supervisor started as `command`, with the options `flags` that its `--config` file set:
+/// so the file is read once here, by the interpreter this process started, and the
+/// supervisor runs no Python. Returns only if the program cannot be run.
+///
+/// # Errors
+/// [`ConfigError::Option`] for a flag holding the separator; [`ConfigError::Listen`] when
+/// the program cannot be executed.
+pub(crate) fn become_supervisor(
+    command: &WorkerCommand,
+    flags: &[OsString],
+) -> Result<std::convert::Infallible, ConfigError> {
+    use std::os::unix::process::CommandExt;
+    let mut joined = String::new();
+    for flag in flags {
+        let flag = flag.to_str().filter(|f| !f.contains(FLAG_SEPARATOR)).ok_or_else(|| {
+            ConfigError::Option(format!(
+                "--config: the option {flag:?} cannot be passed to the supervisor (not UTF-8, or holds U+001F)"
+            ))
+        })?;
+        joined.push_str(flag);
+        joined.push(FLAG_SEPARATOR);
+    }
+    let err = std::process::Command::new(&command.program)
+        .args(&command.args)
+        .env(CONFIG_FLAGS_VAR, joined)
+        .exec();
+    Err(ConfigError::Listen(format!(
+        "cannot run {} to supervise the workers: {err}",
+        command.program.to_string_lossy()
+    )))
+}
+
 /// How long `--reload` waits after the last change before replacing the workers.
 const RELOAD_QUIET: Duration = Duration::from_millis(300);
 
@@ -101,11 +156,6 @@ pub(crate) fn supervise(
     count: usize,
     command: WorkerCommand,
 ) -> Result<ExitCode, ConfigError> {
-    if args.config.is_some() {
-        return Err(ConfigError::Option(
-            "--workers with --config is not supported yet: the supervisor would have to run the file; give the listeners and --workers on the command line".into(),
-        ));
-    }
     let endpoints = crate::web::endpoints(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -171,6 +221,12 @@ pub(crate) fn supervise(
             directories.push(std::env::current_dir().map_err(|err| {
                 ConfigError::Option(format!("--reload: cannot read the working directory: {err}"))
             })?);
+            // The --config file's folder, when it is not the working directory.
+            if let Some(folder) = args.config.as_deref().and_then(std::path::Path::parent)
+                && !folder.as_os_str().is_empty()
+            {
+                directories.push(folder.to_owned());
+            }
             Some(crate::reload::watch(&directories, &args.reload_include, &args.reload_exclude)?)
         } else {
             None
@@ -520,6 +576,8 @@ impl<'a> Supervisor<'a> {
             )
             .env(READY_FD_VAR, ready_fd.to_string())
             .env(WORKER_VAR, id.to_string())
+            // A worker reads the --config file itself.
+            .env_remove(CONFIG_FLAGS_VAR)
             .kill_on_drop(false);
         for variable in crate::notify::VARIABLES {
             command.env_remove(variable);

@@ -191,3 +191,24 @@ def test_workers_run_the_venvs_interpreter(venv):
         assert Path(cmdline[0].decode()).parent == path / "bin", cmdline
         assert cmdline[1:3] == [b"-m", b"torsion"], cmdline
         assert server.stop(signal.SIGTERM) == 0, server.log()
+
+
+def test_a_config_file_asking_for_workers_makes_the_same_process_their_supervisor(venv, tmp_path):
+    """``workers = 2`` in a --config file: the process started reads the file, then becomes
+    the supervisor (``sys.executable -m torsion``, same PID), and each worker reads it too."""
+    _, path = venv
+    config = tmp_path / "torsion_conf.py"
+    config.write_text("wsgi = 'probe:application'\nworkers = 2\n")
+    command = [str(path / "bin" / "torsion"), "web", "--config", str(config),
+               "--listen", "tcp:0:interface=127.0.0.1"]
+    with Started(command, APPS, clean_env(path)) as server:
+        deadline = time.monotonic() + 30
+        while "every worker is serving workers=2" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.01)
+        report = json.loads(server.get("/environ"))
+        assert report["wsgi.multiprocess"] is True
+        assert report["pid"] != server.process.pid
+        cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:3] == [b"-m", b"torsion"], cmdline
+        assert server.stop(signal.SIGTERM) == 0, server.log()

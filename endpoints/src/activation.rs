@@ -26,7 +26,8 @@ pub fn background_elsewhere() {
 }
 
 /// Whether listeners of this process start their endpoint's background work: true unless
-/// [`background_elsewhere`] was called.
+/// [`background_elsewhere`] was called. (Only the ACME kinds have such work.)
+#[cfg_attr(not(feature = "acme"), allow(dead_code))]
 pub(crate) fn background_here() -> bool {
     BACKGROUND_HERE.load(Ordering::Relaxed)
 }

@@ -51,7 +51,7 @@ docstring for how values are given.
 """
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Union
 
 from ._torsion import (
@@ -63,6 +63,14 @@ from ._torsion import (
 )
 
 WSGIApplication = Callable[..., Iterable[bytes]]
+
+class Params(Mapping[str, Any]):
+    def snapshot(self) -> Mapping[str, Any]: ...
+    def __getitem__(self, name: str) -> Any: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
+
+params: Params
 
 def main(argv: Iterable[str] | None = None) -> int: ...
 

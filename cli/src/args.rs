@@ -250,6 +250,31 @@ pub(crate) struct WebArgs {
     #[arg(long, value_name = "GLOB")]
     pub(crate) reload_exclude: Vec<String>,
 
+    /// A repeating task, SECONDS=module:callable (such as 30=myapp.tasks:refresh): the
+    /// callable, which takes no argument, is called at start-up and then every SECONDS from
+    /// the start of the previous call, on the Python threads, never two calls at once (as
+    /// Twisted's TimerService); an exception is logged and the timer goes on; repeatable.
+    #[arg(long, value_name = "SECONDS=NAME")]
+    pub(crate) timer: Vec<String>,
+
+    /// Serve the control channel on this endpoint (any descriptor, such as
+    /// unix:/run/torsion/control.sock:mode=600 or tcp:9000:interface=127.0.0.1): JSON over
+    /// HTTP for /params, /health, /metrics and /status. On anything but a unix socket it
+    /// needs --control-token-file.
+    #[arg(long, value_name = "DESCRIPTOR")]
+    pub(crate) control: Option<String>,
+
+    /// A file holding the control channel's token: every request must carry
+    /// Authorization: Bearer <token>. Required unless --control is a unix socket, whose file
+    /// mode is then the access control.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) control_token_file: Option<PathBuf>,
+
+    /// A JSON object of live parameters, loaded at start (created at the first change if
+    /// missing); each change through the control channel is written back to it atomically.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) params_file: Option<PathBuf>,
+
     /// Python threads running the application [default: 2 x CPU cores, at least 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,

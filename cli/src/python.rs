@@ -252,6 +252,7 @@ fn start(
         mounts,
         timers,
         protocols: protocols(listeners)?,
+        python_setup: install_package,
     };
     let running = py.detach(|| Running::start(plan, Signals::Caller))?;
     Ok(PyRunning {
@@ -467,6 +468,7 @@ pub(crate) fn web_plan(
         mounts: Vec::new(),
         timers: Vec::new(),
         protocols: Vec::new(),
+        python_setup: install_package,
     })
 }
 
@@ -510,6 +512,7 @@ fn plan_with_config(
             mounts,
             timers,
             protocols: protocols(listeners)?,
+            python_setup: install_package,
         };
         Ok((plan, flags))
     })
@@ -634,6 +637,14 @@ type OptionRow = (
 /// without a value), `"value"` or `"list"` (repeatable), `default` is the text clap fills
 /// in (or `None`), and `value_name` the placeholder of the help (`SECONDS`). Hidden options
 /// (twist web's, refused) and `--config` are left out.
+/// The live parameters as they are now: a read-only mapping (`types.MappingProxyType`),
+/// the object `environ["torsion.params"]` holds for a request starting now; the package's
+/// `torsion.params` reads it.
+#[pyfunction]
+fn params(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    torsion_wsgi::params::params().python(py)
+}
+
 #[pyfunction]
 fn options() -> Vec<OptionRow> {
     let command = Cli::command();
@@ -707,6 +718,7 @@ fn _torsion(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(main, module)?)?;
     module.add_function(wrap_pyfunction!(start, module)?)?;
     module.add_function(wrap_pyfunction!(options, module)?)?;
+    module.add_function(wrap_pyfunction!(params, module)?)?;
     module.add_function(wrap_pyfunction!(parse_descriptor, module)?)?;
     Ok(())
 }

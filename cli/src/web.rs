@@ -26,6 +26,9 @@ pub(crate) struct Plan {
     /// The HTTP versions of listeners given from Python (`Site.listen(descriptor,
     /// protocols=...)`), by their descriptor as given to `--listen`; the others speak both.
     pub(crate) protocols: Vec<(String, Protocols)>,
+    /// Run once Python is up, before any application or timer is imported: makes
+    /// `import torsion` work in the interpreter the binary embeds.
+    pub(crate) python_setup: fn(pyo3::Python<'_>) -> pyo3::PyResult<()>,
 }
 
 /// A resource mounted from Python rather than named by a flag.
@@ -73,11 +76,18 @@ impl Running {
         let Plan {
             args,
             mounts,
-            timers,
+            mut timers,
             protocols,
+            python_setup,
         } = plan;
         let endpoints = endpoints(&args)?;
         let config = server_config(&args)?;
+        let control = control_endpoint(&args)?;
+        if let Some(file) = &args.params_file {
+            torsion_wsgi::params::params()
+                .load_file(file)
+                .map_err(|err| ConfigError::Option(err.to_string()))?;
+        }
         let runtime = torsion_wsgi::runtime_builder()
             .build()
             .map_err(|err| ConfigError::Listen(format!("cannot start the async runtime: {err}")))?;
@@ -99,7 +109,14 @@ impl Running {
             }
             Signals::Caller => None,
         };
-        let site = site(&args, config, mounts)?
+        let python = PythonStart {
+            options: PythonOptions::new(args.pythonpath.clone()),
+            setup: python_setup,
+            started: std::cell::Cell::new(false),
+        };
+        let site = site(&args, config, mounts, &python)?;
+        timers.extend(flag_timers(&args, &python)?);
+        let site = site
             .with_timers(timers)
             .map_err(|err| ConfigError::Option(err.to_string()))?;
         for mount in site.mounts() {
@@ -114,13 +131,18 @@ impl Running {
                     .map_or(Protocols::Both, |(_, speaks)| *speaks)
             })
             .collect();
-        let listeners = runtime.block_on(async {
+        let (listeners, control) = runtime.block_on(async {
             let mut listeners = Vec::new();
             for (endpoint, speaks) in endpoints.iter().zip(speaking) {
                 listeners.push((endpoint.listen().await?, speaks));
             }
-            Ok::<_, ConfigError>(listeners)
+            let control = match control {
+                Some((endpoint, token)) => Some(open_control(&endpoint, token).await?),
+                None => None,
+            };
+            Ok::<_, ConfigError>((listeners, control))
         })?;
+        let health = std::sync::Arc::new(torsion_wsgi::control::Health::new());
         let addresses = listeners
             .iter()
             .map(|(listener, _)| listener.local_addr().clone())
@@ -139,6 +161,14 @@ impl Running {
             .name("torsion-server".into())
             .spawn(move || {
                 runtime.block_on(async move {
+                    // The control channel serves until the server has stopped, draining
+                    // included, so that /health can say so.
+                    let control = control.map(|(listener, token)| {
+                        tokio::spawn(
+                            torsion_wsgi::control::Control::new(token, health.clone())
+                                .serve(listener),
+                        )
+                    });
                     let stopped = async move {
                         match shutdown {
                             Some(signal) => tokio::select! {
@@ -147,9 +177,13 @@ impl Running {
                             },
                             None => drop(stop_rx.await),
                         }
+                        health.begin_draining();
                         crate::notify::stopping();
                     };
                     torsion_wsgi::serve_speaking(site, listeners, stopped).await;
+                    if let Some(control) = control {
+                        control.abort();
+                    }
                 });
                 if let Some(log) = log {
                     log.finish();
@@ -355,10 +389,142 @@ fn server_config(args: &WebArgs) -> Result<ServerConfig, ConfigError> {
 /// The site the flags describe, with `extra` (mounted from Python) beside them: --wsgi and
 /// --path at /, --mount and --static at their prefixes; the demo at / when nothing is.
 /// Starts Python only when an application is mounted.
+/// How Python is started when the server needs it: the options, and what to run once it
+/// is up.
+struct PythonStart {
+    options: PythonOptions,
+    setup: fn(pyo3::Python<'_>) -> pyo3::PyResult<()>,
+    started: std::cell::Cell<bool>,
+}
+
+impl PythonStart {
+    /// Starts Python (once per process) and runs the setup.
+    ///
+    /// # Errors
+    /// [`ConfigError::Application`] when Python cannot start or the setup raises.
+    fn start(&self) -> Result<(), ConfigError> {
+        if self.started.replace(true) {
+            return Ok(());
+        }
+        torsion_wsgi::initialize(&self.options)?;
+        pyo3::Python::attach(|py| {
+            (self.setup)(py).map_err(|err| {
+                ConfigError::Application(format!(
+                    "cannot install the torsion package in Python: {}",
+                    torsion_wsgi::describe(py, &err)
+                ))
+            })
+        })
+    }
+}
+
+/// The repeating tasks of `--timer SECONDS=NAME`, imported (Python started for them if
+/// the site did not need it).
+///
+/// # Errors
+/// [`ConfigError::Option`] for a value not of the form SECONDS=NAME or a bad number;
+/// [`ConfigError::Application`] for a name that does not import to a callable.
+fn flag_timers(args: &WebArgs, python: &PythonStart) -> Result<Vec<Timer>, ConfigError> {
+    if args.timer.is_empty() {
+        return Ok(Vec::new());
+    }
+    python.start()?;
+    args.timer
+        .iter()
+        .map(|value| {
+            let (seconds, name) = value
+                .split_once('=')
+                .filter(|(_, name)| !name.trim().is_empty())
+                .ok_or_else(|| {
+                    ConfigError::Option(format!(
+                        "--timer {value:?}: expected SECONDS=NAME, as in --timer 30=myapp.tasks:refresh"
+                    ))
+                })?;
+            let interval = seconds
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ConfigError::Option(format!(
+                        "--timer {value:?}: {seconds:?} is not a number of seconds above 0"
+                    ))
+                })?;
+            Ok(Timer::load(interval, name.trim())?)
+        })
+        .collect()
+}
+
+/// The `--control` endpoint and its token, parsed and read before anything starts.
+///
+/// # Errors
+/// [`ConfigError::Descriptor`] for a descriptor that does not parse,
+/// [`ConfigError::Option`] for a token file that cannot be read or is empty, or a token
+/// file without `--control`.
+fn control_endpoint(args: &WebArgs) -> Result<Option<(Endpoint, Option<String>)>, ConfigError> {
+    let token = match &args.control_token_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|err| {
+                ConfigError::Option(format!(
+                    "--control-token-file {}: cannot read it: {err}",
+                    file.display()
+                ))
+            })?;
+            let token = text.trim().to_owned();
+            if token.is_empty() || token.contains(char::is_whitespace) {
+                return Err(ConfigError::Option(format!(
+                    "--control-token-file {}: expected one token (no spaces) on its first line",
+                    file.display()
+                )));
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    let Some(descriptor) = &args.control else {
+        if token.is_some() {
+            return Err(ConfigError::Option(
+                "--control-token-file is for the control channel: give --control DESCRIPTOR too"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let endpoint: Endpoint = descriptor
+        .parse()
+        .map_err(|err: torsion_endpoints::Error| {
+            ConfigError::Descriptor(format!("--control: {err}"))
+        })?;
+    Ok(Some((endpoint, token)))
+}
+
+/// Opens the control channel's listener. Anything but a unix socket needs a token: a TCP
+/// port is open to every local user at least, where a unix socket's file mode decides.
+///
+/// # Errors
+/// What listening returns; [`ConfigError::Option`] for a channel that is not on a unix
+/// socket and has no token.
+async fn open_control(
+    endpoint: &Endpoint,
+    token: Option<String>,
+) -> Result<(torsion_endpoints::Listener, Option<String>), ConfigError> {
+    let listener = endpoint.listen().await?;
+    if token.is_none() && !matches!(listener.local_addr(), Address::Unix(_)) {
+        return Err(ConfigError::Option(format!(
+            "--control {endpoint}: a control channel on {} needs --control-token-file FILE (only on a unix: socket is the file mode access control enough)",
+            listener.local_addr()
+        )));
+    }
+    tracing::info!(endpoint = %endpoint, address = %listener.local_addr(), "control channel open");
+    Ok((listener, token))
+}
+
 fn site(
     args: &WebArgs,
     config: ServerConfig,
     extra: Vec<(String, Mounted)>,
+    python: &PythonStart,
 ) -> Result<Site, ConfigError> {
     let split = |flag: &str, value: &str| -> Result<(String, String), ConfigError> {
         match value.split_once('=') {
@@ -431,7 +597,7 @@ fn site(
     }
     let demo = names.is_empty() && mounts.is_empty();
     if demo || python_mounted || !names.is_empty() {
-        torsion_wsgi::initialize(&PythonOptions::new(args.pythonpath.clone()))?;
+        python.start()?;
     }
     for (prefix, name) in names {
         mounts.push((prefix, Resource::Application(Application::load(&name)?)));

@@ -50,8 +50,9 @@
 //!            its file reader
 //! ```
 //!
-//! The control channel and the supervisor of worker processes will be modules of their
-//! own beside `serve`, using the same layers.
+//! Beside `serve`, `control` serves the control channel (parameters, health, metrics,
+//! status) on listeners of its own; `params`, a leaf, holds the live parameters that
+//! `bridge` puts in environ and `control` changes.
 
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
@@ -60,10 +61,12 @@ mod body;
 mod bridge;
 mod checks;
 mod config;
+pub mod control;
 mod file_body;
 mod forwarded;
 mod linger;
 mod memory;
+pub mod params;
 mod pool;
 mod runtime;
 mod serve;

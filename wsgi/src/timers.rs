@@ -57,6 +57,30 @@ impl Timer {
         })
     }
 
+    /// A timer calling the callable named `name` (`package.module:function`, or any form
+    /// [`Application::load`](crate::Application::load) takes) every `interval`, as
+    /// `--timer SECONDS=NAME` gives it.
+    ///
+    /// # Errors
+    /// [`LoadError::Timer`] naming the timer: a malformed name, an import or lookup that
+    /// raised (with the exception), or what [`Timer::new`] refuses.
+    pub fn load(interval: Duration, name: &str) -> Result<Timer, LoadError> {
+        let task = crate::bridge::application::find(name).map_err(|err| match err {
+            LoadError::Name { reason, .. } => LoadError::Timer {
+                name: name.to_owned(),
+                reason: format!(
+                    "not a callable's name: {reason}; write package.module:function or package.module.function"
+                ),
+            },
+            LoadError::Python { what, error, .. } => LoadError::Timer {
+                name: name.to_owned(),
+                reason: format!("{what} failed: {error}"),
+            },
+            other => other,
+        })?;
+        Python::attach(|py| Timer::new(interval, task.into_bound(py), name))
+    }
+
     /// The time from the start of one call to the start of the next.
     pub fn interval(&self) -> Duration {
         self.interval

@@ -31,7 +31,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Union
 
 from . import _torsion
@@ -54,6 +54,7 @@ __all__ = [
     "Static",
     "__version__",
     "main",
+    "params",
     "parse_descriptor",
     "serve",
 ]
@@ -79,6 +80,39 @@ _STATIC_OPTIONS = (
 
 #: A WSGI application: ``app(environ, start_response)``.
 WSGIApplication = Callable[..., Iterable[bytes]]
+
+
+class Params(Mapping[str, Any]):
+    """The live parameters of this process, as they are now: what the control channel
+    (``--control``) sets and ``--params-file`` keeps, for code outside a request, such as a
+    timer. A request reads ``environ["torsion.params"]`` instead, which stays the same for
+    the whole request.
+
+    Each lookup reads the current snapshot, so two lookups may see two versions; take
+    :meth:`snapshot` once to read several values of one version. Values are read-only:
+    JSON objects are mappings, arrays are tuples.
+    """
+
+    def snapshot(self) -> Mapping[str, Any]:
+        """The current parameters as one read-only mapping, the object a request started now
+        would see."""
+        return _torsion.params()
+
+    def __getitem__(self, name: str) -> Any:
+        return _torsion.params()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_torsion.params())
+
+    def __len__(self) -> int:
+        return len(_torsion.params())
+
+    def __repr__(self) -> str:
+        return f"torsion.params({dict(_torsion.params())!r})"
+
+
+#: The live parameters; see :class:`Params`.
+params = Params()
 
 
 def main(argv: Iterable[str] | None = None) -> int:

@@ -5,7 +5,7 @@ docstring for how values are given.
 """
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Union
 
 from ._torsion import (
@@ -17,6 +17,14 @@ from ._torsion import (
 )
 
 WSGIApplication = Callable[..., Iterable[bytes]]
+
+class Params(Mapping[str, Any]):
+    def snapshot(self) -> Mapping[str, Any]: ...
+    def __getitem__(self, name: str) -> Any: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
+
+params: Params
 
 def main(argv: Iterable[str] | None = None) -> int: ...
 
@@ -153,6 +161,25 @@ class Site:
         # --reload-exclude: With --reload: files to leave out, as glob patterns; repeatable.
         # Hidden directories (.venv, .git) and __pycache__ are always left out
         reload_exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+        # --timer: A repeating task, SECONDS=module:callable (such as 30=myapp.tasks:refresh):
+        # the callable, which takes no argument, is called at start-up and then every SECONDS
+        # from the start of the previous call, on the Python threads, never two calls at once
+        # (as Twisted's TimerService); an exception is logged and the timer goes on;
+        # repeatable
+        timer: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+        # --control: Serve the control channel on this endpoint (any descriptor, such as
+        # unix:/run/torsion/control.sock:mode=600 or tcp:9000:interface=127.0.0.1): JSON over
+        # HTTP for /params, /health, /metrics and /status. On anything but a unix socket it
+        # needs --control-token-file
+        control: str | os.PathLike[str] | None = None,
+        # --control-token-file: A file holding the control channel's token: every request must
+        # carry Authorization: Bearer <token>. Required unless --control is a unix socket,
+        # whose file mode is then the access control
+        control_token_file: str | os.PathLike[str] | None = None,
+        # --params-file: A JSON object of live parameters, loaded at start (created at the
+        # first change if missing); each change through the control channel is written back to
+        # it atomically
+        params_file: str | os.PathLike[str] | None = None,
         # --threads: Python threads running the application [default: 2 x CPU cores, at least
         # 4]
         threads: int | float | None = None,
@@ -293,6 +320,25 @@ class Server:
         # --reload-exclude: With --reload: files to leave out, as glob patterns; repeatable.
         # Hidden directories (.venv, .git) and __pycache__ are always left out
         reload_exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+        # --timer: A repeating task, SECONDS=module:callable (such as 30=myapp.tasks:refresh):
+        # the callable, which takes no argument, is called at start-up and then every SECONDS
+        # from the start of the previous call, on the Python threads, never two calls at once
+        # (as Twisted's TimerService); an exception is logged and the timer goes on;
+        # repeatable
+        timer: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+        # --control: Serve the control channel on this endpoint (any descriptor, such as
+        # unix:/run/torsion/control.sock:mode=600 or tcp:9000:interface=127.0.0.1): JSON over
+        # HTTP for /params, /health, /metrics and /status. On anything but a unix socket it
+        # needs --control-token-file
+        control: str | os.PathLike[str] | None = None,
+        # --control-token-file: A file holding the control channel's token: every request must
+        # carry Authorization: Bearer <token>. Required unless --control is a unix socket,
+        # whose file mode is then the access control
+        control_token_file: str | os.PathLike[str] | None = None,
+        # --params-file: A JSON object of live parameters, loaded at start (created at the
+        # first change if missing); each change through the control channel is written back to
+        # it atomically
+        params_file: str | os.PathLike[str] | None = None,
         # --threads: Python threads running the application [default: 2 x CPU cores, at least
         # 4]
         threads: int | float | None = None,
@@ -433,6 +479,25 @@ def serve(
     # --reload-exclude: With --reload: files to leave out, as glob patterns; repeatable.
     # Hidden directories (.venv, .git) and __pycache__ are always left out
     reload_exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+    # --timer: A repeating task, SECONDS=module:callable (such as 30=myapp.tasks:refresh):
+    # the callable, which takes no argument, is called at start-up and then every SECONDS
+    # from the start of the previous call, on the Python threads, never two calls at once
+    # (as Twisted's TimerService); an exception is logged and the timer goes on;
+    # repeatable
+    timer: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Mapping[str, str] | None = None,
+    # --control: Serve the control channel on this endpoint (any descriptor, such as
+    # unix:/run/torsion/control.sock:mode=600 or tcp:9000:interface=127.0.0.1): JSON over
+    # HTTP for /params, /health, /metrics and /status. On anything but a unix socket it
+    # needs --control-token-file
+    control: str | os.PathLike[str] | None = None,
+    # --control-token-file: A file holding the control channel's token: every request must
+    # carry Authorization: Bearer <token>. Required unless --control is a unix socket,
+    # whose file mode is then the access control
+    control_token_file: str | os.PathLike[str] | None = None,
+    # --params-file: A JSON object of live parameters, loaded at start (created at the
+    # first change if missing); each change through the control channel is written back to
+    # it atomically
+    params_file: str | os.PathLike[str] | None = None,
     # --threads: Python threads running the application [default: 2 x CPU cores, at least
     # 4]
     threads: int | float | None = None,

@@ -3,6 +3,7 @@
 Use the ``torsion`` package's API; this module is its engine and may change.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 __version__: str
@@ -33,6 +34,9 @@ class Running:
         """Serve until SIGINT or SIGTERM (on the main thread) or :meth:`stop`."""
     def reopen_access_log(self) -> None:
         """Reopen the access log, as SIGUSR1 does."""
+
+def params() -> Mapping[str, Any]:
+    """The live parameters as they are now (a read-only mapping)."""
 
 def main(argv: list[str]) -> int:
     """Run the ``torsion`` command line (arguments after the program name)."""

@@ -87,6 +87,18 @@ impl Application {
     /// looking up or calling raises, [`LoadError::NotCallable`] when the object found is
     /// not callable.
     pub fn load(name: &str) -> Result<Application, LoadError> {
+        let object = find(name)?;
+        Python::attach(|py| Application::new(object.into_bound(py), name))
+    }
+}
+
+/// The object named `name`, in the forms [`Application::load`] accepts, not yet checked.
+///
+/// # Errors
+/// [`LoadError::Name`] for a malformed name, [`LoadError::Python`] when importing, looking
+/// up or calling raises.
+pub(crate) fn find(name: &str) -> Result<Py<PyAny>, LoadError> {
+    {
         let bad = |reason: &str| LoadError::Name {
             name: name.to_owned(),
             reason: reason.to_owned(),
@@ -113,7 +125,7 @@ impl Application {
                 }
                 None => named_any(py, name, module)?,
             };
-            Application::new(object, name)
+            Ok(object.unbind())
         })
     }
 }

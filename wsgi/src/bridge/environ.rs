@@ -50,6 +50,7 @@ impl Constants {
             intern!(py, "SERVER_PORT"),
             intern!(py, "REMOTE_ADDR"),
             intern!(py, "wsgi.input"),
+            intern!(py, "torsion.params"),
         ] {
             template.set_item(key, py.None())?;
         }
@@ -108,6 +109,11 @@ pub(crate) fn build<'py>(
     )?;
     let scheme = info.scheme();
     environ.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    // The live parameters as they are now, for the whole request.
+    environ.set_item(
+        intern!(py, "torsion.params"),
+        crate::params::params().python(py)?,
+    )?;
 
     // The target's authority (HTTP/2's :authority, or an absolute-form HTTP/1.1 target)
     // names the host before the Host field does (RFC 9112 §3.2.2, RFC 9113 §8.3.1).

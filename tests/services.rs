@@ -1,0 +1,525 @@
+//! A whole service in one process, as a user runs it: repeating tasks (`--timer`), the
+//! control channel (`--control`) with live parameters (`--params-file`) and health.
+//! The application and the timers are `fixtures/apps/service.py`; the timers write what
+//! they do to the file in `SERVICE_LOG`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Server, torsion};
+
+/// A service started with `args`, its timers writing to a log in a temporary directory.
+struct Service {
+    server: Server,
+    dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn start(args: &[&str]) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        Service::start_in(dir, args)
+    }
+
+    fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Service {
+        let mut command = torsion();
+        command.env("SERVICE_LOG", dir.path().join("service.log"));
+        let mut all = vec!["--wsgi", "service:application"];
+        all.extend_from_slice(args);
+        let server = Server::start_with(command, &all);
+        Service { server, dir }
+    }
+
+    /// The control socket's path in the temporary directory.
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    /// The timers' lines so far.
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("service.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits up to 20 s until `count` timer lines start with `prefix`; returns them.
+    fn wait_for_lines(&self, prefix: &str, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines: Vec<String> = self
+                .lines()
+                .into_iter()
+                .filter(|l| l.starts_with(prefix))
+                .collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {count} {prefix:?} lines: {:?}\n{}",
+                self.lines(),
+                self.server.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.server.get(path)).unwrap()
+    }
+}
+
+/// One request to a control channel: over the unix socket `socket`, or to `url` (then with
+/// `token`, if any). Returns the status and the body as JSON (or as a JSON string when it is
+/// not JSON, as /metrics is).
+fn control(
+    socket: Option<&Path>,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut command = Command::new("curl");
+    command.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+    ]);
+    if let Some(socket) = socket {
+        command.arg("--unix-socket").arg(socket);
+    }
+    if let Some(body) = body {
+        command.args(["--data-binary", body]);
+    }
+    if let Some(token) = token {
+        command.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let output = command.arg(format!("{base}{path}")).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    let value =
+        serde_json::from_str(body).unwrap_or_else(|_| serde_json::Value::String(body.to_owned()));
+    (status.parse().unwrap(), value)
+}
+
+/// [`control`] over the service's unix socket.
+fn ask(
+    service: &Service,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    control(
+        Some(&service.socket()),
+        "http://control",
+        method,
+        path,
+        body,
+        None,
+    )
+}
+
+/// The seconds in a timer line ("tick <seconds> <pid>", "slow start <seconds>"): its first
+/// word with a decimal point.
+fn seconds(line: &str) -> f64 {
+    line.split_whitespace()
+        .find(|word| word.contains('.'))
+        .and_then(|word| word.parse().ok())
+        .unwrap_or_else(|| panic!("no seconds in {line:?}"))
+}
+
+#[test]
+fn a_timer_runs_at_start_then_every_interval_from_the_start_of_the_last_call() {
+    let started = Instant::now();
+    let service = Service::start(&["--timer", "0.4=service:tick"]);
+    let ticks = service.wait_for_lines("tick ", 1);
+    // The first call comes with start-up, not an interval later.
+    assert!(started.elapsed() < Duration::from_secs(10), "{ticks:?}");
+    let ticks = service.wait_for_lines("tick ", 6);
+    let times: Vec<f64> = ticks.iter().map(|l| seconds(l)).collect();
+    // Five intervals of 0.4 s from the first call to the sixth: 2 s, within one interval.
+    let span = times[5] - times[0];
+    assert!((1.6..=2.4).contains(&span), "{times:?}");
+    service.server.wait_for_log("timer service:tick");
+}
+
+#[test]
+fn a_slow_timer_never_overlaps_itself_and_the_log_says_it_overran() {
+    let service = Service::start(&["--timer", "0.5=service:slow_tick"]);
+    let ends = service.wait_for_lines("slow end", 2);
+    let lines: Vec<String> = service
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("slow "))
+        .collect();
+    // start, end, start, end...: a call starts only after the previous one ended.
+    for (index, line) in lines.iter().enumerate() {
+        let expected = if index % 2 == 0 {
+            "slow start"
+        } else {
+            "slow end"
+        };
+        assert!(line.starts_with(expected), "{lines:?}");
+    }
+    assert!(
+        seconds(&lines[2]) >= seconds(&lines[1]),
+        "{lines:?} {ends:?}"
+    );
+    service.server.wait_for_log("longer than its interval");
+}
+
+#[test]
+fn a_timer_that_raises_is_logged_with_its_traceback_and_runs_again() {
+    let service = Service::start(&["--timer", "0.2=service:failing_tick"]);
+    service.wait_for_lines("failing ", 3);
+    let line = service.server.wait_for_log("RuntimeError: failing tick 1");
+    assert!(
+        line.contains("service:failing_tick")
+            || service.server.logs().contains("service:failing_tick")
+    );
+    assert!(
+        service.server.logs().contains("service.py"),
+        "the traceback names the file"
+    );
+}
+
+#[test]
+fn a_timer_flag_that_is_not_a_task_stops_start_up_with_status_2() {
+    for (value, expected) in [
+        ("service:tick", "expected SECONDS=NAME"),
+        ("0=service:tick", "is not a number of seconds above 0"),
+        ("soon=service:tick", "is not a number of seconds above 0"),
+        ("1=service:no_such_task", "no_such_task"),
+        ("1=no_such_module:task", "no_such_module"),
+    ] {
+        let output = torsion()
+            .current_dir(common::fixtures().join("apps"))
+            .args(["web", "--wsgi", "service:application", "--timer", value])
+            .args(["--listen", "tcp:0:interface=127.0.0.1"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{value}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{value}: {stderr}");
+    }
+}
+
+#[test]
+fn a_parameter_put_on_the_control_channel_is_seen_by_the_next_request_and_kept_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("params.json");
+    std::fs::write(&file, "{\"color\": \"red\", \"ratio\": 0.25}\n").unwrap();
+    let socket = dir.path().join("control.sock");
+    let control_flag = format!("unix:{}:mode=600", socket.display());
+    let args = [
+        "--control",
+        control_flag.as_str(),
+        "--params-file",
+        file.to_str().unwrap(),
+        "--timer",
+        "0.2=service:param_tick",
+    ];
+    let service = Service::start_in(dir, &args);
+    let mode = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let seen = service.json("/params");
+    assert_eq!(
+        seen["environ"],
+        serde_json::json!({"color": "red", "ratio": 0.25})
+    );
+    assert_eq!(seen["module"], seen["environ"]);
+
+    let (status, answer) = ask(&service, "PUT", "/params/color", Some("\"blue\""));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        serde_json::json!({"name": "color", "value": "blue", "previous": "red"})
+    );
+    // The very next request sees it, in environ and through torsion.params.
+    let seen = service.json("/params");
+    assert_eq!(seen["environ"]["color"], "blue");
+    assert_eq!(seen["module"]["color"], "blue");
+    // So does a timer.
+    service.wait_for_lines("color blue", 1);
+    let line = service.server.wait_for_log("parameter changed");
+    assert!(
+        line.contains("name=\"color\"")
+            && line.contains("old=\"red\"")
+            && line.contains("new=\"blue\""),
+        "{line}"
+    );
+
+    let patch = r#"{"ratio": null, "variants": ["a", "b"], "limits": {"rps": 10}}"#;
+    let (status, after) = ask(&service, "PATCH", "/params", Some(patch));
+    assert_eq!(status, 200);
+    let expected =
+        serde_json::json!({"color": "blue", "variants": ["a", "b"], "limits": {"rps": 10}});
+    assert_eq!(after, expected);
+    assert_eq!(
+        ask(&service, "GET", "/params/variants", None),
+        (200, serde_json::json!(["a", "b"]))
+    );
+    assert_eq!(ask(&service, "DELETE", "/params/limits", None).0, 200);
+    assert_eq!(ask(&service, "DELETE", "/params/limits", None).0, 404);
+    assert_eq!(ask(&service, "GET", "/params/limits", None).0, 404);
+    // The application cannot change what it is given.
+    let mutated = service.json("/mutate");
+    assert_eq!(mutated["mutated"], false, "{mutated}");
+
+    // Bad input gets a 4xx and changes nothing.
+    let before = ask(&service, "GET", "/params", None).1;
+    let (status, answer) = ask(&service, "PUT", "/params/color", Some("{not json"));
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 column 2"),
+        "{answer}"
+    );
+    assert_eq!(ask(&service, "PATCH", "/params", Some("[1]")).0, 400);
+    assert_eq!(ask(&service, "GET", "/nowhere", None).0, 404);
+    assert_eq!(ask(&service, "POST", "/params", Some("{}")).0, 405);
+    assert_eq!(ask(&service, "GET", "/params", None).1, before);
+
+    // On disk, whole, and read again by the next server.
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        on_disk,
+        serde_json::json!({"color": "blue", "variants": ["a", "b"]})
+    );
+    let Service { server, dir } = service;
+    assert!(server.terminate().success());
+    let service = Service::start_in(dir, &args);
+    assert_eq!(service.json("/params")["environ"], on_disk);
+}
+
+#[test]
+fn a_request_keeps_the_parameters_it_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let control_flag = format!("unix:{}", dir.path().join("control.sock").display());
+    let service = Service::start_in(dir, &["--control", &control_flag]);
+    ask(&service, "PUT", "/params/color", Some("\"red\""));
+    let address = service.server.url("/hold?1.5");
+    let holding = std::thread::spawn(move || {
+        let output = Command::new("curl")
+            .args(["-sS", &address])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    });
+    // While it is held, the parameter changes; a new request sees the change at once.
+    service.wait_for_lines("hold ", 1);
+    ask(&service, "PUT", "/params/color", Some("\"green\""));
+    assert_eq!(service.json("/params")["environ"]["color"], "green");
+    let held = holding.join().unwrap();
+    assert_eq!(held["environ"]["color"], "red", "{held}");
+    assert_eq!(held["same"], true);
+}
+
+#[test]
+fn a_malformed_params_file_stops_start_up_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("params.json");
+    std::fs::write(&file, "{\n  \"color\": \"red\",\n  \"ratio\": ,\n}\n").unwrap();
+    let output = torsion()
+        .current_dir(common::fixtures().join("apps"))
+        .args(["web", "--wsgi", "service:application", "--params-file"])
+        .arg(&file)
+        .args(["--listen", "tcp:0:interface=127.0.0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "--params-file {}, line 3, column 12",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_tcp_control_channel_needs_a_token_and_checks_it() {
+    // Without a token file, a TCP control channel does not start.
+    let output = torsion()
+        .current_dir(common::fixtures().join("apps"))
+        .args([
+            "web",
+            "--wsgi",
+            "service:application",
+            "--control",
+            "tcp:0:interface=127.0.0.1",
+        ])
+        .args(["--listen", "tcp:0:interface=127.0.0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs --control-token-file"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let service = Service::start_in(
+        dir,
+        &[
+            "--control",
+            "tcp:0:interface=127.0.0.1",
+            "--control-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    let line = service.server.wait_for_log("control channel open");
+    let address = line
+        .split(" address=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let base = format!("http://{address}");
+    let (status, answer) = control(None, &base, "GET", "/params", None, None);
+    assert_eq!(status, 401, "{answer}");
+    let (status, _) = control(
+        None,
+        &base,
+        "PUT",
+        "/params/x",
+        Some("1"),
+        Some("s3cret-tokeN"),
+    );
+    assert_eq!(status, 401);
+    let (status, _) = control(
+        None,
+        &base,
+        "PUT",
+        "/params/x",
+        Some("1"),
+        Some("s3cret-token"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(service.json("/params")["environ"]["x"], 1);
+}
+
+#[test]
+fn health_turns_503_as_soon_as_sigterm_arrives_while_requests_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let control_flag = format!("unix:{}", dir.path().join("control.sock").display());
+    let service = Service::start_in(dir, &["--control", &control_flag]);
+    assert_eq!(
+        ask(&service, "GET", "/health", None),
+        (200, serde_json::json!({"status": "serving"}))
+    );
+    let address = service.server.url("/hold?2");
+    let holding = std::thread::spawn(move || {
+        Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", &address])
+            .output()
+            .unwrap()
+    });
+    service.wait_for_lines("hold ", 1);
+    let status = Command::new("kill")
+        .args(["-TERM", &service.server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    service.server.wait_for_log("SIGTERM received");
+    assert_eq!(
+        ask(&service, "GET", "/health", None),
+        (503, serde_json::json!({"status": "draining"}))
+    );
+    let held = holding.join().unwrap();
+    let text = String::from_utf8_lossy(&held.stdout);
+    assert!(
+        text.ends_with("\n200"),
+        "the request in flight finished: {text}"
+    );
+}
+
+#[test]
+fn the_params_file_is_whole_after_a_kill_during_a_burst_of_changes() {
+    for round in 0..4 {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("params.json");
+        let socket = dir.path().join("control.sock");
+        let control_flag = format!("unix:{}", socket.display());
+        let service = Service::start_in(
+            dir,
+            &[
+                "--control",
+                &control_flag,
+                "--params-file",
+                file.to_str().unwrap(),
+            ],
+        );
+        // Writers change parameters as fast as they can; the server is killed among them.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let (socket, stop) = (socket.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let body =
+                            format!("{{\"w{writer}\": {n}, \"pad\": \"{}\"}}", "x".repeat(2000));
+                        let _ = Command::new("curl")
+                            .args([
+                                "-s",
+                                "--max-time",
+                                "5",
+                                "-X",
+                                "PATCH",
+                                "--data-binary",
+                                &body,
+                            ])
+                            .arg("--unix-socket")
+                            .arg(&socket)
+                            .arg("http://control/params")
+                            .output();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        // Some changes first (more each round), then the kill, in the middle of the burst.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while service.server.logs().matches("parameter changed").count() < 40 * (round + 1) {
+            assert!(Instant::now() < deadline, "{}", service.server.logs());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut server = service.server;
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|err| {
+            panic!("round {round}: torn file after {sent} changes ({err}): {text:?}")
+        });
+        assert!(value.is_object() && value.get("pad").is_some(), "{value}");
+        let leftovers: Vec<_> = std::fs::read_dir(service.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".json"))
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
+}

@@ -523,3 +523,222 @@ fn the_params_file_is_whole_after_a_kill_during_a_burst_of_changes() {
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     }
 }
+
+/// `/metrics` of the control channel at `socket`, read by prometheus_client's own parser:
+/// every sample as (name, labels, value).
+fn metrics(socket: &Path) -> Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--unix-socket"])
+        .arg(socket)
+        .arg("http://control/metrics")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut parser = Command::new(common::venv().join("bin").join("python"))
+        .arg(common::fixtures().join("parse_metrics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    parser
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&output.stdout)
+        .unwrap();
+    let parsed = parser.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "prometheus_client rejects /metrics: {}\n{}",
+        String::from_utf8_lossy(&parsed.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let samples: Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> =
+        serde_json::from_slice(&parsed.stdout).unwrap();
+    samples
+}
+
+/// The sum of the samples named `name` whose labels include `labels`.
+fn sample_sum(
+    samples: &[(String, serde_json::Map<String, serde_json::Value>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).and_then(|x| x.as_str()) == Some(*v))
+        })
+        .map(|(_, _, value)| value)
+        .sum()
+}
+
+/// A certificate for `name` signed by itself, valid for `days`, as txsni's `NAME.pem`
+/// (key, then certificate); and its notAfter in seconds since the epoch.
+fn certificate_pem(name: &str, days: i64) -> (String, i64) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = (now + time::Duration::days(days))
+        .replace_nanosecond(0)
+        .unwrap();
+    let expires = params.not_after.unix_timestamp();
+    let certificate = params.self_signed(&key).unwrap();
+    (key.serialize_pem() + &certificate.pem(), expires)
+}
+
+#[test]
+fn metrics_count_what_was_served_and_parse_as_prometheus_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (pem, expires) = certificate_pem("shop.example", 30);
+    std::fs::write(certs.join("shop.example.pem"), pem).unwrap();
+    let socket = dir.path().join("control.sock");
+    let control_flag = format!("unix:{}", socket.display());
+    let txsni = format!("txsni:{}:tcp:0:interface=127.0.0.1", certs.display());
+    let service = Service::start_in(
+        dir,
+        &[
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--listen",
+            &txsni,
+            "--control",
+            &control_flag,
+            "--timer",
+            "0.2=service:failing_tick",
+        ],
+    );
+    // 7 requests over HTTP/1.1, 3 over HTTP/2 (h2c), and one over TLS (curl asks for h2).
+    let port_of = |endpoint: &str| {
+        let line = service
+            .server
+            .wait_for_log(&format!("listening endpoint={endpoint}"));
+        let address = line.split(" address=127.0.0.1:").nth(1).unwrap();
+        address.split_whitespace().next().unwrap().to_owned()
+    };
+    let plain = format!("http://127.0.0.1:{}/", port_of("tcp:"));
+    for n in 0..10 {
+        let version = if n < 7 {
+            "--http1.1"
+        } else {
+            "--http2-prior-knowledge"
+        };
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "10", version, &plain])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+    let tls_port = port_of("txsni:");
+    let output = Command::new("curl")
+        .args([
+            "-sSk",
+            "--max-time",
+            "10",
+            "--resolve",
+            &format!("shop.example:{tls_port}:127.0.0.1"),
+        ])
+        .arg(format!("https://shop.example:{tls_port}/"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    service.wait_for_lines("failing ", 2);
+
+    let samples = metrics(&service.socket());
+    let requests = sample_sum(&samples, "torsion_requests_total", &[]);
+    assert_eq!(requests, 11.0, "{samples:?}");
+    assert_eq!(
+        sample_sum(&samples, "torsion_requests_total", &[("protocol", "h2")]),
+        3.0 + 1.0
+    );
+    assert_eq!(
+        sample_sum(
+            &samples,
+            "torsion_requests_total",
+            &[("method", "GET"), ("status", "2xx")]
+        ),
+        11.0
+    );
+    assert_eq!(
+        sample_sum(&samples, "torsion_request_duration_seconds_count", &[]),
+        11.0
+    );
+    assert_eq!(sample_sum(&samples, "torsion_requests_in_flight", &[]), 0.0);
+    assert!(sample_sum(&samples, "torsion_python_threads", &[]) >= 1.0);
+    assert!(
+        sample_sum(
+            &samples,
+            "torsion_tls_handshakes_total",
+            &[("result", "completed")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        sample_sum(
+            &samples,
+            "torsion_certificate_expiry_timestamp_seconds",
+            &[("name", "shop.example")]
+        ),
+        expires as f64,
+        "{samples:?}"
+    );
+    assert!(
+        sample_sum(
+            &samples,
+            "torsion_timer_runs_total",
+            &[("timer", "service:failing_tick")]
+        ) >= 2.0
+    );
+    assert!(
+        sample_sum(
+            &samples,
+            "torsion_timer_failures_total",
+            &[("timer", "service:failing_tick")]
+        ) >= 1.0
+    );
+
+    let (status, report) = ask(&service, "GET", "/status", None);
+    assert_eq!(status, 200);
+    assert_eq!(report["state"], "serving");
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(report["pid"], service.server.child.id());
+    assert!(report["uptime_seconds"].as_f64().unwrap() > 0.0);
+    let listeners = report["listeners"].as_array().unwrap();
+    assert_eq!(listeners.len(), 2, "{report}");
+    assert!(
+        listeners[1].as_str().unwrap().starts_with("txsni:"),
+        "{report}"
+    );
+    assert_eq!(report["control"].as_str().unwrap(), control_flag);
+    assert!(
+        report["mounts"][0]
+            .as_str()
+            .unwrap()
+            .contains("service:application"),
+        "{report}"
+    );
+    assert!(report["threads"].as_u64().unwrap() >= 1);
+    assert_eq!(report["requests"], 11);
+    let certificate = &report["certificates"][0];
+    assert_eq!(certificate["name"], "shop.example");
+    assert_eq!(certificate["expires"], expires);
+    assert!(
+        certificate["issuer"].as_str().unwrap().contains("rcgen"),
+        "{report}"
+    );
+    let timer = &report["timers"][0];
+    assert_eq!(timer["name"], "service:failing_tick");
+    assert!(timer["runs"].as_u64().unwrap() >= 2);
+    assert!(
+        timer["last_result"].is_string() && timer["last_run"].is_number(),
+        "{report}"
+    );
+    assert_eq!(report["params"], serde_json::json!({}));
+}

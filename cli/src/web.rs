@@ -81,8 +81,12 @@ impl Running {
             python_setup,
         } = plan;
         let endpoints = endpoints(&args)?;
-        let config = server_config(&args)?;
+        let mut config = server_config(&args)?;
         let control = control_endpoint(&args)?;
+        if control.is_some() {
+            // Counted only for a control channel to report.
+            config.metrics = Some(std::sync::Arc::default());
+        }
         if let Some(file) = &args.params_file {
             torsion_wsgi::params::params()
                 .load_file(file)
@@ -122,6 +126,8 @@ impl Running {
         for mount in site.mounts() {
             tracing::info!("mounted {mount}");
         }
+        let reporter = site.reporter();
+        let mounted = site.mounts().to_vec();
         drop(entered);
         let speaking: Vec<Protocols> = (0..endpoints.len())
             .map(|index| {
@@ -143,6 +149,23 @@ impl Running {
             Ok::<_, ConfigError>((listeners, control))
         })?;
         let health = std::sync::Arc::new(torsion_wsgi::control::Health::new());
+        let described: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+        let control = control.map(|(listener, token)| {
+            let channel = torsion_wsgi::control::Control::new(token, health.clone());
+            let metrics = reporter.clone();
+            let status = Status {
+                reporter,
+                listeners: described,
+                control: listener.endpoint().to_owned(),
+                mounted,
+                health: health.clone(),
+                started: (std::time::SystemTime::now(), std::time::Instant::now()),
+            };
+            let channel = channel
+                .with_metrics(std::sync::Arc::new(move || metrics.snapshot().render()))
+                .with_status(std::sync::Arc::new(move || status.report()));
+            (listener, channel)
+        });
         let addresses = listeners
             .iter()
             .map(|(listener, _)| listener.local_addr().clone())
@@ -163,12 +186,8 @@ impl Running {
                 runtime.block_on(async move {
                     // The control channel serves until the server has stopped, draining
                     // included, so that /health can say so.
-                    let control = control.map(|(listener, token)| {
-                        tokio::spawn(
-                            torsion_wsgi::control::Control::new(token, health.clone())
-                                .serve(listener),
-                        )
-                    });
+                    let control =
+                        control.map(|(listener, channel)| tokio::spawn(channel.serve(listener)));
                     let stopped = async move {
                         match shutdown {
                             Some(signal) => tokio::select! {
@@ -414,6 +433,44 @@ impl PythonStart {
                     torsion_wsgi::describe(py, &err)
                 ))
             })
+        })
+    }
+}
+
+/// What `GET /status` reports.
+struct Status {
+    reporter: torsion_wsgi::metrics::Reporter,
+    listeners: Vec<String>,
+    control: String,
+    mounted: Vec<String>,
+    health: std::sync::Arc<torsion_wsgi::control::Health>,
+    started: (std::time::SystemTime, std::time::Instant),
+}
+
+impl Status {
+    /// The server now, as JSON: its version, process, uptime, listeners, mounts, Python
+    /// threads and queue, certificates, timers and parameters.
+    fn report(&self) -> serde_json::Value {
+        let snapshot = self.reporter.snapshot();
+        let params = torsion_wsgi::params::params().snapshot();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "started": self.started.0.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+            "uptime_seconds": self.started.1.elapsed().as_secs_f64(),
+            "state": if self.health.is_draining() { "draining" } else { "serving" },
+            "listeners": self.listeners,
+            "control": self.control,
+            "mounts": self.mounted,
+            "threads": snapshot.threads,
+            "threads_busy": snapshot.threads_busy,
+            "queued": snapshot.queued,
+            "in_flight": snapshot.in_flight,
+            "requests": snapshot.requests.iter().map(|c| c.count).sum::<u64>(),
+            "certificates": snapshot.certificates,
+            "timers": snapshot.timers,
+            "params": params.values,
+            "params_version": params.version,
         })
     }
 }

@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// worker does, for `--max-requests`): [`serve`](crate::serve) adds one as each
     /// response is made. Default: none, and nothing is counted.
     pub served: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// Where to count requests, connections and their durations for the control channel's
+    /// `/metrics` and `/status` (see [`Metrics`](crate::metrics::Metrics)). Default: none,
+    /// and the request path counts nothing.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     /// The peers (proxies) whose `Forwarded` or `X-Forwarded-*` fields name the client,
     /// its scheme and the host it asked for (gunicorn's `forwarded_allow_ips`). Default:
     /// none, so the fields are passed on to the application untouched and believed by
@@ -135,6 +139,7 @@ impl Default for ServerConfig {
             added_headers: Vec::new(),
             access_log: None,
             served: None,
+            metrics: None,
             forwarded_allow: crate::forwarded::ForwardedTrust::default(),
         }
     }

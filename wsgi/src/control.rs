@@ -10,7 +10,7 @@
 //! | `DELETE /params/NAME` | 200, `{"name", "previous"}`; 404 when there is none |
 //! | `PATCH /params` (a JSON object, RFC 7396: `null` removes) | 200, the parameters after |
 //! | `GET /health` | 200 `{"status": "serving"}`; 503 `{"status": "draining"}` from the moment shutdown starts, so a load balancer stops sending before connections close |
-//! | `GET /metrics` | 200, Prometheus' text format, when the server gives a source |
+//! | `GET /metrics` | 200, the OpenMetrics text format (which Prometheus scrapes), when the server gives a source |
 //! | `GET /status` | 200, a JSON object, when the server gives a source |
 //!
 //! Anything else gets a 4xx with `{"error": "..."}` and changes nothing: 400 for a body
@@ -172,7 +172,9 @@ impl Control {
                     let mut response = Response::new(Full::new(Bytes::from(text)));
                     response.headers_mut().insert(
                         header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
                     );
                     response
                 }

@@ -183,6 +183,28 @@ pub(crate) enum Refused<J> {
     Closed(J),
 }
 
+/// How busy a pool is, for metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PoolStats {
+    /// Python threads in all.
+    pub(crate) threads: usize,
+    /// Threads running a batch of jobs (including one blocked in Python).
+    pub(crate) busy: usize,
+    /// Jobs waiting for a thread.
+    pub(crate) queued: usize,
+}
+
+/// Reads a pool's [`PoolStats`] whenever asked.
+#[derive(Clone)]
+pub(crate) struct PoolWatch(Arc<dyn Fn() -> PoolStats + Send + Sync>);
+
+impl PoolWatch {
+    /// The pool's state now.
+    pub(crate) fn stats(&self) -> PoolStats {
+        (self.0)()
+    }
+}
+
 /// A pool of `threads` Python threads running jobs with `runner`.
 pub(crate) struct Pool<J> {
     shared: Arc<Shared<J>>,
@@ -225,6 +247,16 @@ impl<J: Send + 'static> Pool<J> {
             .name("torsion-watchdog".into())
             .spawn(move || watchdog(&watched))?;
         Ok(Pool { shared })
+    }
+
+    /// A reader of the pool's state.
+    pub(crate) fn watch(&self) -> PoolWatch {
+        let shared = self.shared.clone();
+        PoolWatch(Arc::new(move || PoolStats {
+            threads: shared.working.len(),
+            busy: shared.running.load(Ordering::Relaxed),
+            queued: shared.queue.lock().map_or(0, |queue| queue.jobs.len()),
+        }))
     }
 
     /// Queues a job from the client `lane` (a connection); wakes a thread if none is

@@ -163,7 +163,10 @@ async fn repeat_timer(site: Arc<Site>, index: usize, mut stop: tokio::sync::watc
             () = tokio::time::sleep_until(next) => {}
         }
         let started = tokio::time::Instant::now();
-        match bridge.call(timer.task().clone()).await {
+        let wall = std::time::SystemTime::now();
+        let outcome = bridge.call(timer.task().clone()).await;
+        let took = started.elapsed();
+        match &outcome {
             Ok(()) => tracing::debug!(timer = timer.name(), "timer ran"),
             Err(traceback) => {
                 tracing::error!(
@@ -173,7 +176,13 @@ async fn repeat_timer(site: Arc<Site>, index: usize, mut stop: tokio::sync::watc
                 );
             }
         }
-        let took = started.elapsed();
+        timer.record(
+            wall,
+            took,
+            outcome
+                .err()
+                .map(|traceback| traceback.trim_end().lines().last().unwrap_or("").to_owned()),
+        );
         if took > timer.interval() {
             tracing::warn!(
                 timer = timer.name(),
@@ -205,13 +214,25 @@ async fn accept_loop(
         let site = site.clone();
         let connection = Lingering::new(connection);
         let expect_more = connection.expect_more();
+        let open = site
+            .config()
+            .metrics
+            .as_ref()
+            .map(|m| m.connection_opened());
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let site = site.clone();
             let info = info.clone();
             let expect_more = expect_more.clone();
+            if let Some(open) = &open {
+                open.speaks(request.version());
+            }
             async move {
                 let version = request.version();
                 let config = site.config();
+                let measuring = config
+                    .metrics
+                    .as_ref()
+                    .map(|metrics| metrics.request_started(request.method()));
                 let mut request = request;
                 // Behind a trusted proxy: the client, as the proxy names it.
                 let info = if config.forwarded_allow.is_empty() {
@@ -229,6 +250,9 @@ async fn accept_loop(
                 let mut response = answer(&site, request, info, &expect_more).await;
                 if let Some(served) = &config.served {
                     served.fetch_add(1, Ordering::Relaxed);
+                }
+                if let (Some(metrics), Some(measuring)) = (&config.metrics, measuring) {
+                    metrics.request_answered(measuring, response.status().as_u16(), version);
                 }
                 for (name, value) in &config.added_headers {
                     if let http::header::Entry::Vacant(entry) = response.headers_mut().entry(name) {

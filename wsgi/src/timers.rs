@@ -1,7 +1,8 @@
 //! Repeating tasks: Twisted's `TimerService` on the site's Python threads.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use crate::bridge::interpreter::LoadError;
 use pyo3::prelude::*;
@@ -21,6 +22,26 @@ pub struct Timer {
     interval: Duration,
     task: Arc<Py<PyAny>>,
     name: String,
+    stats: Arc<TimerStats>,
+}
+
+/// What a timer has done, shared by its clones.
+#[derive(Debug, Default)]
+struct TimerStats {
+    runs: AtomicU64,
+    failures: AtomicU64,
+    last: Mutex<Option<LastRun>>,
+}
+
+/// A timer's latest call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastRun {
+    /// When it started.
+    pub started: SystemTime,
+    /// How long it took.
+    pub took: Duration,
+    /// The exception it raised (its last line), if it did.
+    pub error: Option<String>,
 }
 
 impl std::fmt::Debug for Timer {
@@ -54,6 +75,7 @@ impl Timer {
             interval,
             task: Arc::new(task.unbind()),
             name: name.to_owned(),
+            stats: Arc::default(),
         })
     }
 
@@ -89,6 +111,36 @@ impl Timer {
     /// The name the log gives the timer.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Calls made so far (finished, raised or not).
+    pub fn runs(&self) -> u64 {
+        self.stats.runs.load(Ordering::Relaxed)
+    }
+
+    /// Calls that raised so far.
+    pub fn failures(&self) -> u64 {
+        self.stats.failures.load(Ordering::Relaxed)
+    }
+
+    /// The latest call, once one has finished.
+    pub fn last_run(&self) -> Option<LastRun> {
+        self.stats.last.lock().ok()?.clone()
+    }
+
+    /// Records a finished call.
+    pub(crate) fn record(&self, started: SystemTime, took: Duration, error: Option<String>) {
+        self.stats.runs.fetch_add(1, Ordering::Relaxed);
+        if error.is_some() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut last) = self.stats.last.lock() {
+            *last = Some(LastRun {
+                started,
+                took,
+                error,
+            });
+        }
     }
 
     /// The callable.

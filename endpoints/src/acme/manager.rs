@@ -28,6 +28,45 @@ const BACKOFF_CAP: Duration = Duration::from_secs(3600);
 /// The longest any one HTTP request to the ACME server may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the ACME managers of this process last did or plan for each name, for metrics and
+/// status pages: [`renewals`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// The host name.
+    pub name: String,
+    /// When the manager will next try to obtain a certificate for it (renewal by
+    /// lifetime or ARI, or a retry after a failure).
+    pub next_attempt: Option<SystemTime>,
+    /// When it last tried, if it has.
+    pub last_attempt: Option<SystemTime>,
+    /// Whether that attempt obtained a certificate.
+    pub succeeded: Option<bool>,
+    /// Why it failed, when it did.
+    pub last_error: Option<String>,
+}
+
+static RENEWALS: std::sync::Mutex<std::collections::BTreeMap<String, Renewal>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// What the ACME managers of this process last did and plan next, by name, sorted.
+pub fn renewals() -> Vec<Renewal> {
+    RENEWALS
+        .lock()
+        .map(|table| table.values().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Updates `name`'s entry in [`renewals`].
+fn note(name: &str, update: impl FnOnce(&mut Renewal)) {
+    if let Ok(mut table) = RENEWALS.lock() {
+        let entry = table.entry(name.to_owned()).or_insert_with(|| Renewal {
+            name: name.to_owned(),
+            ..Renewal::default()
+        });
+        update(entry);
+    }
+}
+
 /// One name's standing, as `torsion certs status` shows it.
 #[derive(Clone, Debug)]
 pub struct NameStatus {
@@ -527,16 +566,28 @@ impl AcmeManager {
                     && *retry_at > now
                 {
                     wake_at = wake_at.min(*retry_at);
+                    note(&name, |r| r.next_attempt = Some(*retry_at));
                     continue;
                 }
                 let (due, facts) = self.due_at(&name, now).await;
                 if due > now {
                     wake_at = wake_at.min(due);
+                    note(&name, |r| r.next_attempt = Some(due));
                     continue;
                 }
-                match self.obtain(&name, true).await {
+                let outcome = self.obtain(&name, true).await;
+                note(&name, |r| {
+                    r.last_attempt = Some(now);
+                    r.succeeded = Some(outcome.is_ok());
+                    r.last_error = outcome.as_ref().err().map(ToString::to_string);
+                    r.next_attempt = None;
+                });
+                match outcome {
                     Ok(_) => {
                         failures.remove(&name);
+                        let (due, _) = self.due_at(&name, SystemTime::now()).await;
+                        wake_at = wake_at.min(due);
+                        note(&name, |r| r.next_attempt = Some(due));
                     }
                     Err(err) => {
                         let attempts = failures.get(&name).map_or(1, |(n, _)| n + 1);
@@ -562,6 +613,7 @@ impl AcmeManager {
                                 retry_in.as_secs()
                             ),
                         }
+                        note(&name, |r| r.next_attempt = Some(retry_at));
                         failures.insert(name, (attempts, retry_at));
                         wake_at = wake_at.min(retry_at);
                         if server_asked.is_some() {

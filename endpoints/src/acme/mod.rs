@@ -24,7 +24,7 @@ pub use certs::{CertificateDirectory, Outcomes, is_issuable_name};
 pub use challenge::{HTTP01_PATH_PREFIX, http01_answer, http01_key_authorization};
 pub(crate) use endpoint::AcmeKind;
 pub use endpoint::{AcmeEndpoint, challenge_listener};
-pub use manager::{AcmeManager, CHECK_EVERY, NameStatus};
+pub use manager::{AcmeManager, CHECK_EVERY, NameStatus, Renewal, renewals};
 pub use settings::{
     AcmeSettings, Challenge, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
 };

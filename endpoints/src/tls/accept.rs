@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::resolver::{ACME_TLS_ALPN, CertificateResolver};
+use super::served::{count_handshake, serving};
 use crate::error::{Error, Result};
 use crate::listener::{Accept, Connection, Listener, TlsInfo};
 
@@ -28,7 +29,8 @@ pub enum MinimumVersion {
 }
 
 /// A rustls server configuration answering from `resolver`, offering ALPN `h2` and
-/// `http/1.1`, with rustls' default cipher suites and TLS 1.2 and 1.3 (or 1.3 only).
+/// `http/1.1`, with rustls' default cipher suites and TLS 1.2 and 1.3 (or 1.3 only). The
+/// resolver's certificates count as served from then on (see [`served_certificates`](super::served_certificates)).
 ///
 /// # Errors
 /// [`Error::TlsConfig`] if rustls rejects the protocol versions (a build defect).
@@ -46,7 +48,8 @@ pub fn server_config(
     .with_protocol_versions(versions)
     .map_err(|e| Error::TlsConfig(e.to_string()))?
     .with_no_client_auth()
-    .with_cert_resolver(resolver);
+    .with_cert_resolver(resolver.clone());
+    serving(&resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -86,14 +89,17 @@ impl TlsAccept {
             {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(err)) => {
+                    count_handshake(false);
                     tracing::debug!(%peer, "TLS handshake failed: {err}");
                     return None;
                 }
                 Err(_) => {
+                    count_handshake(false);
                     tracing::debug!(%peer, "TLS handshake took longer than {HANDSHAKE_TIMEOUT:?}");
                     return None;
                 }
             };
+            count_handshake(true);
             let (_, session) = stream.get_ref();
             if session.alpn_protocol() == Some(ACME_TLS_ALPN) {
                 // An ACME validation: the handshake itself was the answer (RFC 8737 §3).

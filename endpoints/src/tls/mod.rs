@@ -15,6 +15,7 @@ mod accept;
 mod certdir;
 mod pem;
 mod resolver;
+mod served;
 mod ssl;
 mod tlsdir;
 mod txsni;
@@ -28,6 +29,7 @@ pub(crate) use pem::{Assembly, assemble};
 pub use resolver::{ACME_TLS_ALPN, CertificateResolver, DEFAULT_NAME};
 #[cfg(feature = "acme")]
 pub(crate) use resolver::{answer_validations_from, normalise};
+pub use served::{Handshakes, ServedCertificate, handshakes, served_certificates};
 pub use ssl::SslEndpoint;
 pub(crate) use ssl::SslKind;
 pub use tlsdir::TlsDirEndpoint;

@@ -128,6 +128,25 @@ impl CertificateResolver {
         });
     }
 
+    /// Every certificate held, with the name it is served for (a host name, `*.parent`, or
+    /// [`DEFAULT_NAME`]).
+    pub fn certificates(&self) -> Vec<(String, Arc<CertifiedKey>)> {
+        let table = self.table.load();
+        let exact = table
+            .exact
+            .iter()
+            .map(|(name, key)| (name.clone(), key.clone()));
+        let wildcard = table
+            .wildcard
+            .iter()
+            .map(|(parent, key)| (format!("*.{parent}"), key.clone()));
+        let default = table
+            .default
+            .iter()
+            .map(|key| (DEFAULT_NAME.to_owned(), key.clone()));
+        exact.chain(wildcard).chain(default).collect()
+    }
+
     /// The certificate a client that sent `server_name` (SNI) gets.
     pub fn lookup(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let table = self.table.load();

@@ -156,6 +156,11 @@ impl Bridge {
         Ok(Bridge { pool, config })
     }
 
+    /// A reader of the Python threads' state, for metrics.
+    pub(crate) fn watch(&self) -> crate::pool::PoolWatch {
+        self.pool.watch()
+    }
+
     /// Calls `task()` on one of the bridge's Python threads, in turn with the requests (as
     /// one more client), and resolves to how it went: `Err` holds the exception's
     /// traceback, as `traceback.format_exception` prints it, or says that the pool is

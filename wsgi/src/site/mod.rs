@@ -214,6 +214,17 @@ impl Site {
         Ok(self)
     }
 
+    /// What `/metrics` and `/status` read about this site and its process: the site's
+    /// [`ServerConfig::metrics`] (fresh ones if it has none, which then count nothing), its
+    /// Python threads and its timers. Take it before serving.
+    pub fn reporter(&self) -> crate::metrics::Reporter {
+        crate::metrics::Reporter {
+            metrics: self.config.metrics.clone().unwrap_or_default(),
+            pool: self.bridge.as_ref().map(Bridge::watch),
+            timers: self.timers.clone(),
+        }
+    }
+
     /// Marks the site as shutting down (see [`Site::closing`]).
     pub(crate) fn begin_closing(&self) {
         self.closing.store(true, Ordering::Relaxed);

@@ -742,3 +742,134 @@ fn metrics_count_what_was_served_and_parse_as_prometheus_reads_them() {
     );
     assert_eq!(report["params"], serde_json::json!({}));
 }
+
+#[test]
+fn with_workers_the_supervisor_serves_the_channel_timers_run_once_and_parameters_reach_every_worker()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let control_flag = format!("unix:{}", socket.display());
+    let service = Service::start_in(
+        dir,
+        &[
+            "--workers",
+            "2",
+            "--control",
+            &control_flag,
+            "--timer",
+            "0.2=service:tick",
+        ],
+    );
+    service
+        .server
+        .wait_for_log("every worker is serving workers=2");
+    // One control channel, the supervisor's.
+    assert_eq!(
+        service
+            .server
+            .logs()
+            .matches("control channel open")
+            .count(),
+        1
+    );
+    let ticks = service.wait_for_lines("tick ", 4);
+    let pids: std::collections::BTreeSet<&str> = ticks
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(pids.len(), 1, "one process runs the timers: {ticks:?}");
+
+    // Both workers answer; a change reaches each of them within a second.
+    let mut sent = 0;
+    let mut ask_params = || {
+        sent += 1;
+        service.json("/params")
+    };
+    let mut workers = std::collections::BTreeSet::new();
+    while workers.len() < 2 {
+        workers.insert(ask_params()["pid"].as_u64().unwrap());
+    }
+    let (status, _) = ask(&service, "PUT", "/params/color", Some("\"blue\""));
+    assert_eq!(status, 200);
+    let changed = Instant::now();
+    let mut seen_blue = std::collections::BTreeSet::new();
+    while seen_blue.len() < 2 {
+        let answer = ask_params();
+        if answer["environ"]["color"] == "blue" {
+            assert_eq!(answer["module"]["color"], "blue");
+            seen_blue.insert(answer["pid"].as_u64().unwrap());
+        }
+        assert!(changed.elapsed() < Duration::from_secs(5), "{seen_blue:?}");
+    }
+    assert!(
+        changed.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        changed.elapsed()
+    );
+    assert_eq!(seen_blue, workers);
+
+    // /metrics sums both workers: every request the test sent, and one timer.
+    let samples = metrics(&service.socket());
+    assert_eq!(
+        sample_sum(&samples, "torsion_requests_total", &[]),
+        sent as f64,
+        "{samples:?}"
+    );
+    assert!(sample_sum(&samples, "torsion_python_threads", &[]) >= 2.0);
+    assert!(
+        sample_sum(
+            &samples,
+            "torsion_timer_runs_total",
+            &[("timer", "service:tick")]
+        ) >= 4.0
+    );
+    let (_, status) = ask(&service, "GET", "/status", None);
+    assert_eq!(status["workers"].as_array().unwrap().len(), 2, "{status}");
+    assert_eq!(status["pid"], service.server.child.id());
+    assert_eq!(status["params"]["color"], "blue");
+
+    // Through a rolling restart, the timers move to one new worker once the old one has
+    // exited: each process's ticks form one run, never interleaved with another's.
+    let before = service
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("tick "))
+        .count();
+    let status = Command::new("kill")
+        .args(["-HUP", &service.server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    service.server.wait_for_log("rolling restart done");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ticks: Vec<String> = service
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("tick "))
+            .collect();
+        let pids: Vec<&str> = ticks
+            .iter()
+            .map(|l| l.split_whitespace().nth(2).unwrap())
+            .collect();
+        let mut runs: Vec<&str> = pids.clone();
+        runs.dedup();
+        let distinct: std::collections::BTreeSet<&&str> = runs.iter().collect();
+        assert_eq!(
+            runs.len(),
+            distinct.len(),
+            "ticks interleaved between processes: {pids:?}"
+        );
+        if distinct.len() >= 2 && ticks.len() > before + 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pids:?}\n{}",
+            service.server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The new workers have the parameters too.
+    assert_eq!(service.json("/params")["environ"]["color"], "blue");
+}

@@ -15,6 +15,7 @@
 mod args;
 mod certs;
 mod error;
+mod links;
 mod notify;
 pub mod python;
 mod ready;

@@ -396,6 +396,7 @@ pub(crate) fn web_role(
     command: &supervisor::WorkerCommand,
 ) -> Result<WebRole, ConfigError> {
     if crate::ready::is_worker() {
+        crate::ready::connect();
         // The supervisor runs the ACME managers; this worker serves what they write.
         torsion_endpoints::background_elsewhere();
         return Ok(WebRole::Serve(Box::new(web_plan(args, argv, given)?)));

@@ -29,7 +29,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -40,7 +39,8 @@ use torsion_endpoints::{Listener, SUPERVISOR_PID_VAR, inherited_name};
 
 use crate::args::WebArgs;
 use crate::error::ConfigError;
-use crate::ready::{DUE, READY, READY_FD_VAR, WORKER_VAR, is_worker};
+use crate::links::{Links, Message};
+use crate::ready::{READY_FD_VAR, WORKER_VAR, is_worker};
 
 /// How many workers to supervise for `--workers` (`None`: 1), or `None` when this process
 /// should serve itself: a worker, or one process not running as process 1 nor reloading.
@@ -157,6 +157,13 @@ pub(crate) fn supervise(
     command: WorkerCommand,
 ) -> Result<ExitCode, ConfigError> {
     let endpoints = crate::web::endpoints(args)?;
+    // The control channel and the parameters file are the supervisor's, for all workers.
+    let control = crate::web::control_endpoint(args)?;
+    if let Some(file) = &args.params_file {
+        torsion_wsgi::params::params()
+            .load_file(file)
+            .map_err(|err| ConfigError::Option(err.to_string()))?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -187,8 +194,35 @@ pub(crate) fn supervise(
         for endpoint in &endpoints {
             background.extend(endpoint.background()?);
         }
+        let links = Links::default();
+        let health = std::sync::Arc::new(torsion_wsgi::control::Health::new());
+        let control = match control {
+            Some((endpoint, token)) => {
+                let (listener, token) = crate::web::open_control(&endpoint, token).await?;
+                let status = std::sync::Arc::new(crate::links::SupervisorStatus {
+                    links: links.clone(),
+                    listeners: endpoints.iter().map(ToString::to_string).collect(),
+                    control: listener.endpoint().to_owned(),
+                    health: health.clone(),
+                    started: (std::time::SystemTime::now(), std::time::Instant::now()),
+                });
+                let gathering = links.clone();
+                let channel = torsion_wsgi::control::Control::new(token, health.clone())
+                    .with_metrics(std::sync::Arc::new(move || {
+                        let links = gathering.clone();
+                        Box::pin(async move { links.gather().await.render() })
+                    }))
+                    .with_status(std::sync::Arc::new(move || {
+                        let status = status.clone();
+                        Box::pin(async move { status.report().await })
+                    }));
+                Some(tokio::spawn(channel.serve(listener)))
+            }
+            None => None,
+        };
+        let mut params_changes = torsion_wsgi::params::params().watch();
         crate::notify::start_watchdog();
-        let mut supervisor = Supervisor::new(command, &sockets);
+        let mut supervisor = Supervisor::new(command, &sockets, links);
         for _ in 0..count {
             supervisor.spawn()?;
         }
@@ -209,6 +243,7 @@ pub(crate) fn supervise(
             }
         }
         tracing::info!(workers = count, "every worker is serving");
+        supervisor.assign_timers();
         for work in background {
             tokio::spawn(work);
         }
@@ -245,6 +280,7 @@ pub(crate) fn supervise(
                     tracing::info!("SIGTERM received: stopping the workers");
                     break;
                 }
+                Ok(()) = params_changes.changed() => supervisor.links.broadcast_params(),
                 _ = more.recv() => {
                     target += 1;
                     tracing::info!(workers = target, "SIGTTIN received: adding a worker");
@@ -288,9 +324,11 @@ pub(crate) fn supervise(
                     Some(Event::Ready(id)) => {
                         supervisor.ready(id);
                         supervisor.rolled(id)?;
+                        supervisor.assign_timers();
                     }
                     Some(Event::Exited(id, status)) => {
                         let Some(worker) = supervisor.workers.remove(&id) else { continue };
+                        supervisor.exited(id);
                         if worker.trial {
                             tracing::error!(
                                 worker = id,
@@ -323,8 +361,12 @@ pub(crate) fn supervise(
                 },
             }
         }
+        health.begin_draining();
         crate::notify::stopping();
         supervisor.stop_all(shutdown_timeout).await;
+        if let Some(control) = control {
+            control.abort();
+        }
         drop(sockets);
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
@@ -408,10 +450,18 @@ struct Supervisor<'a> {
     rolling: std::collections::VecDeque<u64>,
     /// The worker the current step started, and the one it replaces once serving.
     step: Option<(u64, u64)>,
+    /// Each worker's link.
+    links: Links,
+    /// The worker that runs the timers: one at a time, the next chosen once it has exited.
+    timers_holder: Option<u64>,
 }
 
 impl<'a> Supervisor<'a> {
-    fn new(command: WorkerCommand, sockets: &'a [(String, Listener)]) -> Supervisor<'a> {
+    fn new(
+        command: WorkerCommand,
+        sockets: &'a [(String, Listener)],
+        links: Links,
+    ) -> Supervisor<'a> {
         let (sender, events) = mpsc::unbounded_channel();
         Supervisor {
             command,
@@ -422,6 +472,38 @@ impl<'a> Supervisor<'a> {
             sender,
             rolling: std::collections::VecDeque::new(),
             step: None,
+            links,
+            timers_holder: None,
+        }
+    }
+
+    /// Gives the timers to a worker when none holds them: the oldest serving worker that is
+    /// not retiring. The holder keeps them until it exits, so that exactly one process
+    /// runs them, even through a rolling restart.
+    fn assign_timers(&mut self) {
+        if self
+            .timers_holder
+            .is_some_and(|holder| self.workers.contains_key(&holder))
+        {
+            return;
+        }
+        self.timers_holder = None;
+        if let Some((&id, _)) = self
+            .workers
+            .iter()
+            .find(|(_, worker)| worker.ready && !worker.retiring)
+        {
+            self.timers_holder = Some(id);
+            self.links.send(id, "timers");
+        }
+    }
+
+    /// Worker `id` has exited: forgets its link, and passes the timers on if it held them.
+    fn exited(&mut self, id: u64) {
+        self.links.forget(id);
+        if self.timers_holder == Some(id) {
+            self.timers_holder = None;
+            self.assign_timers();
         }
     }
 
@@ -557,11 +639,19 @@ impl<'a> Supervisor<'a> {
             });
             names.push(inherited_name(descriptor));
         }
-        let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|err| failed("make the readiness pipe", &err))?;
+        let events = self.sender.clone();
+        let link = self
+            .links
+            .open(id, move |id, message| {
+                let _ = events.send(match message {
+                    Message::Ready => Event::Ready(id),
+                    Message::Due => Event::Due(id),
+                });
+            })
+            .map_err(|err| failed("make its link", &err))?;
         let ready_fd = 3 + names.len() as i32;
         mappings.push(FdMapping {
-            parent_fd: writer,
+            parent_fd: link,
             child_fd: ready_fd,
         });
         let mut command = tokio::process::Command::new(&self.command.program);
@@ -600,6 +690,7 @@ impl<'a> Supervisor<'a> {
             .spawn()
             .map_err(|err| failed(&format!("run {:?}", self.command.program), &err))?;
         let pid = child.id().map_or(0, |pid| pid as i32);
+        self.links.started(id, pid);
         tracing::info!(worker = id, pid, "worker started");
         self.workers.insert(
             id,
@@ -613,13 +704,7 @@ impl<'a> Supervisor<'a> {
         );
         let events = self.sender.clone();
         tokio::spawn(async move {
-            let messages = read_messages(reader, id, events.clone());
-            tokio::pin!(messages);
-            let status = tokio::select! {
-                status = child.wait() => status,
-                () = &mut messages => child.wait().await,
-            };
-            if let Ok(status) = status {
+            if let Ok(status) = child.wait().await {
                 let _ = events.send(Event::Exited(id, status));
             }
         });
@@ -722,34 +807,5 @@ impl<'a> Supervisor<'a> {
 fn terminate(pid: i32, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(pid, signal);
-    }
-}
-
-/// Reads worker `id`'s messages from its pipe until it closes (by exiting), and reports
-/// them: [`READY`] as [`Event::Ready`], [`DUE`] as [`Event::Due`].
-async fn read_messages(reader: OwnedFd, id: u64, events: mpsc::UnboundedSender<Event>) {
-    let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(reader) else {
-        return;
-    };
-    let mut bytes = [0u8; 64];
-    loop {
-        if receiver.readable().await.is_err() {
-            return;
-        }
-        match receiver.try_read(&mut bytes) {
-            Ok(0) => return,
-            Ok(n) => {
-                for byte in &bytes[..n] {
-                    let event = match std::slice::from_ref(byte) {
-                        READY => Event::Ready(id),
-                        DUE => Event::Due(id),
-                        _ => continue,
-                    };
-                    let _ = events.send(event);
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return,
-        }
     }
 }

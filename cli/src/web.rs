@@ -82,12 +82,21 @@ impl Running {
         } = plan;
         let endpoints = endpoints(&args)?;
         let mut config = server_config(&args)?;
-        let control = control_endpoint(&args)?;
-        if control.is_some() {
+        let worker = crate::ready::is_worker();
+        // A worker's supervisor serves the control channel and keeps the parameters file;
+        // the worker counts for it, and runs timers only when the supervisor says so.
+        let control = if worker {
+            None
+        } else {
+            control_endpoint(&args)?
+        };
+        if control.is_some() || (worker && args.control.is_some()) {
             // Counted only for a control channel to report.
             config.metrics = Some(std::sync::Arc::default());
         }
-        if let Some(file) = &args.params_file {
+        if worker {
+            config.timer_gate = Some(crate::ready::timer_gate());
+        } else if let Some(file) = &args.params_file {
             torsion_wsgi::params::params()
                 .load_file(file)
                 .map_err(|err| ConfigError::Option(err.to_string()))?;
@@ -127,6 +136,9 @@ impl Running {
             tracing::info!("mounted {mount}");
         }
         let reporter = site.reporter();
+        if worker {
+            crate::ready::set_reporter(reporter.clone());
+        }
         let mounted = site.mounts().to_vec();
         drop(entered);
         let speaking: Vec<Protocols> = (0..endpoints.len())
@@ -161,9 +173,16 @@ impl Running {
                 health: health.clone(),
                 started: (std::time::SystemTime::now(), std::time::Instant::now()),
             };
+            let status = std::sync::Arc::new(status);
             let channel = channel
-                .with_metrics(std::sync::Arc::new(move || metrics.snapshot().render()))
-                .with_status(std::sync::Arc::new(move || status.report()));
+                .with_metrics(std::sync::Arc::new(move || {
+                    let text = metrics.snapshot().render();
+                    Box::pin(async move { text })
+                }))
+                .with_status(std::sync::Arc::new(move || {
+                    let report = status.report();
+                    Box::pin(async move { report })
+                }));
             (listener, channel)
         });
         let addresses = listeners
@@ -171,6 +190,8 @@ impl Running {
             .map(|(listener, _)| listener.local_addr().clone())
             .collect();
         // Serving from here on: tell a supervisor (as its worker) or systemd (as a service).
+        // A worker has the supervisor's parameters first, so its first request sees them.
+        crate::ready::wait_for_params(Duration::from_secs(5));
         crate::ready::tell_ready();
         if let Some(served) = served {
             watch_max_requests(&args, served);
@@ -519,7 +540,9 @@ fn flag_timers(args: &WebArgs, python: &PythonStart) -> Result<Vec<Timer>, Confi
 /// [`ConfigError::Descriptor`] for a descriptor that does not parse,
 /// [`ConfigError::Option`] for a token file that cannot be read or is empty, or a token
 /// file without `--control`.
-fn control_endpoint(args: &WebArgs) -> Result<Option<(Endpoint, Option<String>)>, ConfigError> {
+pub(crate) fn control_endpoint(
+    args: &WebArgs,
+) -> Result<Option<(Endpoint, Option<String>)>, ConfigError> {
     let token = match &args.control_token_file {
         Some(file) => {
             let text = std::fs::read_to_string(file).map_err(|err| {
@@ -562,7 +585,7 @@ fn control_endpoint(args: &WebArgs) -> Result<Option<(Endpoint, Option<String>)>
 /// # Errors
 /// What listening returns; [`ConfigError::Option`] for a channel that is not on a unix
 /// socket and has no token.
-async fn open_control(
+pub(crate) async fn open_control(
     endpoint: &Endpoint,
     token: Option<String>,
 ) -> Result<(torsion_endpoints::Listener, Option<String>), ConfigError> {

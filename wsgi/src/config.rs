@@ -67,6 +67,10 @@ pub struct ServerConfig {
     /// `/metrics` and `/status` (see [`Metrics`](crate::metrics::Metrics)). Default: none,
     /// and the request path counts nothing.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// When set, the site's timers wait until it reads `true` before their first call: a
+    /// supervisor's worker runs its timers only once the supervisor gives it that role, so
+    /// that exactly one process runs them. Default: none, and timers start with serving.
+    pub timer_gate: Option<tokio::sync::watch::Receiver<bool>>,
     /// The peers (proxies) whose `Forwarded` or `X-Forwarded-*` fields name the client,
     /// its scheme and the host it asked for (gunicorn's `forwarded_allow_ips`). Default:
     /// none, so the fields are passed on to the application untouched and believed by
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             access_log: None,
             served: None,
             metrics: None,
+            timer_gate: None,
             forwarded_allow: crate::forwarded::ForwardedTrust::default(),
         }
     }

@@ -58,8 +58,9 @@ impl Health {
 }
 
 /// A source of text for `/metrics` or of a JSON object for `/status`, called on each
-/// request to them.
-pub type Report<T> = Arc<dyn Fn() -> T + Send + Sync>;
+/// request to them (a supervisor asks its workers, so the answer may take a moment).
+pub type Report<T> =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + Sync>;
 
 /// What the control channel serves; see the module documentation.
 #[derive(Clone)]
@@ -168,7 +169,7 @@ impl Control {
             },
             ("/metrics", _) => match (&method, &self.metrics) {
                 (&Method::GET | &Method::HEAD, Some(report)) => {
-                    let text = report();
+                    let text = report().await;
                     let mut response = Response::new(Full::new(Bytes::from(text)));
                     response.headers_mut().insert(
                         header::CONTENT_TYPE,
@@ -183,7 +184,7 @@ impl Control {
             },
             ("/status", _) => match (&method, &self.status) {
                 (&Method::GET | &Method::HEAD, Some(report)) => {
-                    json_response(StatusCode::OK, &report())
+                    json_response(StatusCode::OK, &report().await)
                 }
                 (_, None) => not_found(&path),
                 _ => not_allowed("GET, HEAD"),

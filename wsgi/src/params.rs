@@ -85,6 +85,8 @@ pub struct Change {
 #[derive(Debug)]
 pub struct Params {
     current: ArcSwap<Snapshot>,
+    /// The current version, for [`Params::watch`].
+    versions: tokio::sync::watch::Sender<u64>,
     /// Where changes are written, once [`Params::load_file`] named it; held while a change
     /// is made, so that changes are written and published in order.
     file: Mutex<Option<PathBuf>>,
@@ -94,6 +96,7 @@ pub struct Params {
 
 static PARAMS: LazyLock<Params> = LazyLock::new(|| Params {
     current: ArcSwap::from_pointee(Snapshot::default()),
+    versions: tokio::sync::watch::Sender::new(0),
     file: Mutex::new(None),
     python: Mutex::new(None),
 });
@@ -247,6 +250,13 @@ impl Params {
     fn publish(&self, values: Map<String, Value>) {
         let version = self.current.load().version + 1;
         self.current.store(Arc::new(Snapshot { version, values }));
+        self.versions.send_replace(version);
+    }
+
+    /// A receiver that sees each new version as it is published (a supervisor passes the
+    /// parameters on to its workers when it changes).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.versions.subscribe()
     }
 
     /// The current snapshot as Python sees it: a read-only mapping
@@ -372,6 +382,7 @@ mod tests {
     fn fresh(file: Option<&Path>) -> Params {
         let params = Params {
             current: ArcSwap::from_pointee(Snapshot::default()),
+            versions: tokio::sync::watch::Sender::new(0),
             file: Mutex::new(None),
             python: Mutex::new(None),
         };

@@ -155,6 +155,17 @@ async fn repeat_timer(site: Arc<Site>, index: usize, mut stop: tokio::sync::watc
     let (Some(timer), Some(bridge)) = (site.timers().get(index), site.bridge()) else {
         return;
     };
+    if let Some(mut gate) = site.config().timer_gate.clone() {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => return,
+            opened = gate.wait_for(|open| *open) => {
+                if opened.is_err() {
+                    return;
+                }
+            }
+        }
+    }
     let mut next = tokio::time::Instant::now();
     loop {
         tokio::select! {

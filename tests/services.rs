@@ -873,3 +873,72 @@ fn with_workers_the_supervisor_serves_the_channel_timers_run_once_and_parameters
     // The new workers have the parameters too.
     assert_eq!(service.json("/params")["environ"]["color"], "blue");
 }
+
+#[test]
+fn the_showcase_serves_four_frameworks_static_files_and_a_timer_in_one_process() {
+    let statics = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::fixtures().join("showcase/static/index.html"),
+        statics.path().join("index.html"),
+    )
+    .unwrap();
+    let mut command = torsion();
+    command
+        .env("VIRTUAL_ENV", common::venv())
+        .env("SHOWCASE_STATIC", statics.path());
+    let static_flag = format!("/static={}", statics.path().display());
+    let server = Server::start_with(
+        command,
+        &[
+            "--pythonpath",
+            "../django_site",
+            "--pythonpath",
+            "../showcase",
+            "--wsgi",
+            "mysite.wsgi.application",
+            "--mount",
+            "/flask=flask_app:app",
+            "--mount",
+            "/pyramid=pyramid_app:application",
+            "--mount",
+            "/bottle=bottle_app:app",
+            "--static",
+            &static_flag,
+            "--timer",
+            "1=showcase:write_time",
+        ],
+    );
+    let django: serde_json::Value = serde_json::from_str(&server.get("/info/")).unwrap();
+    assert_eq!(django["path"], "/info/");
+    assert_eq!(server.get("/flask/"), "Hello from Flask");
+    assert_eq!(server.get("/pyramid/"), "Hello from Pyramid");
+    assert_eq!(server.get("/bottle/"), "Hello from Bottle");
+    assert!(server.get("/static/").contains("Torsion showcase"));
+    // The timer rewrites the file the static directory serves: read it, then again until
+    // it changes.
+    let read_time = || {
+        let (status, _, body) = server.fetch(&[], "/static/time.txt");
+        (status == 200).then_some(body)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(body) = read_time() {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no time.txt:\n{}", server.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(first.ends_with(" UTC\n"), "{first:?}");
+    loop {
+        let now = read_time().unwrap();
+        if now != first {
+            assert!(now > first, "{first:?} then {now:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "time.txt never changed: {first:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -18,7 +18,7 @@ free loopback port, started from bench/ and pinned to CPU 0 with taskset; the lo
 rounds and rotated on later ones, so that drift hits every server alike; the tables give
 the median of the rounds.
 
-Scenarios (--only): hello, hello-log, close, 64k, stream, echo, h2c, https, h2s, sleep,
+Scenarios (--only): hello, hello-log, hello-metrics, close, 64k, stream, echo, h2c, https, h2s, sleep,
 hello-w2, sleep-w2, static, idle.
 
 hello-w2 and sleep-w2 are hello and sleep with 2 worker processes: Torsion `--workers 2`,
@@ -27,6 +27,8 @@ the ceiling run one process: n/a). There the server may run on both cores (tasks
 which the load generator shares, so the rates show what two processes gain on a two-core
 machine that also generates the load, not a server's whole capacity.
 
+hello-metrics is hello with Torsion's control channel on (`--control unix:...`), which makes
+the request path count every request for /metrics; the table divides its rate by hello's.
 hello-log is hello with Torsion's access log on (the Combined Log Format, to a file in a
 temporary directory); only Torsion runs it, and the target table divides it by hello.
 Servers (--servers): torsion, granian, gunicorn, uwsgi, waitress, twist, ceiling, nginx,
@@ -110,6 +112,9 @@ SCENARIOS = {
     # Right after hello, so that the two runs it compares are next to each other in time.
     "hello-log": dict(title="HTTP/1.1 hello, keep-alive, access log on", kind="wrk", path="/", connections=64,
                       access_log=True),
+    # The same, with Torsion's control channel on, so that the request path counts metrics.
+    "hello-metrics": dict(title="HTTP/1.1 hello, keep-alive, metrics on (--control)", kind="wrk", path="/",
+                          connections=64, metrics=True),
     "close": dict(title="HTTP/1.1 hello, Connection: close", kind="wrk", path="/", connections=64,
                   wrk=["-H", "Connection: close"]),
     "64k": dict(title="HTTP/1.1 64 KiB response", kind="wrk", path="/64k", connections=64),
@@ -150,6 +155,9 @@ NGINX_TARGET = 0.8
 # hello-log: Torsion with its access log (combined, to a file) against Torsion without.
 LOG_ONLY_TORSION = "the scenario measures the cost of Torsion's own access log"
 LOG_TARGET = 0.95
+# hello-metrics: Torsion with a control channel (so counting requests) against Torsion without.
+METRICS_ONLY_TORSION = "the scenario measures the cost of Torsion's own metrics"
+METRICS_TARGET = 0.98
 
 # Targets (issue): Torsion's req/s over granian's and over twist web's; idle: RSS over granian's.
 GRANIAN_TARGET = {"hello": 1.3, "h2c": 1.5, "h2s": 1.5}  # every other load scenario: 1.0
@@ -164,7 +172,7 @@ def venv_bin(name):
 NO_TLS = {"waitress": "no TLS: waitress serves plain HTTP only (its docs put TLS in a proxy in front)"}
 
 
-def server_commands(binary, port, tls=None, static=None, access_log=None, workers=None):
+def server_commands(binary, port, tls=None, static=None, access_log=None, workers=None, control=None):
     """Each server's argv: same application, 16 threads (or 1 sync worker), logging off; with
     tls=(key, cert), HTTPS on the same port (servers in NO_TLS are left out); with static=DIR,
     DIR served at /static by the servers that can (and nginx, from a config written to DIR's
@@ -205,6 +213,8 @@ def server_commands(binary, port, tls=None, static=None, access_log=None, worker
     for name in TORSIONS:
         if access_log:
             commands[name] += ["--access-log", access_log]
+        if control:
+            commands[name] += ["--control", f"unix:{control}"]
         if static:
             commands[name] += ["--static", f"/static={static}"]
     if static:
@@ -423,9 +433,9 @@ class Sampler(threading.Thread):
 
 
 class Server:
-    def __init__(self, name, binary, tls=None, static=None, access_log=None, workers=None):
+    def __init__(self, name, binary, tls=None, static=None, access_log=None, workers=None, control=None):
         self.name, self.port, self.tls = name, free_port(), tls
-        argv = server_commands(binary, self.port, tls, static, access_log, workers)[name]
+        argv = server_commands(binary, self.port, tls, static, access_log, workers, control)[name]
         # Worker processes get both cores (the load generator's too); otherwise CPU 0 alone.
         cpus = "0,1" if workers else SERVER_CPU
         env = dict(os.environ)
@@ -646,11 +656,16 @@ def run_one(name, key, binary, duration, tls=None, static=None):
         return dict(na=NGINX_ONLY_STATIC)
     if scenario.get("access_log") and name not in TORSIONS:
         return dict(na=LOG_ONLY_TORSION)
+    if scenario.get("metrics") and name not in TORSIONS:
+        return dict(na=METRICS_ONLY_TORSION)
     if scenario.get("workers") and name in NO_WORKERS:
         return dict(na=NO_WORKERS[name])
     access_log = os.path.join(os.path.dirname(static), "access.log") if scenario.get("access_log") else None
+    control = os.path.join(os.path.dirname(static), f"control-{name}.sock") if scenario.get("metrics") else None
+    if control and os.path.exists(control):
+        os.unlink(control)
     server = Server(name, binary, tls if scenario.get("tls") else None, static if scenario.get("static") else None,
-                    access_log, scenario.get("workers"))
+                    access_log, scenario.get("workers"), control)
     try:
         started = time.monotonic()
         reason = server.wait_ready()
@@ -798,6 +813,12 @@ def ratio_table(keys, results):
         r = mine["rps"] / plain["rps"] if mine and plain and "rps" in mine and plain.get("rps") else None
         lines += ["", f"Access log: Torsion's hello with the log on divided by off: {fmt_ratio(r, LOG_TARGET)}, "
                       f"target ≥ {LOG_TARGET}x, {verdict(r, LOG_TARGET)}."]
+    if "hello-metrics" in keys and "hello" in keys:
+        mine, plain = results["hello-metrics"].get("torsion"), results["hello"].get("torsion")
+        r = mine["rps"] / plain["rps"] if mine and plain and "rps" in mine and plain.get("rps") else None
+        lines += ["", f"Metrics: Torsion's hello with the control channel on (every request counted) divided by "
+                      f"off: {fmt_ratio(r, METRICS_TARGET)}, target ≥ {METRICS_TARGET}x, "
+                      f"{verdict(r, METRICS_TARGET)}."]
     if "static" in keys:
         n = ratio(results, "static", "nginx", "rps")
         lines += ["", f"Static files against nginx: Torsion/nginx {fmt_ratio(n, NGINX_TARGET)}, target ≥ "

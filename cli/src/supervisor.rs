@@ -5,8 +5,9 @@
 //! systemd does (`LISTEN_FDS`, `LISTEN_FDNAMES`, each named by its endpoint's descriptor;
 //! see `torsion_endpoints::inherited_name`), naming itself in
 //! `torsion_endpoints::SUPERVISOR_PID_VAR` in place of `LISTEN_PID`, and each worker's
-//! endpoints adopt them instead of binding. A worker says it is serving by writing to a
-//! pipe the supervisor gives it ([`READY_FD_VAR`]).
+//! endpoints adopt them instead of binding. Each worker has a link to the supervisor, a
+//! unix socket pair ([`READY_FD_VAR`]; the messages are in [`crate::ready`]): it says there
+//! that it is serving, and gets the live parameters and its role.
 //!
 //! What it does, after gunicorn's arbiter:
 //! - a worker that fails before it is serving, at start-up, stops the supervisor with exit
@@ -21,6 +22,9 @@
 //!   to start stops the roll, and the old workers keep serving;
 //! - SIGTTIN and SIGTTOU add a worker and retire the newest one (gunicorn's signals);
 //! - a worker's parent-death signal is SIGTERM, so no worker outlives a killed supervisor;
+//! - with `--control`, the supervisor serves the control channel for all the workers: it
+//!   keeps the parameters (and `--params-file`) and sends every change to each worker, and
+//!   sums their metrics; one worker at a time runs the timers, handed on once it exits;
 //! - the endpoints' background work, the ACME manager of each `txacme:` listener, runs in
 //!   the supervisor only; the workers serve the certificates and the challenge answers it
 //!   writes into the certificate directory, whichever of them the ACME server reaches;
@@ -616,7 +620,7 @@ impl<'a> Supervisor<'a> {
         crate::notify::ready("rolling restart failed; the previous workers serve");
     }
 
-    /// Starts a worker with the sockets as descriptors 3 on and its readiness pipe after
+    /// Starts a worker with the sockets as descriptors 3 on and its link (a socket) after
     /// them, and watches it.
     fn spawn(&mut self) -> Result<u64, ConfigError> {
         let id = self.next_id;

@@ -305,3 +305,32 @@ def test_sigusr1_reopens_the_access_log_of_serve(tmp_path):
         assert server.stop() == 0, server.log()
     assert "GET /environ?first " in rotated.read_text()
     assert "GET /environ?second " in log.read_text()
+
+
+def test_live_parameters_from_the_control_channel_reach_environ_and_torsion_params(tmp_path):
+    """A server in this process with a control channel: a parameter PUT there is seen by the
+    next request's environ and by torsion.params in this interpreter, and kept in the file."""
+    seen: list[Any] = []
+
+    def app(environ, start_response):
+        seen.append(environ["torsion.params"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(environ["torsion.params"].get("color")).encode()]
+
+    socket_path = tmp_path / "control.sock"
+    params_file = tmp_path / "params.json"
+    params_file.write_text('{"color": "red"}')
+    with torsion.Server(app, listen=[LOOPBACK], control=f"unix:{socket_path}",
+                        params_file=str(params_file)) as server:
+        assert get(server, "/")[2] == b"red"
+        assert torsion.params["color"] == "red"
+        put = subprocess.run(["curl", "-sS", "--unix-socket", str(socket_path), "-X", "PUT",
+                              "-d", '"blue"', "http://control/params/color"],
+                             capture_output=True, text=True, check=True)
+        assert '"previous":"red"' in put.stdout, put
+        assert get(server, "/")[2] == b"blue"
+        assert dict(torsion.params) == {"color": "blue"}
+        assert torsion.params.snapshot() is seen[-1]
+        with pytest.raises(TypeError):
+            seen[-1]["color"] = "green"  # type: ignore[index]
+    assert '"blue"' in params_file.read_text()

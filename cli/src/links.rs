@@ -193,46 +193,24 @@ fn params_line() -> String {
     )
 }
 
-/// The supervisor's `/status`.
+/// The supervisor's `/status`: [`crate::web::Status`], with the workers.
 pub(crate) struct SupervisorStatus {
     pub(crate) links: Links,
-    pub(crate) listeners: Vec<String>,
-    pub(crate) control: String,
-    pub(crate) health: Arc<torsion_wsgi::control::Health>,
-    pub(crate) started: (std::time::SystemTime, std::time::Instant),
+    pub(crate) status: crate::web::Status,
 }
 
 impl SupervisorStatus {
-    /// The whole service now, as JSON: the supervisor's version, pid, uptime and state, its
-    /// listeners and workers, and the workers' threads, queue, requests, certificates and
-    /// timers summed, with the parameters.
+    /// The whole service now, as JSON: the workers' counts summed, and each worker's id and
+    /// pid.
     pub(crate) async fn report(&self) -> serde_json::Value {
         let snapshot = self.links.gather().await;
-        let params = torsion_wsgi::params::params().snapshot();
         let workers: Vec<serde_json::Value> = self
             .links
             .workers()
             .into_iter()
             .map(|(id, pid)| serde_json::json!({"id": id, "pid": pid}))
             .collect();
-        serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "started": self.started.0.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
-            "uptime_seconds": self.started.1.elapsed().as_secs_f64(),
-            "state": if self.health.is_draining() { "draining" } else { "serving" },
-            "listeners": self.listeners,
-            "control": self.control,
-            "workers": workers,
-            "threads": snapshot.threads,
-            "threads_busy": snapshot.threads_busy,
-            "queued": snapshot.queued,
-            "in_flight": snapshot.in_flight,
-            "requests": snapshot.requests.iter().map(|c| c.count).sum::<u64>(),
-            "certificates": snapshot.certificates,
-            "timers": snapshot.timers,
-            "params": params.values,
-            "params_version": params.version,
-        })
+        self.status
+            .report(&snapshot, ("workers", serde_json::Value::Array(workers)))
     }
 }

@@ -205,10 +205,12 @@ pub(crate) fn supervise(
                 let (listener, token) = crate::web::open_control(&endpoint, token).await?;
                 let status = std::sync::Arc::new(crate::links::SupervisorStatus {
                     links: links.clone(),
-                    listeners: endpoints.iter().map(ToString::to_string).collect(),
-                    control: listener.endpoint().to_owned(),
-                    health: health.clone(),
-                    started: (std::time::SystemTime::now(), std::time::Instant::now()),
+                    status: crate::web::Status {
+                        listeners: endpoints.iter().map(ToString::to_string).collect(),
+                        control: listener.endpoint().to_owned(),
+                        health: health.clone(),
+                        started: (std::time::SystemTime::now(), std::time::Instant::now()),
+                    },
                 });
                 let gathering = links.clone();
                 let channel = torsion_wsgi::control::Control::new(token, health.clone())

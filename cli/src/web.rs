@@ -165,22 +165,21 @@ impl Running {
         let control = control.map(|(listener, token)| {
             let channel = torsion_wsgi::control::Control::new(token, health.clone());
             let metrics = reporter.clone();
-            let status = Status {
-                reporter,
+            let status = std::sync::Arc::new(Status {
                 listeners: described,
                 control: listener.endpoint().to_owned(),
-                mounted,
                 health: health.clone(),
                 started: (std::time::SystemTime::now(), std::time::Instant::now()),
-            };
-            let status = std::sync::Arc::new(status);
+            });
+            let mounts = serde_json::json!(mounted);
+            let counting = reporter;
             let channel = channel
                 .with_metrics(std::sync::Arc::new(move || {
                     let text = metrics.snapshot().render();
                     Box::pin(async move { text })
                 }))
                 .with_status(std::sync::Arc::new(move || {
-                    let report = status.report();
+                    let report = status.report(&counting.snapshot(), ("mounts", mounts.clone()));
                     Box::pin(async move { report })
                 }));
             (listener, channel)
@@ -458,23 +457,30 @@ impl PythonStart {
     }
 }
 
-/// What `GET /status` reports.
-struct Status {
-    reporter: torsion_wsgi::metrics::Reporter,
-    listeners: Vec<String>,
-    control: String,
-    mounted: Vec<String>,
-    health: std::sync::Arc<torsion_wsgi::control::Health>,
-    started: (std::time::SystemTime, std::time::Instant),
+/// What `GET /status` reports besides the counts: the same for one process and for a
+/// supervisor, which adds its workers where one process adds its mounts.
+pub(crate) struct Status {
+    /// The listeners' descriptors.
+    pub(crate) listeners: Vec<String>,
+    /// The control channel's descriptor.
+    pub(crate) control: String,
+    /// Serving or draining.
+    pub(crate) health: std::sync::Arc<torsion_wsgi::control::Health>,
+    /// When the server started, by the clock and monotonically.
+    pub(crate) started: (std::time::SystemTime, std::time::Instant),
 }
 
 impl Status {
-    /// The server now, as JSON: its version, process, uptime, listeners, mounts, Python
-    /// threads and queue, certificates, timers and parameters.
-    fn report(&self) -> serde_json::Value {
-        let snapshot = self.reporter.snapshot();
+    /// The service now, as JSON: version, process, uptime, state, listeners, `extra` (mounts,
+    /// or workers), then from `snapshot` the Python threads, queue, requests, certificates
+    /// and timers, and the parameters.
+    pub(crate) fn report(
+        &self,
+        snapshot: &torsion_wsgi::metrics::Snapshot,
+        extra: (&str, serde_json::Value),
+    ) -> serde_json::Value {
         let params = torsion_wsgi::params::params().snapshot();
-        serde_json::json!({
+        let mut report = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "started": self.started.0.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
@@ -482,7 +488,6 @@ impl Status {
             "state": if self.health.is_draining() { "draining" } else { "serving" },
             "listeners": self.listeners,
             "control": self.control,
-            "mounts": self.mounted,
             "threads": snapshot.threads,
             "threads_busy": snapshot.threads_busy,
             "queued": snapshot.queued,
@@ -492,7 +497,11 @@ impl Status {
             "timers": snapshot.timers,
             "params": params.values,
             "params_version": params.version,
-        })
+        });
+        if let Some(fields) = report.as_object_mut() {
+            fields.insert(extra.0.to_owned(), extra.1);
+        }
+        report
     }
 }
 

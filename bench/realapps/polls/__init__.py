@@ -1,0 +1,1 @@
+"""The Django tutorial's polls application: questions and their choices."""

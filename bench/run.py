@@ -464,6 +464,10 @@ class Server:
         cpus = "0,1" if workers else SERVER_CPU
         env = dict(os.environ)
         env.pop("VIRTUAL_ENV", None)
+        if name == "torsion":
+            # The binary embeds the interpreter it was built with: the venv (made by the same
+            # Python) gives it the real applications' packages, as `python` from it would.
+            env["VIRTUAL_ENV"] = VENV
         env["PATH"] = os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")
         env["PYTHONPATH"] = BENCH  # twist web does not put the current directory on sys.path
         self.log = tempfile.TemporaryFile()
@@ -476,8 +480,8 @@ class Server:
         lines = [line for line in self.log.read().decode(errors="replace").splitlines() if line.strip()]
         return lines[-1][:160] if lines else "(no output)"
 
-    def wait_ready(self, timeout=30.0):
-        """Until it accepts a connection and answers GET / with 200; else a reason."""
+    def wait_ready(self, timeout=30.0, path="/"):
+        """Until it accepts a connection and answers GET `path` with 200; else a reason."""
         deadline, last = time.monotonic() + timeout, "no answer"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -488,13 +492,13 @@ class Server:
                                                        context=ssl.create_default_context(cafile=self.tls[1]))
                 else:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/")
+                conn.request("GET", path)
                 response = conn.getresponse()
                 response.read()
                 conn.close()
                 if response.status == 200:
                     return None
-                last = f"GET / answered {response.status}"
+                last = f"GET {path} answered {response.status}"
             except (OSError, http.client.HTTPException) as e:
                 last = str(e) or type(e).__name__
             time.sleep(0.025)
@@ -694,7 +698,7 @@ def run_one(name, key, binary, duration, tls=None, static=None):
                     access_log, scenario.get("workers"), control, scenario.get("app", "apps:app"))
     try:
         started = time.monotonic()
-        reason = server.wait_ready()
+        reason = server.wait_ready(path=scenario.get("path", "/") if scenario.get("app") else "/")
         if reason:
             return dict(na=f"did not start: {reason}")
         ready = time.monotonic() - started

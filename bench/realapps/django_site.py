@@ -1,5 +1,6 @@
-"""The Django row: the polls index of the Django tutorial, on SQLite, with Django's default
-middleware off (no sessions or CSRF: a read-only page) and DEBUG off.
+"""The Django row: the polls index of the Django tutorial, on SQLite, with the tutorial
+project's middleware that needs no table (security, common, CSRF, clickjacking) and DEBUG
+off.
 
 The view reads the 25 latest questions with their choices (prefetched: two queries) and
 renders a template that loops over both. The database is made and filled at import, in a
@@ -21,7 +22,15 @@ settings.configure(
     SECRET_KEY="bench-only",
     ROOT_URLCONF=__name__,
     INSTALLED_APPS=["realapps.polls"],
-    MIDDLEWARE=[],
+    # The middleware of the tutorial's project that needs no database table (sessions and
+    # authentication do): CommonMiddleware also sets Content-Length, as every Django site's
+    # responses have it.
+    MIDDLEWARE=[
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ],
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATABASE}},
     TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
     USE_TZ=True,

@@ -264,12 +264,16 @@ impl Accept for TcpAccept {
         // Small responses must not wait for Nagle's algorithm; failure here only costs
         // latency, so it is not worth refusing the connection.
         let _ = stream.set_nodelay(true);
-        // The address the client reached (not the listener's wildcard); a dual-stack
-        // listener reports IPv4 ones as ::ffff:a.b.c.d.
-        let local = stream
-            .local_addr()
-            .map(Address::Tcp)
-            .unwrap_or_else(|_| self.local.clone());
+        // The address the client reached: the listener's own, unless it listens on a
+        // wildcard (then the kernel says which; a dual-stack listener reports IPv4 ones as
+        // ::ffff:a.b.c.d). A system call saved per connection where the address is known.
+        let local = match &self.local {
+            Address::Tcp(bound) if !bound.ip().is_unspecified() => self.local.clone(),
+            _ => stream
+                .local_addr()
+                .map(Address::Tcp)
+                .unwrap_or_else(|_| self.local.clone()),
+        };
         let peer = Address::Tcp(peer);
         Poll::Ready(Ok(Connection::tcp(
             stream,

@@ -146,19 +146,24 @@ fn main() {
         let _heartbeat = torsion_wsgi::Heartbeat::start();
         let builder = std::sync::Arc::new(torsion_wsgi::connection_builder());
         let body_64k = Bytes::from(vec![b'x'; 64 * 1024]);
-        loop {
-            let connection = listener.next_connection().await;
-            let body_64k = body_64k.clone();
-            let service = hyper::service::service_fn(move |request| {
+        // The accept loop is a task of the runtime's workers, as `torsion web`'s are, not
+        // the future of block_on, which runs on the calling thread.
+        let accepting = tokio::spawn(async move {
+            loop {
+                let connection = listener.next_connection().await;
                 let body_64k = body_64k.clone();
-                async move { Ok::<_, Infallible>(route(request, body_64k).await) }
-            });
-            let builder = builder.clone();
-            tokio::spawn(async move {
-                let _ = builder
-                    .serve_connection(TokioIo::new(connection), service)
-                    .await;
-            });
-        }
+                let service = hyper::service::service_fn(move |request| {
+                    let body_64k = body_64k.clone();
+                    async move { Ok::<_, Infallible>(route(request, body_64k).await) }
+                });
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(connection), service)
+                        .await;
+                });
+            }
+        });
+        let _ = accepting.await;
     });
 }

@@ -27,6 +27,10 @@ the ceiling run one process: n/a). There the server may run on both cores (tasks
 which the load generator shares, so the rates show what two processes gain on a two-core
 machine that also generates the load, not a server's whole capacity.
 
+The close row first checks that the server closes a connection whose request says
+`Connection: close` (RFC 9112 §9.6); one that keeps it open (uWSGI's `--http11-socket`) is
+n/a there, since wrk would then reuse its connections.
+
 hello-metrics is hello with Torsion's control channel on (`--control unix:...`), which makes
 the request path count every request for /metrics; the table divides its rate by hello's.
 hello-log is hello with Torsion's access log on (the Combined Log Format, to a file in a
@@ -575,6 +579,30 @@ def h2c_probe(scenario, port):
     return f"{no_h2(scenario)}: the request failed"
 
 
+def close_probe(port):
+    """None if the server closes the connection after answering a request that says
+    `Connection: close` (RFC 9112 §9.6: it must), else why not. A server that keeps it open
+    answers without `close`, so wrk sends its next request on the same connection and the
+    close row would measure keep-alive instead of connection set-up."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            received = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return None
+                received += chunk
+    except socket.timeout:
+        head = received.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace")
+        connection = re.search(r"(?im)^connection:\s*(\S+)", head)
+        return ("does not close the connection when the client asks (Connection: close; RFC 9112 "
+                f"§9.6 says it must): its answer says {connection.group(1) if connection else 'no Connection'} "
+                "and wrk reuses the connection, so its rate here would be keep-alive's")
+    except OSError as e:
+        return f"the close probe failed: {e}"
+
+
 def run_h2load(scenario, port, duration):
     argv = ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{scenario['connections']}", "-m10",
             "-D", str(duration), *(H2_TLS if scenario.get("tls") else []),
@@ -704,6 +732,10 @@ def run_one(name, key, binary, duration, tls=None, static=None):
         ready = time.monotonic() - started
         if scenario["kind"] == "h2":
             reason = h2c_probe(scenario, server.port)
+            if reason:
+                return dict(na=reason)
+        if key == "close":
+            reason = close_probe(server.port)
             if reason:
                 return dict(na=reason)
         sampler = Sampler(server.process.pid)

@@ -441,10 +441,7 @@ fn health_turns_503_as_soon_as_sigterm_arrives_while_requests_drain() {
         .unwrap();
     assert!(status.success());
     service.server.wait_for_log("SIGTERM received");
-    assert_eq!(
-        ask(&service, "GET", "/health", None),
-        (503, serde_json::json!({"status": "draining"}))
-    );
+    wait_for_draining(&service);
     let held = holding.join().unwrap();
     let text = String::from_utf8_lossy(&held.stdout);
     assert!(
@@ -940,5 +937,54 @@ fn the_showcase_serves_four_frameworks_static_files_and_a_timer_in_one_process()
             "time.txt never changed: {first:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn with_workers_health_turns_503_at_sigterm_while_the_workers_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let control_flag = format!("unix:{}", dir.path().join("control.sock").display());
+    let service = Service::start_in(dir, &["--workers", "2", "--control", &control_flag]);
+    service
+        .server
+        .wait_for_log("every worker is serving workers=2");
+    assert_eq!(ask(&service, "GET", "/health", None).0, 200);
+    let address = service.server.url("/hold?2");
+    let holding = std::thread::spawn(move || {
+        Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", &address])
+            .output()
+            .unwrap()
+    });
+    service.wait_for_lines("hold ", 1);
+    let status = Command::new("kill")
+        .args(["-TERM", &service.server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    service
+        .server
+        .wait_for_log("SIGTERM received: stopping the workers");
+    wait_for_draining(&service);
+    let held = holding.join().unwrap();
+    let text = String::from_utf8_lossy(&held.stdout);
+    assert!(
+        text.ends_with("\n200"),
+        "the request in flight finished: {text}"
+    );
+}
+
+/// Waits up to 5 s for the control channel's `/health` to answer 503 `draining`, while the
+/// test's slow request is still in flight (it holds the server for 2 s).
+fn wait_for_draining(service: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = ask(service, "GET", "/health", None);
+        if answer == (503, serde_json::json!({"status": "draining"})) {
+            return;
+        }
+        assert_eq!(answer.0, 200, "{answer:?}");
+        assert!(Instant::now() < deadline, "/health never said draining");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -279,10 +279,12 @@ pub(crate) fn supervise(
         loop {
             tokio::select! {
                 _ = interrupt.recv() => {
+                    health.begin_draining();
                     tracing::info!("SIGINT received: stopping the workers");
                     break;
                 }
                 _ = terminate.recv() => {
+                    health.begin_draining();
                     tracing::info!("SIGTERM received: stopping the workers");
                     break;
                 }

@@ -427,27 +427,7 @@ fn health_turns_503_as_soon_as_sigterm_arrives_while_requests_drain() {
         ask(&service, "GET", "/health", None),
         (200, serde_json::json!({"status": "serving"}))
     );
-    let address = service.server.url("/hold?2");
-    let holding = std::thread::spawn(move || {
-        Command::new("curl")
-            .args(["-sS", "-w", "\n%{http_code}", &address])
-            .output()
-            .unwrap()
-    });
-    service.wait_for_lines("hold ", 1);
-    let status = Command::new("kill")
-        .args(["-TERM", &service.server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    service.server.wait_for_log("SIGTERM received");
-    wait_for_draining(&service);
-    let held = holding.join().unwrap();
-    let text = String::from_utf8_lossy(&held.stdout);
-    assert!(
-        text.ends_with("\n200"),
-        "the request in flight finished: {text}"
-    );
+    sigterm_with_a_request_in_flight(&service, "SIGTERM received");
 }
 
 #[test]
@@ -949,6 +929,12 @@ fn with_workers_health_turns_503_at_sigterm_while_the_workers_drain() {
         .server
         .wait_for_log("every worker is serving workers=2");
     assert_eq!(ask(&service, "GET", "/health", None).0, 200);
+    sigterm_with_a_request_in_flight(&service, "SIGTERM received: stopping the workers");
+}
+
+/// Sends SIGTERM while a 2 s request is in flight; once `logged` is in the log, `/health`
+/// must say draining, and the request must then finish with 200.
+fn sigterm_with_a_request_in_flight(service: &Service, logged: &str) {
     let address = service.server.url("/hold?2");
     let holding = std::thread::spawn(move || {
         Command::new("curl")
@@ -962,10 +948,8 @@ fn with_workers_health_turns_503_at_sigterm_while_the_workers_drain() {
         .status()
         .unwrap();
     assert!(status.success());
-    service
-        .server
-        .wait_for_log("SIGTERM received: stopping the workers");
-    wait_for_draining(&service);
+    service.server.wait_for_log(logged);
+    wait_for_draining(service);
     let held = holding.join().unwrap();
     let text = String::from_utf8_lossy(&held.stdout);
     assert!(

@@ -135,12 +135,15 @@ impl Links {
         }
     }
 
-    /// The workers now: (id, pid).
-    pub(crate) fn workers(&self) -> Vec<(u64, i32)> {
-        self.links
-            .lock()
-            .map(|links| links.iter().map(|(id, link)| (*id, link.pid)).collect())
-            .unwrap_or_default()
+    /// The workers now, as `/status` lists them: `[{"id", "pid"}]`.
+    pub(crate) fn workers(&self) -> serde_json::Value {
+        let links = self.links.lock();
+        let workers = links.iter().flat_map(|links| {
+            links
+                .iter()
+                .map(|(id, link)| serde_json::json!({"id": id, "pid": link.pid}))
+        });
+        serde_json::Value::Array(workers.collect())
     }
 
     /// Every worker's metrics snapshot, summed: each is asked, and waited for up to a
@@ -191,26 +194,4 @@ fn params_line() -> String {
         "params {}\n",
         serde_json::to_string(values).unwrap_or_else(|_| "{}".into())
     )
-}
-
-/// The supervisor's `/status`: [`crate::web::Status`], with the workers.
-pub(crate) struct SupervisorStatus {
-    pub(crate) links: Links,
-    pub(crate) status: crate::web::Status,
-}
-
-impl SupervisorStatus {
-    /// The whole service now, as JSON: the workers' counts summed, and each worker's id and
-    /// pid.
-    pub(crate) async fn report(&self) -> serde_json::Value {
-        let snapshot = self.links.gather().await;
-        let workers: Vec<serde_json::Value> = self
-            .links
-            .workers()
-            .into_iter()
-            .map(|(id, pid)| serde_json::json!({"id": id, "pid": pid}))
-            .collect();
-        self.status
-            .report(&snapshot, ("workers", serde_json::Value::Array(workers)))
-    }
 }

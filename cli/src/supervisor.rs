@@ -203,25 +203,18 @@ pub(crate) fn supervise(
         let control = match control {
             Some((endpoint, token)) => {
                 let (listener, token) = crate::web::open_control(&endpoint, token).await?;
-                let status = std::sync::Arc::new(crate::links::SupervisorStatus {
-                    links: links.clone(),
-                    status: crate::web::Status {
-                        listeners: endpoints.iter().map(ToString::to_string).collect(),
-                        control: listener.endpoint().to_owned(),
-                        health: health.clone(),
-                        started: (std::time::SystemTime::now(), std::time::Instant::now()),
-                    },
-                });
-                let gathering = links.clone();
-                let channel = torsion_wsgi::control::Control::new(token, health.clone())
-                    .with_metrics(std::sync::Arc::new(move || {
+                let (gathering, listing) = (links.clone(), links.clone());
+                let channel = crate::web::control_channel(
+                    &listener,
+                    token,
+                    health.clone(),
+                    endpoints.iter().map(ToString::to_string).collect(),
+                    move || {
                         let links = gathering.clone();
-                        Box::pin(async move { links.gather().await.render() })
-                    }))
-                    .with_status(std::sync::Arc::new(move || {
-                        let status = status.clone();
-                        Box::pin(async move { status.report().await })
-                    }));
+                        async move { links.gather().await }
+                    },
+                    move || ("workers", listing.workers()),
+                );
                 Some(tokio::spawn(channel.serve(listener)))
             }
             None => None,

@@ -161,27 +161,19 @@ impl Running {
             Ok::<_, ConfigError>((listeners, control))
         })?;
         let health = std::sync::Arc::new(torsion_wsgi::control::Health::new());
-        let described: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
         let control = control.map(|(listener, token)| {
-            let channel = torsion_wsgi::control::Control::new(token, health.clone());
-            let metrics = reporter.clone();
-            let status = std::sync::Arc::new(Status {
-                listeners: described,
-                control: listener.endpoint().to_owned(),
-                health: health.clone(),
-                started: (std::time::SystemTime::now(), std::time::Instant::now()),
-            });
             let mounts = serde_json::json!(mounted);
-            let counting = reporter;
-            let channel = channel
-                .with_metrics(std::sync::Arc::new(move || {
-                    let text = metrics.snapshot().render();
-                    Box::pin(async move { text })
-                }))
-                .with_status(std::sync::Arc::new(move || {
-                    let report = status.report(&counting.snapshot(), ("mounts", mounts.clone()));
-                    Box::pin(async move { report })
-                }));
+            let channel = control_channel(
+                &listener,
+                token,
+                health.clone(),
+                endpoints.iter().map(ToString::to_string).collect(),
+                move || {
+                    let snapshot = reporter.snapshot();
+                    async move { snapshot }
+                },
+                move || ("mounts", mounts.clone()),
+            );
             (listener, channel)
         });
         let addresses = listeners
@@ -457,24 +449,56 @@ impl PythonStart {
     }
 }
 
-/// What `GET /status` reports besides the counts: the same for one process and for a
-/// supervisor, which adds its workers where one process adds its mounts.
-pub(crate) struct Status {
-    /// The listeners' descriptors.
-    pub(crate) listeners: Vec<String>,
-    /// The control channel's descriptor.
-    pub(crate) control: String,
-    /// Serving or draining.
-    pub(crate) health: std::sync::Arc<torsion_wsgi::control::Health>,
+/// The control channel on `listener` (with `token`, reporting `health`), for one process
+/// or for a supervisor: `/metrics` renders what `snapshot` gives (this process's counts, or
+/// the sum of the workers'), and `/status` adds the listeners and `extra` (the mounts, or
+/// the workers).
+pub(crate) fn control_channel<F, S, E>(
+    listener: &torsion_endpoints::Listener,
+    token: Option<String>,
+    health: std::sync::Arc<torsion_wsgi::control::Health>,
+    listeners: Vec<String>,
+    snapshot: F,
+    extra: E,
+) -> torsion_wsgi::control::Control
+where
+    F: Fn() -> S + Send + Sync + 'static,
+    S: std::future::Future<Output = torsion_wsgi::metrics::Snapshot> + Send + 'static,
+    E: Fn() -> (&'static str, serde_json::Value) + Send + Sync + 'static,
+{
+    let status = std::sync::Arc::new(Status {
+        listeners,
+        control: listener.endpoint().to_owned(),
+        health: health.clone(),
+        started: (std::time::SystemTime::now(), std::time::Instant::now()),
+    });
+    let snapshot = std::sync::Arc::new(snapshot);
+    let counting = snapshot.clone();
+    torsion_wsgi::control::Control::new(token, health)
+        .with_metrics(std::sync::Arc::new(move || {
+            let snapshot = snapshot();
+            Box::pin(async move { snapshot.await.render() })
+        }))
+        .with_status(std::sync::Arc::new(move || {
+            let (snapshot, status, extra) = (counting(), status.clone(), extra());
+            Box::pin(async move { status.report(&snapshot.await, extra) })
+        }))
+}
+
+/// What `GET /status` reports besides the counts.
+struct Status {
+    listeners: Vec<String>,
+    control: String,
+    health: std::sync::Arc<torsion_wsgi::control::Health>,
     /// When the server started, by the clock and monotonically.
-    pub(crate) started: (std::time::SystemTime, std::time::Instant),
+    started: (std::time::SystemTime, std::time::Instant),
 }
 
 impl Status {
     /// The service now, as JSON: version, process, uptime, state, listeners, `extra` (mounts,
     /// or workers), then from `snapshot` the Python threads, queue, requests, certificates
     /// and timers, and the parameters.
-    pub(crate) fn report(
+    fn report(
         &self,
         snapshot: &torsion_wsgi::metrics::Snapshot,
         extra: (&str, serde_json::Value),

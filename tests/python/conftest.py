@@ -8,6 +8,7 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -70,6 +71,13 @@ class Started:
 
     def log(self) -> str:
         return "\n".join(self.lines)
+
+    def wait_for_log(self, needle: str, timeout: float = 30.0) -> None:
+        """Wait until the log has a line with ``needle``; fail with the log after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.log():
+            assert time.monotonic() < deadline, self.log()
+            time.sleep(0.01)
 
     def stop(self, sig: int = signal.SIGINT) -> int:
         self.process.send_signal(sig)

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -178,10 +177,7 @@ def test_workers_run_the_venvs_interpreter(venv):
     command = [str(path / "bin" / "torsion"), "web", "--wsgi", "probe:application", "--workers", "2",
                "--listen", "tcp:0:interface=127.0.0.1"]
     with Started(command, APPS, clean_env(path)) as server:
-        deadline = time.monotonic() + 30
-        while "every worker is serving workers=2" not in server.log():
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.01)
+        server.wait_for_log("every worker is serving workers=2")
         report = json.loads(server.get("/environ"))
         assert report["sys.prefix"] == str(path)
         assert report["wsgi.multiprocess"] is True
@@ -202,10 +198,7 @@ def test_a_config_file_asking_for_workers_makes_the_same_process_their_superviso
     command = [str(path / "bin" / "torsion"), "web", "--config", str(config),
                "--listen", "tcp:0:interface=127.0.0.1"]
     with Started(command, APPS, clean_env(path)) as server:
-        deadline = time.monotonic() + 30
-        while "every worker is serving workers=2" not in server.log():
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.01)
+        server.wait_for_log("every worker is serving workers=2")
         report = json.loads(server.get("/environ"))
         assert report["wsgi.multiprocess"] is True
         assert report["pid"] != server.process.pid

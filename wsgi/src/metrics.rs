@@ -344,10 +344,10 @@ impl Snapshot {
     /// The snapshot in Prometheus' text format (OpenMetrics 1.0, as the
     /// `prometheus-client` crate encodes it; serve it as
     /// `application/openmetrics-text; version=1.0.0; charset=utf-8`).
-    pub fn render(&self) -> String {
+    pub fn render(self) -> String {
         let mut text = String::new();
         let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(Collected(self.clone())));
+        registry.register_collector(Box::new(Collected(self)));
         if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
             let _ = writeln!(text, "# EOF");
         }

@@ -583,11 +583,12 @@ impl AcmeManager {
                     r.next_attempt = None;
                 });
                 match outcome {
-                    Ok(_) => {
+                    Ok(issued) => {
                         failures.remove(&name);
-                        let (due, _) = self.due_at(&name, SystemTime::now()).await;
-                        wake_at = wake_at.min(due);
-                        note(&name, |r| r.next_attempt = Some(due));
+                        // Due again by lifetime (the check every 12 hours comes sooner, and
+                        // asks ARI then); renewed by another server: the next pass says.
+                        let due = issued.map(|facts| facts.renewal_due_at());
+                        note(&name, |r| r.next_attempt = due);
                     }
                     Err(err) => {
                         let attempts = failures.get(&name).map_or(1, |(n, _)| n + 1);

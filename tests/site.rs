@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use common::{Server, environ, fixtures, text, torsion, venv};
+use common::{Server, environ, fixtures, read_response, send, text, torsion, venv};
 
 /// `torsion web` with the test venv active (for the frameworks), in `fixtures/apps`.
 fn with_frameworks(args: &[&str]) -> Server {
@@ -780,6 +780,121 @@ fn forwarded_fields_count_only_from_trusted_proxies() {
         );
     }
     assert!(refused(&["--forwarded-allow-ips", "10.0.0.0/40"]).contains("is not an IP network"));
+}
+
+/// The connection's environ entries are made once and copied for each of its requests:
+/// on one keep-alive connection from a trusted proxy, each request still sees the client
+/// it names (a request naming none sees the proxy itself, with its own port) and the host
+/// it names (one without a Host field has no `HTTP_HOST`, and the listener's address).
+#[test]
+fn each_request_of_one_connection_sees_its_own_client_and_host() {
+    let dir = files();
+    let server = static_server(dir.path(), &["--forwarded-allow-ips", "127.0.0.1"]);
+    let mut stream = server.connect();
+    let own_port = stream.local_addr().unwrap().port().to_string();
+    let server_port = stream.peer_addr().unwrap().port().to_string();
+    let proxy = Some(own_port.as_str());
+    // (Host field, Forwarded field): REMOTE_ADDR, REMOTE_PORT, wsgi.url_scheme,
+    // HTTP_HOST, SERVER_NAME, SERVER_PORT.
+    type Case<'a> = ((Option<&'a str>, Option<&'a str>), [Option<&'a str>; 6]);
+    let cases: [Case<'_>; 6] = [
+        (
+            (Some("test"), None),
+            [
+                Some("127.0.0.1"),
+                proxy,
+                Some("http"),
+                Some("test"),
+                Some("test"),
+                Some("80"),
+            ],
+        ),
+        (
+            (Some("test"), Some("for=203.0.113.9;proto=https")),
+            [
+                Some("203.0.113.9"),
+                None,
+                Some("https"),
+                Some("test"),
+                Some("test"),
+                Some("443"),
+            ],
+        ),
+        (
+            (Some("other.example:8080"), None),
+            [
+                Some("127.0.0.1"),
+                proxy,
+                Some("http"),
+                Some("other.example:8080"),
+                Some("other.example"),
+                Some("8080"),
+            ],
+        ),
+        (
+            (None, Some("for=\"198.51.100.2:81\"")),
+            [
+                Some("198.51.100.2"),
+                Some("81"),
+                Some("http"),
+                None,
+                Some("127.0.0.1"),
+                Some(server_port.as_str()),
+            ],
+        ),
+        (
+            (Some("test"), None),
+            [
+                Some("127.0.0.1"),
+                proxy,
+                Some("http"),
+                Some("test"),
+                Some("test"),
+                Some("80"),
+            ],
+        ),
+        (
+            (None, None),
+            [
+                Some("127.0.0.1"),
+                proxy,
+                Some("http"),
+                None,
+                Some("127.0.0.1"),
+                Some(server_port.as_str()),
+            ],
+        ),
+    ];
+    let keys = [
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "wsgi.url_scheme",
+        "HTTP_HOST",
+        "SERVER_NAME",
+        "SERVER_PORT",
+    ];
+    for ((host, forwarded), expected) in cases {
+        // HTTP/1.0 with keep-alive where there is no Host field: HTTP/1.1 requires one.
+        let mut request = match host {
+            Some(host) => format!("GET /environ HTTP/1.1\r\nHost: {host}\r\n"),
+            None => "GET /environ HTTP/1.0\r\nConnection: keep-alive\r\n".to_owned(),
+        };
+        if let Some(forwarded) = forwarded {
+            request.push_str(&format!("Forwarded: {forwarded}\r\n"));
+        }
+        request.push_str("\r\n");
+        send(&mut stream, &request);
+        let (head, body) = read_response(&mut stream);
+        assert!(head.contains(" 200 "), "{head}");
+        let seen = environ(&String::from_utf8(body).unwrap());
+        for (key, value) in keys.iter().zip(expected) {
+            assert_eq!(
+                seen.get(*key).and_then(|v| v.as_str()),
+                value,
+                "{key} for {host:?}, {forwarded:?}"
+            );
+        }
+    }
 }
 
 #[test]

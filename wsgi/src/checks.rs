@@ -123,6 +123,37 @@ pub(crate) fn frame_for(version: Version, response: &mut Response<ResponseBody>)
     }
 }
 
+/// The bytes of a reg-name (RFC 3986 §3.2.2: unreserved, sub-delims, and `%` of
+/// pct-encoded), as a table: this runs on every request.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        byte += 1;
+    }
+    table
+};
+
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a
 /// reg-name, an IPv4 address, or an IPv6 literal in brackets; no userinfo, no spaces.
 /// An empty value is allowed (RFC 9110 §7.2, a target with no authority).
@@ -150,9 +181,7 @@ pub(crate) fn is_host(value: &[u8]) -> bool {
             None => (value, None),
         },
     };
-    let reg_name = host
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(b));
+    let reg_name = host.iter().all(|b| REG_NAME[usize::from(*b)]);
     let port = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
     reg_name && port
 }

@@ -76,9 +76,9 @@ mod timers;
 
 pub use access_log::{AccessLog, Destination, LogFormat};
 pub use body::{BodyAborted, ResponseBody};
-pub use bridge::Bridge;
 pub use bridge::application::Application;
 pub use bridge::interpreter::{LoadError, PythonOptions, describe, initialize};
+pub use bridge::{Bridge, Channel};
 pub use config::{Protocols, ServerConfig};
 pub use forwarded::ForwardedTrust;
 pub use runtime::{Heartbeat, runtime_builder};

@@ -17,6 +17,7 @@ use torsion_endpoints::ConnectionInfo;
 
 use crate::access_log;
 use crate::body::ResponseBody;
+use crate::bridge::Channel;
 use crate::checks;
 use crate::config::Protocols;
 use crate::linger::Lingering;
@@ -222,6 +223,7 @@ async fn accept_loop(
         };
         let info = Arc::new(connection.info().clone());
         let peer = info.peer.clone();
+        let channel = Arc::new(Channel::new(info));
         let site = site.clone();
         let connection = Lingering::new(connection);
         let expect_more = connection.expect_more();
@@ -232,7 +234,7 @@ async fn accept_loop(
             .map(|m| m.connection_opened());
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let site = site.clone();
-            let info = info.clone();
+            let channel = channel.clone();
             let expect_more = expect_more.clone();
             if let Some(open) = &open {
                 open.speaks(request.version());
@@ -246,19 +248,19 @@ async fn accept_loop(
                     .map(|metrics| metrics.request_started(request.method()));
                 let mut request = request;
                 // Behind a trusted proxy: the client, as the proxy names it.
-                let info = if config.forwarded_allow.is_empty() {
-                    info
+                let channel = if config.forwarded_allow.is_empty() {
+                    channel
                 } else {
-                    config
-                        .forwarded_allow
-                        .apply(&mut request, &info)
-                        .unwrap_or(info)
+                    match config.forwarded_allow.apply(&mut request, channel.info()) {
+                        Some(info) => Arc::new(Channel::new(info)),
+                        None => channel,
+                    }
                 };
                 let pending = config
                     .access_log
                     .as_ref()
-                    .map(|_| access_log::Pending::new(&request, &info));
-                let mut response = answer(&site, request, info, &expect_more).await;
+                    .map(|_| access_log::Pending::new(&request, channel.info()));
+                let mut response = answer(&site, request, channel, &expect_more).await;
                 if let Some(served) = &config.served {
                     served.fetch_add(1, Ordering::Relaxed);
                 }
@@ -305,18 +307,18 @@ async fn accept_loop(
 async fn answer(
     site: &Site,
     request: hyper::Request<Incoming>,
-    info: Arc<ConnectionInfo>,
+    channel: Arc<Channel>,
     expect_more: &std::sync::atomic::AtomicBool,
 ) -> Response<ResponseBody> {
     if let Some(answer) = checks::answer(&request) {
         return answer;
     }
-    if let Some(answer) = http01(&request, &info) {
+    if let Some(answer) = http01(&request, channel.info()) {
         return answer;
     }
     let version = request.version();
     let has_body = !hyper::body::Body::is_end_stream(request.body());
-    let mut response = site.handle(request, info).await;
+    let mut response = site.handle(request, channel).await;
     checks::frame_for(version, &mut response);
     // A close after a body the server may not have read to its end: the rest
     // may still be coming, so the close lingers (see linger.rs).

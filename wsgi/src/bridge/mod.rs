@@ -10,6 +10,7 @@
 //! module joins them into [`Bridge`], which runs them on the [`crate::pool`].
 
 pub(crate) mod application;
+pub(crate) mod channel;
 pub(crate) mod environ;
 pub(crate) mod head;
 pub(crate) mod input;
@@ -28,9 +29,9 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use tokio::sync::oneshot;
-use torsion_endpoints::ConnectionInfo;
 
 use self::application::Application;
+pub use self::channel::Channel;
 use self::environ::Constants;
 use self::input::{ClientFault, Fault, Input, Pace, RequestBody, read_ahead};
 use self::interpreter::{LoadError, describe};
@@ -66,7 +67,7 @@ struct Job {
     parts: http::request::Parts,
     body: RequestBody,
     pace: Pace,
-    info: Arc<ConnectionInfo>,
+    channel: Arc<Channel>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -135,12 +136,14 @@ impl Bridge {
             )?;
             let applications = applications
                 .iter()
-                .map(|(script_name, application)| Mounted {
-                    object: application.object.clone_ref(py),
-                    script_name: environ::latin1(py, script_name.as_bytes()).unbind(),
-                    prefix: script_name.len(),
+                .map(|(script_name, application)| {
+                    Ok(Mounted {
+                        object: application.object.clone_ref(py),
+                        script_name: environ::latin1(py, script_name.as_bytes())?.unbind(),
+                        prefix: script_name.len(),
+                    })
                 })
-                .collect();
+                .collect::<PyResult<_>>()?;
             Ok(Arc::new(Worker {
                 applications,
                 constants,
@@ -205,7 +208,7 @@ impl Bridge {
         &self,
         app: usize,
         request: http::Request<Incoming>,
-        info: Arc<ConnectionInfo>,
+        channel: Arc<Channel>,
     ) -> Response<ResponseBody> {
         let declared = request
             .headers()
@@ -236,7 +239,7 @@ impl Bridge {
                 tracing::info!(
                     method = %parts.method,
                     path = parts.uri.path(),
-                    peer = %info.peer,
+                    peer = %channel.info.peer,
                     "the client's request body failed before the application was called: answering {}",
                     response.status()
                 );
@@ -245,9 +248,13 @@ impl Bridge {
         };
         let (reply, response) = oneshot::channel();
         // The connection is the lane: its requests are served in turn with the others'.
-        let lane = Arc::as_ptr(&info) as usize;
+        let lane = Arc::as_ptr(&channel) as usize;
         // For the log, should the unread rest of the body fail: reference counts, no copy.
-        let (method, uri, connection) = (parts.method.clone(), parts.uri.clone(), info.clone());
+        let (method, uri, connection) = (
+            parts.method.clone(),
+            parts.uri.clone(),
+            channel.info.clone(),
+        );
         match self.pool.submit(
             lane,
             Work::Request(Job {
@@ -255,7 +262,7 @@ impl Bridge {
                 parts,
                 body,
                 pace,
-                info,
+                channel,
                 reply,
             }),
         ) {
@@ -330,7 +337,7 @@ impl Worker {
             parts,
             body,
             pace,
-            info,
+            channel,
             reply,
         } = job;
         if reply.is_closed() {
@@ -373,7 +380,7 @@ impl Worker {
             let environ = environ::build(
                 py,
                 &parts,
-                &info,
+                &channel,
                 &self.constants,
                 application.script_name.bind(py),
                 application.prefix,

@@ -16,13 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode;
-use torsion_endpoints::ConnectionInfo;
 
 use self::files::Files;
 use crate::body::{ResponseBody, plain};
-use crate::bridge::Bridge;
 use crate::bridge::application::Application;
 use crate::bridge::interpreter::LoadError;
+use crate::bridge::{Bridge, Channel};
 use crate::config::ServerConfig;
 use crate::timers::Timer;
 
@@ -269,7 +268,7 @@ impl Site {
     pub(crate) async fn handle(
         &self,
         request: http::Request<Incoming>,
-        info: Arc<ConnectionInfo>,
+        channel: Arc<Channel>,
     ) -> Response<ResponseBody> {
         let raw = request.uri().path();
         let path: Cow<'_, [u8]> = if raw.contains('%') {
@@ -285,7 +284,7 @@ impl Site {
                 let Some(bridge) = &self.bridge else {
                     unreachable!("a site with an application has a bridge");
                 };
-                bridge.handle(*app, request, info).await
+                bridge.handle(*app, request, channel).await
             }
             Target::Files(files) => files.serve(&request, &path[route.prefix.len()..]).await,
         }

@@ -204,18 +204,35 @@ impl Bridge {
     ///
     /// # Panics
     /// If `app` is not an index of the list the bridge was made with.
-    pub async fn handle(
+    pub fn handle(
         &self,
         app: usize,
         request: http::Request<Incoming>,
         channel: Arc<Channel>,
-    ) -> Response<ResponseBody> {
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + '_ {
+        // Taken apart before the future is made, so that the future holds the parts and
+        // not the request as well: it is moved as it is made, at every layer above.
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.config.max_body_size) {
+        let too_large = declared.is_some_and(|n| n > self.config.max_body_size);
+        let (parts, body) = request.into_parts();
+        self.serve(app, parts, body, channel, too_large)
+    }
+
+    /// [`Bridge::handle`] once the request is taken apart; `too_large` when its declared
+    /// body is over the limit.
+    async fn serve(
+        &self,
+        app: usize,
+        parts: http::request::Parts,
+        body: Incoming,
+        channel: Arc<Channel>,
+        too_large: bool,
+    ) -> Response<ResponseBody> {
+        if too_large {
             return too_large_response(self.config.max_body_size);
         }
         let pace = Pace {
@@ -224,7 +241,6 @@ impl Bridge {
             min_rate: self.config.min_upload_rate,
             grace: self.config.upload_grace,
         };
-        let (parts, body) = request.into_parts();
         let body = match read_ahead(
             body,
             self.config.request_buffer_size,
@@ -462,21 +478,22 @@ impl Worker {
         };
         let whole = result.cast::<PyList>().is_ok() || result.cast::<PyTuple>().is_ok();
         if whole && !start_response.get().lock()?.sender.started() {
-            let mut collected: Option<Bytes> = None;
-            let mut buffer = BytesMut::new();
-            for item in result.try_iter()? {
-                let chunk = body_chunk(&item?)?;
-                match collected.take() {
-                    None if buffer.is_empty() => collected = Some(chunk),
-                    previous => {
-                        if let Some(previous) = previous {
-                            buffer.extend_from_slice(&previous);
-                        }
-                        buffer.extend_from_slice(&chunk);
-                    }
+            let mut whole = Whole::default();
+            // A plain list or tuple is read in place, without an iterator object.
+            if let Ok(list) = result.cast_exact::<PyList>() {
+                for item in list.iter() {
+                    whole.add(body_chunk(&item)?);
+                }
+            } else if let Ok(tuple) = result.cast_exact::<PyTuple>() {
+                for item in tuple.iter() {
+                    whole.add(body_chunk(&item)?);
+                }
+            } else {
+                for item in result.try_iter()? {
+                    whole.add(body_chunk(&item?)?);
                 }
             }
-            return finish(collected.unwrap_or_else(|| buffer.freeze()));
+            return finish(whole.into_bytes());
         }
         for item in result.try_iter()? {
             let chunk = body_chunk(&item?)?;
@@ -555,6 +572,32 @@ impl Worker {
         let _ = responder
             .sender
             .send_whole(plain(StatusCode::INTERNAL_SERVER_ERROR, &body));
+    }
+}
+
+/// A body given whole (a list or tuple), gathered: one item is kept as it is, several
+/// are joined.
+#[derive(Default)]
+struct Whole {
+    first: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl Whole {
+    fn add(&mut self, chunk: Bytes) {
+        match self.first.take() {
+            None if self.joined.is_empty() => self.first = Some(chunk),
+            first => {
+                if let Some(first) = first {
+                    self.joined.extend_from_slice(&first);
+                }
+                self.joined.extend_from_slice(&chunk);
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.first.unwrap_or_else(|| self.joined.freeze())
     }
 }
 

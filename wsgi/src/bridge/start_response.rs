@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::head::{Fields, Head, HeadError, check_status};
 use super::responder::Responder;
@@ -115,28 +115,41 @@ fn native_str<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<std::borr
 pub(crate) fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
     let (status, reason) = check_status(&native_str(status, "status")?)?;
     let mut fields = Fields::default();
-    for item in headers.try_iter().map_err(|_| {
-        PyTypeError::new_err(
-            "start_response(): response_headers must be a list of (name, value) tuples",
-        )
-    })? {
-        let item = item?;
-        let pair = item
-            .cast::<PyTuple>()
-            .ok()
-            .filter(|t| t.len() == 2)
-            .ok_or_else(|| {
-                PyTypeError::new_err(format!(
-                    "start_response(): each header must be a (name, value) tuple, not {}",
-                    item.repr().map(|r| r.to_string()).unwrap_or_default()
-                ))
-            })?;
-        let name_item = pair.get_item(0)?;
-        let value_item = pair.get_item(1)?;
-        fields.add(
-            &native_str(&name_item, "a header name")?,
-            &native_str(&value_item, "a header value")?,
-        )?;
+    // A plain list, as PEP 3333 asks, is read in place; any other iterable through the
+    // iterator protocol.
+    if let Ok(list) = headers.cast_exact::<PyList>() {
+        for item in list.iter() {
+            add_field(&mut fields, &item)?;
+        }
+    } else {
+        for item in headers.try_iter().map_err(|_| {
+            PyTypeError::new_err(
+                "start_response(): response_headers must be a list of (name, value) tuples",
+            )
+        })? {
+            add_field(&mut fields, &item?)?;
+        }
     }
     Ok(fields.into_head(status, reason))
+}
+
+/// Checks and adds one `(name, value)` item of `response_headers`.
+fn add_field(fields: &mut Fields, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    let pair = item
+        .cast::<PyTuple>()
+        .ok()
+        .filter(|t| t.len() == 2)
+        .ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "start_response(): each header must be a (name, value) tuple, not {}",
+                item.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?;
+    let name = pair.get_borrowed_item(0)?;
+    let value = pair.get_borrowed_item(1)?;
+    fields.add(
+        &native_str(&name, "a header name")?,
+        &native_str(&value, "a header value")?,
+    )?;
+    Ok(())
 }

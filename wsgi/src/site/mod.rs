@@ -10,8 +10,11 @@
 pub mod files;
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
@@ -265,28 +268,80 @@ impl Site {
     }
 
     /// Serves one request with the resource its path leads to, or 404.
-    pub(crate) async fn handle(
+    ///
+    /// The route is chosen before the future is made, and the future is the application's
+    /// own (or the file server's, boxed): no layer of its own that would hold the request
+    /// a second time, and be moved as it is made, on every request.
+    pub(crate) fn handle(
         &self,
         request: http::Request<Incoming>,
         channel: Arc<Channel>,
-    ) -> Response<ResponseBody> {
-        let raw = request.uri().path();
-        let path: Cow<'_, [u8]> = if raw.contains('%') {
-            percent_decode(raw.as_bytes()).into()
-        } else {
-            Cow::Borrowed(raw.as_bytes())
-        };
+    ) -> Handling<'_, impl Future<Output = Response<ResponseBody>> + Send + '_> {
+        let path = decoded(request.uri().path());
         let Some(route) = self.route(&path) else {
-            return plain(StatusCode::NOT_FOUND, "Not Found\n");
+            return Handling::Ready {
+                response: Some(plain(StatusCode::NOT_FOUND, "Not Found\n")),
+            };
         };
         match &route.target {
-            Target::Application(app) => {
-                let Some(bridge) = &self.bridge else {
-                    unreachable!("a site with an application has a bridge");
-                };
-                bridge.handle(*app, request, channel).await
+            Target::Application(app) => match &self.bridge {
+                Some(bridge) => Handling::Application {
+                    future: bridge.handle(*app, request, channel),
+                },
+                None => Handling::Ready {
+                    response: Some(plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal Server Error\n",
+                    )),
+                },
+            },
+            Target::Files(files) => {
+                let prefix = route.prefix.len();
+                Handling::Files {
+                    future: Box::pin(async move {
+                        let path = decoded(request.uri().path());
+                        files.serve(&request, &path[prefix..]).await
+                    }),
+                }
             }
-            Target::Files(files) => files.serve(&request, &path[route.prefix.len()..]).await,
+        }
+    }
+}
+
+/// The request's path, percent-decoded (borrowed when it has no escapes).
+fn decoded(raw: &str) -> Cow<'_, [u8]> {
+    if raw.contains('%') {
+        percent_decode(raw.as_bytes()).into()
+    } else {
+        Cow::Borrowed(raw.as_bytes())
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer [`Site::handle`] is making: an application's, the file server's, or one
+    /// ready at once.
+    #[project = HandlingProjection]
+    pub(crate) enum Handling<'a, A> {
+        /// An application's answer, through the bridge.
+        Application { #[pin] future: A },
+        /// A file's.
+        Files { future: Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send + 'a>> },
+        /// Known without waiting (404); `None` once given.
+        Ready { response: Option<Response<ResponseBody>> },
+    }
+}
+
+impl<A: Future<Output = Response<ResponseBody>>> Future for Handling<'_, A> {
+    type Output = Response<ResponseBody>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            HandlingProjection::Application { future } => future.poll(cx),
+            HandlingProjection::Files { future } => future.as_mut().poll(cx),
+            HandlingProjection::Ready { response } => Poll::Ready(response.take().unwrap_or_else(
+                // Polled again after its answer: a caller's mistake, answered, not a panic.
+                || plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
+            )),
         }
     }
 }

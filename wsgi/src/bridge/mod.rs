@@ -196,7 +196,10 @@ impl Bridge {
     /// [`ServerConfig::request_buffer_size`] bytes on the event loop (408, 400 or 413 if
     /// the client fails at it); then queues the request for a Python thread and waits for
     /// the response head. `PATH_INFO` is the decoded path after the application's
-    /// `SCRIPT_NAME` (PEP 3333, "environ Variables").
+    /// `SCRIPT_NAME` (PEP 3333, "environ Variables"). `channel` is the connection the
+    /// request came on: one [`Channel`] for all of a connection's requests, so that their
+    /// environs share its entries, and a new one for a request whose client a trusted proxy
+    /// names.
     ///
     /// ACME http-01 validations are not answered here but by [`serve`](crate::serve),
     /// before any request reaches the bridge; a server that calls this from its own loop

@@ -1,7 +1,8 @@
 //! Certificates obtained and renewed over ACME v2 (RFC 8555) with instant-acme (feature
 //! `acme`): the kinds `txacme:DIR:<inner>`, `le:DIR:<inner>` and `lets:DIR:<inner>`, the
 //! directory store, the manager that keeps it fresh, the challenge tables an HTTP server
-//! consults, and the one-shot operations behind `torsion certs`.
+//! consults, and the one-shot operations behind `torsion certs`. With feature `redis`,
+//! [`redis::RedisStore`] keeps certificates, locks and challenges in Redis for a fleet.
 //!
 //! ```text
 //! AcmeEndpoint::listen ─► CertificateStore (DIR/<name>.pem, acme-account.key, lock)
@@ -16,6 +17,8 @@ mod challenge;
 mod client;
 mod endpoint;
 mod manager;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod settings;
 mod store;
 

@@ -1,0 +1,531 @@
+//! A certificate store in Redis (feature `redis`), shared by every server of a fleet: the
+//! certificates, the ACME account key, one lock per name with a fencing token, the answers
+//! to pending challenges, and a channel that tells every server what changed.
+//!
+//! Keys, under a prefix (`torsion:acme` unless `prefix=` says otherwise), so that several
+//! sites can share one Redis:
+//!
+//! | key | value |
+//! |---|---|
+//! | `<prefix>:cert:<name>` | the key, the leaf and its chain, in PEM |
+//! | `<prefix>:written:<name>` | the fencing token the certificate was written under |
+//! | `<prefix>:lock:<name>` | the lock holder's random token, with an expiry |
+//! | `<prefix>:fence:<name>` | the last fencing token handed out (a counter) |
+//! | `<prefix>:account` | the ACME account key, in PEM |
+//! | `<prefix>:challenge:<kind>:<key>` | a challenge answer, with an expiry |
+//!
+//! Changes are published on `<prefix>:changes` as `cert <name>`, `challenge <kind> <key>`
+//! and `withdrawn <kind> <key>`.
+//!
+//! The lock follows Redis's single-instance recipe: `SET NX PX` with a random token, extended
+//! and released only by a script that first checks the token. A lock can expire under a
+//! holder that stalled, so each lock also hands out a fencing token (Martin Kleppmann's
+//! term), one higher than any before for that name; a certificate is written only with a
+//! token at least as high as the one it replaces, so a holder whose lock ran out cannot
+//! overwrite a newer certificate.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+/// The prefix of every key when the descriptor gives none.
+pub const DEFAULT_PREFIX: &str = "torsion:acme";
+
+/// How long a connection, a command or a subscription may take before it counts as failed.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Takes the lock if it is free, and hands out the next fencing token.
+/// KEYS: lock, fence. ARGV: token, milliseconds. Returns the fencing token, or 0.
+const ACQUIRE: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \
+    return redis.call('INCR', KEYS[2]) else return 0 end";
+
+/// Extends the lock if it is still the caller's. KEYS: lock. ARGV: token, milliseconds.
+const EXTEND: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
+/// Deletes the lock if it is still the caller's. KEYS: lock. ARGV: token.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// Writes a certificate unless one written under a higher fencing token is there, and
+/// announces it. KEYS: cert, written. ARGV: pem, fence, channel, message. Returns 1 if
+/// written, 0 if refused.
+const WRITE_FENCED: &str = "local seen = tonumber(redis.call('GET', KEYS[2]) or '0') \
+    if tonumber(ARGV[2]) < seen then return 0 end \
+    redis.call('SET', KEYS[1], ARGV[1]) \
+    redis.call('SET', KEYS[2], ARGV[2]) \
+    redis.call('PUBLISH', ARGV[3], ARGV[4]) \
+    return 1";
+
+/// Why a Redis store operation failed: the store's address and what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis store {url}: {message}")]
+pub struct StoreError {
+    /// The store's URL, with any password left out.
+    pub url: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// A lock on one name, held until it expires or is released; carries the fencing token
+/// that certificates written under it are stamped with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The name locked.
+    pub name: String,
+    /// This holder's random token: only it can extend or release the lock.
+    pub token: String,
+    /// One higher than the token of every earlier lock on the name.
+    pub fence: u64,
+}
+
+/// What changed in the store, as published on its channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new certificate for the name.
+    Certificate(String),
+    /// A challenge answer was put: its kind (`http-01`, `tls-alpn-01`) and key.
+    Challenge(String, String),
+    /// A challenge answer was withdrawn.
+    Withdrawn(String, String),
+    /// The subscription was lost and made again: changes may have been missed, so whatever
+    /// mirrors the store should read it again.
+    Resync,
+}
+
+impl Change {
+    fn parse(message: &str) -> Option<Change> {
+        let mut words = message.split(' ');
+        let change = match (words.next()?, words.next(), words.next()) {
+            ("cert", Some(name), None) => Change::Certificate(name.to_owned()),
+            ("challenge", Some(kind), Some(key)) => {
+                Change::Challenge(kind.to_owned(), key.to_owned())
+            }
+            ("withdrawn", Some(kind), Some(key)) => {
+                Change::Withdrawn(kind.to_owned(), key.to_owned())
+            }
+            _ => return None,
+        };
+        words.next().is_none().then_some(change)
+    }
+}
+
+/// A certificate store in one Redis database (see the module's documentation for its keys).
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    connection: ConnectionManager,
+    prefix: String,
+    url: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with the password, if any, replaced by `***`, for messages and logs.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://[:password@]host[:port][/db]`, or
+    /// `rediss://` for TLS, verified against the system's roots or `ca`, PEM), with keys
+    /// under `prefix`. The connection is made again by itself after it is lost.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the URL is not a Redis URL, `ca` is not PEM, or the server cannot
+    /// be reached, or refuses the password, within 5 s.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        ca: Option<&[u8]>,
+    ) -> Result<RedisStore, StoreError> {
+        let shown = redacted(url);
+        let fail = |message: String| StoreError {
+            url: shown.clone(),
+            message,
+        };
+        let client = match ca {
+            Some(ca) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.to_vec()),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| fail(format!("not a usable Redis URL: {e} (expected redis://[:password@]host[:port][/db] or rediss://...)")))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(2);
+        let connection = tokio::time::timeout(
+            TIMEOUT * 2,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| fail(format!("no answer within {} s", (TIMEOUT * 2).as_secs())))?
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
+        Ok(RedisStore {
+            client,
+            connection,
+            prefix: prefix.to_owned(),
+            url: shown,
+        })
+    }
+
+    fn key(&self, kind: &str, rest: &str) -> String {
+        format!("{}:{kind}:{rest}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:changes", self.prefix)
+    }
+
+    fn fail(&self, what: &str, err: redis::RedisError) -> StoreError {
+        StoreError {
+            url: self.url.clone(),
+            message: format!("cannot {what}: {err}"),
+        }
+    }
+
+    /// The PEM stored for `name`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        connection
+            .get(self.key("cert", name))
+            .await
+            .map_err(|e| self.fail(&format!("read the certificate of {name}"), e))
+    }
+
+    /// The names with a stored certificate, sorted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn names(&self) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}:cert:*", self.prefix);
+        let start = pattern.len() - 1;
+        let mut names = Vec::new();
+        let mut keys = connection
+            .scan_match::<_, String>(&pattern)
+            .await
+            .map_err(|e| self.fail("list the certificates", e))?;
+        while let Some(key) = keys.next_item().await {
+            let key = key.map_err(|e| self.fail("list the certificates", e))?;
+            names.push(key[start..].to_owned());
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Takes the lock on `name` for `ttl` if nobody holds it: `None` when another holder
+    /// does.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let token = random_token();
+        let mut connection = self.connection.clone();
+        let fence: u64 = redis::Script::new(ACQUIRE)
+            .key(self.key("lock", name))
+            .key(self.key("fence", name))
+            .arg(&token)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.fail(&format!("lock {name}"), e))?;
+        Ok((fence > 0).then(|| Lease {
+            name: name.to_owned(),
+            token,
+            fence,
+        }))
+    }
+
+    /// Extends `lease` to `ttl` from now: `false` when it was lost (expired, and perhaps
+    /// taken by another holder).
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let extended: i64 = redis::Script::new(EXTEND)
+            .key(self.key("lock", &lease.name))
+            .arg(&lease.token)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.fail(&format!("extend the lock on {}", lease.name), e))?;
+        Ok(extended == 1)
+    }
+
+    /// Releases `lease`: `false` when it had already been lost.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked (the lock then expires by itself).
+    pub async fn release(&self, lease: Lease) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let released: i64 = redis::Script::new(RELEASE)
+            .key(self.key("lock", &lease.name))
+            .arg(&lease.token)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.fail(&format!("release the lock on {}", lease.name), e))?;
+        Ok(released == 1)
+    }
+
+    /// Stores `pem` as the certificate of `lease`'s name and announces it, unless a
+    /// certificate written under a higher fencing token is already there: `false` then,
+    /// and nothing changes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked; nothing is half-written (one script).
+    pub async fn write_certificate(&self, lease: &Lease, pem: &[u8]) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let written: i64 = redis::Script::new(WRITE_FENCED)
+            .key(self.key("cert", &lease.name))
+            .key(self.key("written", &lease.name))
+            .arg(pem)
+            .arg(lease.fence)
+            .arg(self.channel())
+            .arg(format!("cert {}", lease.name))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.fail(&format!("write the certificate of {}", lease.name), e))?;
+        Ok(written == 1)
+    }
+
+    /// The ACME account key: the stored one, or else `generated`, stored now. Two servers
+    /// starting at once end with the same key.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn account_key(&self, generated: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}:account", self.prefix);
+        let _: bool = connection
+            .set_nx(&key, generated)
+            .await
+            .map_err(|e| self.fail("store the ACME account key", e))?;
+        let stored: Option<Vec<u8>> = connection
+            .get(&key)
+            .await
+            .map_err(|e| self.fail("read the ACME account key", e))?;
+        stored.ok_or_else(|| StoreError {
+            url: self.url.clone(),
+            message: "the ACME account key vanished as it was stored".into(),
+        })
+    }
+
+    /// Publishes the answer to a challenge of `kind` for `key` (a token or a host name) for
+    /// `ttl`, and announces it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn put_challenge(
+        &self,
+        kind: &str,
+        key: &str,
+        answer: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::pipe()
+            .atomic()
+            .pset_ex(
+                self.key("challenge", &format!("{kind}:{key}")),
+                answer,
+                millis(ttl),
+            )
+            .ignore()
+            .publish(self.channel(), format!("challenge {kind} {key}"))
+            .ignore()
+            .exec_async(&mut connection)
+            .await
+            .map_err(|e| self.fail(&format!("publish the {kind} answer for {key}"), e))
+    }
+
+    /// The published answer of `kind` for `key`, if there is one.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn challenge(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        connection
+            .get(self.key("challenge", &format!("{kind}:{key}")))
+            .await
+            .map_err(|e| self.fail(&format!("read the {kind} answer for {key}"), e))
+    }
+
+    /// Withdraws the answer of `kind` for `key`, and announces it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked (the answer then expires by itself).
+    pub async fn remove_challenge(&self, kind: &str, key: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::pipe()
+            .atomic()
+            .del(self.key("challenge", &format!("{kind}:{key}")))
+            .ignore()
+            .publish(self.channel(), format!("withdrawn {kind} {key}"))
+            .ignore()
+            .exec_async(&mut connection)
+            .await
+            .map_err(|e| self.fail(&format!("withdraw the {kind} answer for {key}"), e))
+    }
+
+    /// The store's changes, as they are published, until the receiver is dropped. A lost
+    /// subscription is made again (every second until it succeeds), and [`Change::Resync`]
+    /// says that changes may have been missed meanwhile; it also comes first, once the
+    /// subscription is in place, so that a reader can load the store knowing it will hear
+    /// of every later change.
+    pub fn changes(&self) -> tokio::sync::mpsc::Receiver<Change> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let client = self.client.clone();
+        let channel = self.channel();
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            loop {
+                match subscribe(&client, &channel).await {
+                    Ok(messages) => {
+                        if sender.send(Change::Resync).await.is_err() {
+                            return;
+                        }
+                        if relay(messages, &sender).await.is_err() {
+                            return;
+                        }
+                        tracing::warn!(url = %url, "the Redis store's change channel was lost; subscribing again");
+                    }
+                    Err(err) => {
+                        tracing::warn!(url = %url, "cannot subscribe to the Redis store's changes: {err}");
+                    }
+                }
+                tokio::select! {
+                    () = sender.closed() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+        receiver
+    }
+}
+
+/// A subscription to `channel`, made within the timeout.
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSubStream, String> {
+    let subscribed = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub.into_on_message())
+    };
+    match tokio::time::timeout(TIMEOUT, subscribed).await {
+        Ok(Ok(messages)) => Ok(messages),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
+    }
+}
+
+/// Passes the subscription's messages on until it ends (`Ok`) or the receiver is gone
+/// (`Err`).
+async fn relay(
+    mut messages: redis::aio::PubSubStream,
+    sender: &tokio::sync::mpsc::Sender<Change>,
+) -> Result<(), ()> {
+    use futures_util::StreamExt;
+    loop {
+        tokio::select! {
+            () = sender.closed() => return Err(()),
+            message = messages.next() => {
+                let Some(message) = message else { return Ok(()) };
+                let text = String::from_utf8_lossy(message.get_payload_bytes());
+                match Change::parse(&text) {
+                    Some(change) => sender.send(change).await.map_err(drop)?,
+                    None => tracing::debug!(message = %text, "ignoring an unknown message on the Redis store's channel"),
+                }
+            }
+        }
+    }
+}
+
+/// A random lock token: 128 bits from the operating system (through rustls's provider,
+/// already linked for TLS), in hex.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    if rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .is_err()
+    {
+        // Not seen on Linux; a clock-based token still differs between holders.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_and_passwords_stay_out_of_messages() {
+        assert_eq!(
+            Change::parse("cert a.example"),
+            Some(Change::Certificate("a.example".into()))
+        );
+        assert_eq!(
+            Change::parse("challenge http-01 tok"),
+            Some(Change::Challenge("http-01".into(), "tok".into()))
+        );
+        assert_eq!(
+            Change::parse("withdrawn tls-alpn-01 a.example"),
+            Some(Change::Withdrawn("tls-alpn-01".into(), "a.example".into()))
+        );
+        for bad in ["", "cert", "cert a b", "other x", "challenge http-01"] {
+            assert_eq!(Change::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            redacted("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://:***@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            redacted("rediss://user:pw@host/1"),
+            "rediss://user:***@host/1"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}

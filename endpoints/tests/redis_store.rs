@@ -1,0 +1,285 @@
+//! The Redis certificate store against a real `redis-server` (Debian's package; `.ci/run`
+//! installs it), started by each test on a free loopback port: locks with fencing tokens,
+//! fenced certificate writes, challenge answers, the account key, and the change channel.
+#![cfg(feature = "redis")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use torsion_endpoints::acme::redis::{Change, Lease, RedisStore};
+
+/// A `redis-server` on a free loopback port, with no persistence; stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let redis = Redis {
+            child: spawn(port),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+/// `redis-server` on `port` of 127.0.0.1, keeping nothing on disk.
+fn spawn(port: u16) -> Child {
+    Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (Debian's redis-server package) must be installed")
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next change, which must come within 20 s.
+async fn next(changes: &mut tokio::sync::mpsc::Receiver<Change>) -> Change {
+    tokio::time::timeout(Duration::from_secs(20), changes.recv())
+        .await
+        .expect("a change within 20 s")
+        .expect("the change channel open")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn one_holder_at_a_time_and_each_lock_fences_higher() {
+    let redis = Redis::start();
+    runtime().block_on(async {
+        let a = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let b = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let ttl = Duration::from_secs(30);
+        let first = a
+            .lock("a.example", ttl)
+            .await
+            .unwrap()
+            .expect("a free lock");
+        assert_eq!(first.fence, 1);
+        assert_eq!(b.lock("a.example", ttl).await.unwrap(), None, "held by a");
+        // Another name, and the same name under another prefix, are other locks.
+        assert!(b.lock("b.example", ttl).await.unwrap().is_some());
+        let other = RedisStore::connect(&redis.url(), "other", None)
+            .await
+            .unwrap();
+        assert!(other.lock("a.example", ttl).await.unwrap().is_some());
+        // Only the holder's token extends or releases it.
+        let forged = Lease {
+            token: "not-the-token".into(),
+            ..first.clone()
+        };
+        assert!(!b.extend(&forged, ttl).await.unwrap());
+        assert!(!b.release(forged).await.unwrap());
+        assert!(a.extend(&first, ttl).await.unwrap());
+        assert!(a.release(first.clone()).await.unwrap());
+        assert!(!a.release(first).await.unwrap(), "released once");
+        let second = b.lock("a.example", ttl).await.unwrap().expect("free again");
+        assert_eq!(second.fence, 2);
+    });
+}
+
+#[test]
+fn a_holder_whose_lock_expired_cannot_overwrite_a_newer_certificate() {
+    let redis = Redis::start();
+    runtime().block_on(async {
+        let slow = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let fast = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let stalled = slow
+            .lock("a.example", Duration::from_millis(200))
+            .await
+            .unwrap()
+            .unwrap();
+        // The lock runs out under the stalled holder; another server takes it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let newer = loop {
+            if let Some(lease) = fast
+                .lock("a.example", Duration::from_secs(30))
+                .await
+                .unwrap()
+            {
+                break lease;
+            }
+            assert!(Instant::now() < deadline, "the lock never expired");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(newer.fence > stalled.fence);
+        assert!(fast.write_certificate(&newer, b"NEWER").await.unwrap());
+        assert!(
+            !slow.write_certificate(&stalled, b"STALE").await.unwrap(),
+            "a lower fencing token must be refused"
+        );
+        assert!(
+            !slow
+                .extend(&stalled, Duration::from_secs(30))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            slow.certificate("a.example").await.unwrap().as_deref(),
+            Some(&b"NEWER"[..])
+        );
+        assert_eq!(fast.names().await.unwrap(), vec!["a.example".to_owned()]);
+        assert_eq!(fast.certificate("b.example").await.unwrap(), None);
+    });
+}
+
+#[test]
+fn challenges_and_the_account_key_are_shared_and_changes_are_announced() {
+    let redis = Redis::start();
+    runtime().block_on(async {
+        let placing = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let answering = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let mut changes = answering.changes();
+        // The subscription is in place once Resync arrives.
+        assert_eq!(next(&mut changes).await, Change::Resync);
+
+        let ttl = Duration::from_secs(60);
+        placing
+            .put_challenge("http-01", "tok_en-1", b"tok_en-1.thumb", ttl)
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut changes).await,
+            Change::Challenge("http-01".into(), "tok_en-1".into())
+        );
+        assert_eq!(
+            answering
+                .challenge("http-01", "tok_en-1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"tok_en-1.thumb"[..])
+        );
+        placing
+            .remove_challenge("http-01", "tok_en-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut changes).await,
+            Change::Withdrawn("http-01".into(), "tok_en-1".into())
+        );
+        assert_eq!(
+            answering.challenge("http-01", "tok_en-1").await.unwrap(),
+            None
+        );
+
+        let lease = placing
+            .lock("a.example", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(placing.write_certificate(&lease, b"PEM").await.unwrap());
+        assert_eq!(
+            next(&mut changes).await,
+            Change::Certificate("a.example".into())
+        );
+
+        // The first key stored is everyone's.
+        let first = placing.account_key(b"KEY-ONE").await.unwrap();
+        let second = answering.account_key(b"KEY-TWO").await.unwrap();
+        assert_eq!(first, b"KEY-ONE");
+        assert_eq!(second, b"KEY-ONE");
+    });
+}
+
+#[test]
+fn a_lost_subscription_is_made_again_and_says_so() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    runtime().block_on(async {
+        let store = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let mut changes = store.changes();
+        assert_eq!(next(&mut changes).await, Change::Resync);
+        // Redis goes away and comes back on the same port.
+        let _ = redis.child.kill();
+        let _ = redis.child.wait();
+        redis.child = spawn(port);
+        assert_eq!(next(&mut changes).await, Change::Resync);
+        // The store's own connection is made again too.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let lease = loop {
+            match store.lock("a.example", Duration::from_secs(30)).await {
+                Ok(Some(lease)) => break lease,
+                Ok(None) => panic!("nobody else holds the lock"),
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "not reconnected: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert!(store.write_certificate(&lease, b"PEM").await.unwrap());
+        assert_eq!(
+            next(&mut changes).await,
+            Change::Certificate("a.example".into())
+        );
+    });
+}
+
+#[test]
+fn an_unreachable_or_malformed_store_is_named_in_the_error() {
+    runtime().block_on(async {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("redis://:s3cret@127.0.0.1:{port}/0");
+        let err = RedisStore::connect(&url, "site", None).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        assert!(
+            !text.contains("s3cret"),
+            "the password must not be shown: {text}"
+        );
+        let err = RedisStore::connect("http://127.0.0.1/", "site", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis://"), "{err}");
+    });
+}

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use torsion_endpoints::acme::redis::{Change, Lease, RedisStore};
+use torsion_endpoints::acme::{CertificateStore, Mirror};
 
 /// A `redis-server` on a free loopback port, with no persistence; stopped when dropped.
 struct Redis {
@@ -281,5 +282,126 @@ fn an_unreachable_or_malformed_store_is_named_in_the_error() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("redis://"), "{err}");
+        let err = RedisStore::connect(&url, "site*", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"site*\"") && err.contains("letters, digits"),
+            "{err}"
+        );
+    });
+}
+
+/// A key and a self-signed certificate for `name`, in PEM, as the store holds them.
+fn pem(name: &str) -> Vec<u8> {
+    let generated = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+    format!(
+        "{}{}",
+        generated.signing_key.serialize_pem(),
+        generated.cert.pem()
+    )
+    .into_bytes()
+}
+
+/// Waits until `check` holds, for at most 20 s.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_mirror_copies_certificates_and_answers_and_trusts_no_path_from_redis() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    runtime().block_on(async {
+        let placing = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let ttl = Duration::from_secs(30);
+        // Held before the mirror starts: copied by its first load.
+        let first = placing.lock("a.example", ttl).await.unwrap().unwrap();
+        let a = pem("a.example");
+        assert!(placing.write_certificate(&first, &a).await.unwrap());
+
+        let local = CertificateStore::open(&path).unwrap();
+        let mirrored = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let mirror = tokio::spawn(Mirror::new(mirrored, local).run(Duration::from_secs(3600)));
+        let file = path.join("a.example.pem");
+        until("the first load", || {
+            std::fs::read(&file).is_ok_and(|f| f == a)
+        })
+        .await;
+
+        // A new certificate, as it is announced.
+        let b = pem("b.example");
+        let lease = placing.lock("b.example", ttl).await.unwrap().unwrap();
+        assert!(placing.write_certificate(&lease, &b).await.unwrap());
+        let file_b = path.join("b.example.pem");
+        until("b.example copied", || {
+            std::fs::read(&file_b).is_ok_and(|f| f == b)
+        })
+        .await;
+
+        // Answers come and go as the hidden files the resolvers read.
+        placing
+            .put_challenge("http-01", "tok-1", b"tok-1.key", ttl)
+            .await
+            .unwrap();
+        let answer = path.join(".tok-1.http-01");
+        until("the answer copied", || {
+            std::fs::read(&answer).is_ok_and(|f| f == b"tok-1.key")
+        })
+        .await;
+        placing.remove_challenge("http-01", "tok-1").await.unwrap();
+        until("the answer removed", || !answer.exists()).await;
+
+        // What Redis holds is not trusted as a path, nor a bad certificate as a certificate.
+        let escape = placing.lock("../escape", ttl).await.unwrap().unwrap();
+        assert!(placing.write_certificate(&escape, &a).await.unwrap());
+        placing
+            .put_challenge("http-01", "../../x", b"no", ttl)
+            .await
+            .unwrap();
+        placing
+            .put_challenge("dns-01", "tok-2", b"no", ttl)
+            .await
+            .unwrap();
+        assert!(placing.release(first).await.unwrap());
+        let newer = placing.lock("a.example", ttl).await.unwrap().unwrap();
+        assert!(
+            placing
+                .write_certificate(&newer, b"not a certificate")
+                .await
+                .unwrap()
+        );
+        // Changes are applied in order: once this answer is there, the ones above were seen.
+        placing
+            .put_challenge("http-01", "tok-3", b"tok-3.key", ttl)
+            .await
+            .unwrap();
+        let last = path.join(".tok-3.http-01");
+        until("the last answer copied", || last.exists()).await;
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            a,
+            "the bad certificate must not replace the good one"
+        );
+        assert!(!dir.path().parent().unwrap().join("escape.pem").exists());
+        assert!(!path.join("..").join("..").join("x").exists());
+        let mut names: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".tmp"))
+            .collect();
+        names.sort();
+        assert_eq!(names, [".tok-3.http-01", "a.example.pem", "b.example.pem"]);
+        mirror.abort();
     });
 }

@@ -61,7 +61,7 @@ fn published(kind: &str, key: &str) -> Option<Vec<u8>> {
 
 /// Whether `token` can be an ACME token: base64url characters only (RFC 8555 §8.3), at most
 /// 256 of them, so that it is safe in a file name.
-fn is_token(token: &str) -> bool {
+pub(crate) fn is_token(token: &str) -> bool {
     (1..=256).contains(&token.len())
         && token
             .bytes()

@@ -2,7 +2,8 @@
 //! `acme`): the kinds `txacme:DIR:<inner>`, `le:DIR:<inner>` and `lets:DIR:<inner>`, the
 //! directory store, the manager that keeps it fresh, the challenge tables an HTTP server
 //! consults, and the one-shot operations behind `torsion certs`. With feature `redis`,
-//! [`redis::RedisStore`] keeps certificates, locks and challenges in Redis for a fleet.
+//! [`redis::RedisStore`] keeps certificates, locks and challenges in Redis for a fleet, and
+//! [`Mirror`] copies it into a server's directory.
 //!
 //! ```text
 //! AcmeEndpoint::listen ─► CertificateStore (DIR/<name>.pem, acme-account.key, lock)
@@ -18,6 +19,8 @@ mod client;
 mod endpoint;
 mod manager;
 #[cfg(feature = "redis")]
+mod mirror;
+#[cfg(feature = "redis")]
 pub mod redis;
 mod settings;
 mod store;
@@ -28,6 +31,8 @@ pub use challenge::{HTTP01_PATH_PREFIX, http01_answer, http01_key_authorization}
 pub(crate) use endpoint::AcmeKind;
 pub use endpoint::{AcmeEndpoint, challenge_listener};
 pub use manager::{AcmeManager, CHECK_EVERY, NameStatus, Renewal, renewals};
+#[cfg(feature = "redis")]
+pub use mirror::{Copied, Mirror};
 pub use settings::{
     AcmeSettings, Challenge, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
 };

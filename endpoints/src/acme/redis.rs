@@ -146,11 +146,12 @@ fn redacted(url: &str) -> String {
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://[:password@]host[:port][/db]`, or
     /// `rediss://` for TLS, verified against the system's roots or `ca`, PEM), with keys
-    /// under `prefix`. The connection is made again by itself after it is lost.
+    /// under `prefix` (letters, digits and `:_.-`). The connection is made again by itself
+    /// after it is lost.
     ///
     /// # Errors
-    /// [`StoreError`] when the URL is not a Redis URL, `ca` is not PEM, or the server cannot
-    /// be reached, or refuses the password, within 5 s.
+    /// [`StoreError`] when the prefix has other characters, the URL is not a Redis URL, `ca`
+    /// is not PEM, or the server cannot be reached, or refuses the password, within 5 s.
     pub async fn connect(
         url: &str,
         prefix: &str,
@@ -161,6 +162,16 @@ impl RedisStore {
             url: shown.clone(),
             message,
         };
+        // The prefix is matched as a glob pattern when keys are listed.
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b))
+        {
+            return Err(fail(format!(
+                "the key prefix {prefix:?} must be letters, digits and any of : _ . -"
+            )));
+        }
         let client = match ca {
             Some(ca) => redis::Client::build_with_tls(
                 url,
@@ -223,21 +234,31 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError`] when Redis cannot be asked.
     pub async fn names(&self) -> Result<Vec<String>, StoreError> {
-        let mut connection = self.connection.clone();
-        let pattern = format!("{}:cert:*", self.prefix);
-        let start = pattern.len() - 1;
-        let mut names = Vec::new();
-        let mut keys = connection
-            .scan_match::<_, String>(&pattern)
-            .await
-            .map_err(|e| self.fail("list the certificates", e))?;
-        while let Some(key) = keys.next_item().await {
-            let key = key.map_err(|e| self.fail("list the certificates", e))?;
-            names.push(key[start..].to_owned());
-        }
+        let prefix = format!("{}:cert:", self.prefix);
+        let mut names: Vec<String> = self
+            .keys(&prefix, "list the certificates")
+            .await?
+            .into_iter()
+            .map(|key| key[prefix.len()..].to_owned())
+            .collect();
         names.sort();
         names.dedup();
         Ok(names)
+    }
+
+    /// Every key that starts with `prefix` (SCAN, which never blocks the server as KEYS
+    /// can); `what` names the operation in the error.
+    async fn keys(&self, prefix: &str, what: &str) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut keys = Vec::new();
+        let mut scan = connection
+            .scan_match::<_, String>(format!("{prefix}*"))
+            .await
+            .map_err(|e| self.fail(what, e))?;
+        while let Some(key) = scan.next_item().await {
+            keys.push(key.map_err(|e| self.fail(what, e))?);
+        }
+        Ok(keys)
     }
 
     /// Takes the lock on `name` for `ttl` if nobody holds it: `None` when another holder
@@ -376,6 +397,30 @@ impl RedisStore {
             .get(self.key("challenge", &format!("{kind}:{key}")))
             .await
             .map_err(|e| self.fail(&format!("read the {kind} answer for {key}"), e))
+    }
+
+    /// Every published challenge answer: kind, key and answer.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn challenges(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        let prefix = format!("{}:challenge:", self.prefix);
+        let mut connection = self.connection.clone();
+        let mut answers = Vec::new();
+        for key in self.keys(&prefix, "list the challenge answers").await? {
+            let Some((kind, name)) = key[prefix.len()..].split_once(':') else {
+                continue;
+            };
+            // Gone since the scan: withdrawn or expired.
+            let answer: Option<Vec<u8>> = connection
+                .get(&key)
+                .await
+                .map_err(|e| self.fail("read a challenge answer", e))?;
+            if let Some(answer) = answer {
+                answers.push((kind.to_owned(), name.to_owned(), answer));
+            }
+        }
+        Ok(answers)
     }
 
     /// Withdraws the answer of `kind` for `key`, and announces it.

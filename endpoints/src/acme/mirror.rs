@@ -1,0 +1,216 @@
+//! A server's certificate directory kept as a copy of a shared [`RedisStore`] (feature
+//! `redis`): the certificates, and the answers to pending challenges as the hidden files
+//! that every resolver and the http-01 handler already read. Redis is thus never on a
+//! handshake's or a request's path, and a server whose Redis is down goes on serving what
+//! it last copied.
+
+use std::time::Duration;
+
+use super::challenge::is_token;
+use super::redis::{Change, RedisStore, StoreError};
+use super::store::{CertificateStore, certified_key, is_host_name};
+
+/// Copies a [`RedisStore`] into a [`CertificateStore`] directory, and keeps copying its
+/// changes.
+///
+/// Nothing from Redis is trusted as a path: a name that is not a host name, a challenge of
+/// another kind, or a key that is neither a token nor a host name is logged and skipped. A
+/// certificate that does not parse (no key, no matching certificate) is logged and the
+/// directory keeps its file, as the certificate directory's watcher does with a bad file.
+/// Files are only written when their contents change, atomically (see
+/// [`CertificateStore`]).
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    store: RedisStore,
+    directory: CertificateStore,
+}
+
+/// What one pass of [`Mirror::load`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// Certificates written because they were new or changed.
+    pub certificates: usize,
+    /// Challenge answers in place after the pass.
+    pub answers: usize,
+    /// Entries skipped as unusable (each was logged).
+    pub skipped: usize,
+}
+
+impl Mirror {
+    /// A mirror of `store` into `directory`. Nothing is copied until [`Mirror::load`] or
+    /// [`Mirror::run`].
+    pub fn new(store: RedisStore, directory: CertificateStore) -> Mirror {
+        Mirror { store, directory }
+    }
+
+    /// Copies every certificate that differs from the directory's file, and replaces the
+    /// directory's challenge answers with the store's.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be read; what was copied before stays.
+    pub async fn load(&self) -> Result<Copied, StoreError> {
+        let mut copied = Copied::default();
+        for name in self.store.names().await? {
+            match self.certificate(&name).await? {
+                Some(true) => copied.certificates += 1,
+                Some(false) => {}
+                None => copied.skipped += 1,
+            }
+        }
+        let answers = self.store.challenges().await?;
+        let directory = self.directory.clone();
+        copied.answers = blocking(move || {
+            directory.clear_challenges();
+            answers
+                .iter()
+                .filter(|(kind, key, answer)| put_answer(&directory, kind, key, answer))
+                .count()
+        })
+        .await
+        .unwrap_or(0);
+        Ok(copied)
+    }
+
+    /// Copies `name`'s certificate: `Some(true)` if the file was written, `Some(false)` if
+    /// it was already the same (or the store has none), `None` if the entry was skipped.
+    async fn certificate(&self, name: &str) -> Result<Option<bool>, StoreError> {
+        if !is_host_name(name) {
+            tracing::warn!(
+                name,
+                "skipping a certificate in the Redis store: not a host name"
+            );
+            return Ok(None);
+        }
+        let Some(pem) = self.store.certificate(name).await? else {
+            return Ok(Some(false));
+        };
+        if let Err(reason) = certified_key(&pem) {
+            tracing::warn!(
+                name,
+                "skipping a certificate in the Redis store: {reason}; the directory keeps its own"
+            );
+            return Ok(None);
+        }
+        let directory = self.directory.clone();
+        let name = name.to_owned();
+        let written = blocking(move || {
+            let path = directory.certificate_path(&name);
+            if std::fs::read(&path).is_ok_and(|current| current == pem) {
+                return Some(false);
+            }
+            match directory.write_certificate(&name, &pem) {
+                Ok(()) => {
+                    tracing::info!(name, "copied a certificate from the Redis store");
+                    Some(true)
+                }
+                Err(err) => {
+                    tracing::warn!(file = %path.display(), "cannot write a certificate copied from the Redis store: {err}");
+                    None
+                }
+            }
+        })
+        .await
+        .flatten();
+        Ok(written)
+    }
+
+    /// Applies one change: a certificate copied, an answer put or removed, or everything
+    /// loaded again after [`Change::Resync`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be read.
+    pub async fn apply(&self, change: Change) -> Result<(), StoreError> {
+        match change {
+            Change::Certificate(name) => {
+                self.certificate(&name).await?;
+            }
+            Change::Challenge(kind, key) => {
+                if let Some(answer) = self.store.challenge(&kind, &key).await? {
+                    let directory = self.directory.clone();
+                    blocking(move || put_answer(&directory, &kind, &key, &answer)).await;
+                }
+            }
+            Change::Withdrawn(kind, key) => {
+                if usable(&kind, &key) {
+                    let directory = self.directory.clone();
+                    blocking(move || directory.remove_challenge(&kind, &key)).await;
+                }
+            }
+            Change::Resync => {
+                let copied = self.load().await?;
+                tracing::debug!(?copied, "loaded the Redis store into the directory");
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the directory a copy of the store until the task is dropped: every change as
+    /// it is announced, and everything again after a lost subscription and every `every`
+    /// (for changes a lost connection hid). Failures are logged; the directory keeps
+    /// serving what it has.
+    pub async fn run(self, every: Duration) {
+        let mut changes = self.store.changes();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let change = tokio::select! {
+                change = changes.recv() => match change {
+                    Some(change) => change,
+                    None => return,
+                },
+                _ = tick.tick() => Change::Resync,
+            };
+            if let Err(err) = self.apply(change).await {
+                tracing::warn!(
+                    "the certificate directory is not up to date with the Redis store: {err}"
+                );
+            }
+        }
+    }
+}
+
+/// Whether a challenge entry from the store may become a file: a known kind, and a key that
+/// is an ACME token (http-01) or a host name (tls-alpn-01).
+fn usable(kind: &str, key: &str) -> bool {
+    match kind {
+        "http-01" => is_token(key),
+        "tls-alpn-01" => is_host_name(key),
+        _ => false,
+    }
+}
+
+/// Writes one answer into the directory, unless it is unusable; whether it is there.
+fn put_answer(directory: &CertificateStore, kind: &str, key: &str, answer: &[u8]) -> bool {
+    if !usable(kind, key) {
+        tracing::warn!(
+            kind,
+            key,
+            "skipping a challenge answer in the Redis store: unknown kind, or a key that is neither a token nor a host name"
+        );
+        return false;
+    }
+    match directory.put_challenge(kind, key, answer) {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(
+                kind,
+                key,
+                "cannot write a challenge answer copied from the Redis store: {err}"
+            );
+            false
+        }
+    }
+}
+
+/// Runs file work (writes with fsync) off the event loop; `None` when it could not finish
+/// (the runtime shutting down), which is logged.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Some(value),
+        Err(err) => {
+            tracing::warn!("copying from the Redis store was cut short: {err}");
+            None
+        }
+    }
+}

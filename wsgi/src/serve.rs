@@ -268,19 +268,8 @@ async fn accept_loop(
                         Some(answer) => answer,
                         None => {
                             let has_body = !hyper::body::Body::is_end_stream(request.body());
-                            let mut response = site.handle(request, channel).await;
-                            checks::frame_for(version, &mut response);
-                            // A close after a body the server may not have read to its end: the
-                            // rest may still be coming, so the close lingers (see linger.rs).
-                            if has_body
-                                && response
-                                    .headers()
-                                    .get(header::CONNECTION)
-                                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
-                            {
-                                expect_more.store(true, std::sync::atomic::Ordering::Relaxed);
-                            }
-                            response
+                            let response = site.handle(request, channel).await;
+                            framed(response, version, has_body, &expect_more)
                         }
                     };
                 if let Some(served) = &config.served {
@@ -321,6 +310,27 @@ async fn accept_loop(
         });
     }
     tracing::info!(%endpoint, "stopped listening");
+}
+
+/// A site's response, framed for the request's `version`; marks `expect_more` when the
+/// connection will close after a request body (`has_body`) the server may not have read to
+/// its end: the rest may still be coming, so the close lingers (see linger.rs).
+fn framed(
+    mut response: Response<ResponseBody>,
+    version: http::Version,
+    has_body: bool,
+    expect_more: &std::sync::atomic::AtomicBool,
+) -> Response<ResponseBody> {
+    checks::frame_for(version, &mut response);
+    if has_body
+        && response
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    {
+        expect_more.store(true, Ordering::Relaxed);
+    }
+    response
 }
 
 /// Answers an ACME http-01 validation (RFC 8555 §8.3) on a plain-HTTP connection, before

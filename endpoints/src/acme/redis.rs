@@ -37,26 +37,53 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Takes the lock if it is free, and hands out the next fencing token.
 /// KEYS: lock, fence. ARGV: token, milliseconds. Returns the fencing token, or 0.
-const ACQUIRE: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \
-    return redis.call('INCR', KEYS[2]) else return 0 end";
+static ACQUIRE: Lua = Lua::new(
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \
+    return redis.call('INCR', KEYS[2]) else return 0 end",
+);
 
 /// Extends the lock if it is still the caller's. KEYS: lock. ARGV: token, milliseconds.
-const EXTEND: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+static EXTEND: Lua = Lua::new(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+);
 
 /// Deletes the lock if it is still the caller's. KEYS: lock. ARGV: token.
-const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-    return redis.call('DEL', KEYS[1]) else return 0 end";
+static RELEASE: Lua = Lua::new(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) else return 0 end",
+);
 
 /// Writes a certificate unless one written under a higher fencing token is there, and
 /// announces it. KEYS: cert, written. ARGV: pem, fence, channel, message. Returns 1 if
 /// written, 0 if refused.
-const WRITE_FENCED: &str = "local seen = tonumber(redis.call('GET', KEYS[2]) or '0') \
+static WRITE_FENCED: Lua = Lua::new(
+    "local seen = tonumber(redis.call('GET', KEYS[2]) or '0') \
     if tonumber(ARGV[2]) < seen then return 0 end \
     redis.call('SET', KEYS[1], ARGV[1]) \
     redis.call('SET', KEYS[2], ARGV[2]) \
     redis.call('PUBLISH', ARGV[3], ARGV[4]) \
-    return 1";
+    return 1",
+);
+
+/// A script's text, and the script made from it (its SHA-1 digest computed) on first use.
+struct Lua {
+    text: &'static str,
+    script: std::sync::OnceLock<redis::Script>,
+}
+
+impl Lua {
+    const fn new(text: &'static str) -> Lua {
+        Lua {
+            text,
+            script: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn script(&self) -> &redis::Script {
+        self.script.get_or_init(|| redis::Script::new(self.text))
+    }
+}
 
 /// Why a Redis store operation failed: the store's address and what went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -269,7 +296,8 @@ impl RedisStore {
     pub async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         let token = random_token();
         let mut connection = self.connection.clone();
-        let fence: u64 = redis::Script::new(ACQUIRE)
+        let fence: u64 = ACQUIRE
+            .script()
             .key(self.key("lock", name))
             .key(self.key("fence", name))
             .arg(&token)
@@ -291,7 +319,8 @@ impl RedisStore {
     /// [`StoreError`] when Redis cannot be asked.
     pub async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
-        let extended: i64 = redis::Script::new(EXTEND)
+        let extended: i64 = EXTEND
+            .script()
             .key(self.key("lock", &lease.name))
             .arg(&lease.token)
             .arg(millis(ttl))
@@ -307,7 +336,8 @@ impl RedisStore {
     /// [`StoreError`] when Redis cannot be asked (the lock then expires by itself).
     pub async fn release(&self, lease: Lease) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
-        let released: i64 = redis::Script::new(RELEASE)
+        let released: i64 = RELEASE
+            .script()
             .key(self.key("lock", &lease.name))
             .arg(&lease.token)
             .invoke_async(&mut connection)
@@ -324,7 +354,8 @@ impl RedisStore {
     /// [`StoreError`] when Redis cannot be asked; nothing is half-written (one script).
     pub async fn write_certificate(&self, lease: &Lease, pem: &[u8]) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
-        let written: i64 = redis::Script::new(WRITE_FENCED)
+        let written: i64 = WRITE_FENCED
+            .script()
             .key(self.key("cert", &lease.name))
             .key(self.key("written", &lease.name))
             .arg(pem)

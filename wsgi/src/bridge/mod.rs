@@ -268,12 +268,15 @@ impl Bridge {
         let (reply, response) = oneshot::channel();
         // The connection is the lane: its requests are served in turn with the others'.
         let lane = Arc::as_ptr(&channel) as usize;
-        // For the log, should the unread rest of the body fail: reference counts, no copy.
-        let (method, uri, connection) = (
-            parts.method.clone(),
-            parts.uri.clone(),
-            channel.info.clone(),
-        );
+        // For the log, should the unread rest of the body fail, which only a body not read
+        // ahead whole can: reference counts, no copy, and none for most requests.
+        let origin = body.rest.is_some().then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                channel.info.clone(),
+            )
+        });
         match self.pool.submit(
             lane,
             Work::Request(Job {
@@ -319,14 +322,16 @@ impl Bridge {
             Ok(()) => response,
             Err(fault) => {
                 let refused = fault_response(fault, self.config.max_body_size);
-                tracing::info!(
-                    %method,
-                    path = uri.path(),
-                    peer = %connection.peer,
-                    "the application did not read the whole request body, and the rest failed: answering {} instead of {}",
-                    refused.status(),
-                    response.status()
-                );
+                if let Some((method, uri, connection)) = origin {
+                    tracing::info!(
+                        %method,
+                        path = uri.path(),
+                        peer = %connection.peer,
+                        "the application did not read the whole request body, and the rest failed: answering {} instead of {}",
+                        refused.status(),
+                        response.status()
+                    );
+                }
                 refused
             }
         }

@@ -62,14 +62,35 @@ pub(crate) struct CertsArgs {
     pub(crate) timeout: Option<String>,
 
     /// Where to answer challenges while issuing [default: tcp:443 for tls-alpn-01, tcp:80
-    /// for http-01]. The port must be free: a running server renews its own certificates.
+    /// for http-01; with --store, nowhere: the fleet's servers answer]. The port must be
+    /// free: a running server renews its own certificates.
     #[arg(long, global = true, value_name = "DESCRIPTOR")]
     pub(crate) listen: Option<String>,
+
+    /// The Redis store a fleet of servers shares (redis://[:password@]host[:port][/db] or
+    /// rediss://...): status copies what the fleet holds into DIR first, and issue and
+    /// renew take the fleet's lock on each name and store the result there.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) store: Option<String>,
+
+    /// The prefix of the store's keys [default: torsion:acme].
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub(crate) prefix: Option<String>,
+
+    /// Trust anchors (PEM) for a rediss:// store's certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) store_ca: Option<PathBuf>,
+
+    /// Seconds the fleet's lock on a name outlives a holder that stops renewing it
+    /// [default: 60].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub(crate) lock: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CertsAction {
-    /// Per name: issuer, expiry, days left and next renewal (no network access).
+    /// Per name: issuer, expiry, days left and next renewal (no network access, but for
+    /// copying a --store first).
     Status,
     /// Obtain a certificate for each NAME now, whatever the directory holds.
     Issue {

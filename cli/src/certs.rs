@@ -16,22 +16,25 @@ use crate::error::ConfigError;
 /// names are.
 fn acme_settings(args: &CertsArgs) -> Result<AcmeSettings, ConfigError> {
     let mut settings = AcmeSettings::new(LETS_ENCRYPT);
-    let cacert = args
-        .cacert
-        .as_ref()
-        .map(|p| p.to_string_lossy().into_owned());
-    for (setting, value) in [
-        ("directory", &args.directory),
-        ("email", &args.email),
-        ("cacert", &cacert),
-        ("challenge", &args.challenge),
-        ("domains", &args.domains),
-        ("timeout", &args.timeout),
+    let path =
+        |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let (cacert, store_ca) = (path(&args.cacert), path(&args.store_ca));
+    for (setting, option, value) in [
+        ("directory", "directory", &args.directory),
+        ("email", "email", &args.email),
+        ("cacert", "cacert", &cacert),
+        ("challenge", "challenge", &args.challenge),
+        ("domains", "domains", &args.domains),
+        ("timeout", "timeout", &args.timeout),
+        ("store", "store", &args.store),
+        ("prefix", "prefix", &args.prefix),
+        ("storeca", "store-ca", &store_ca),
+        ("lock", "lock", &args.lock),
     ] {
         if let Some(value) = value {
             settings
                 .set(setting, value)
-                .map_err(|err| format!("--{err}"))?;
+                .map_err(|err| format!("--{}", err.to_string().replacen(setting, option, 1)))?;
         }
     }
     Ok(settings)
@@ -50,9 +53,22 @@ pub(crate) fn certs(args: CertsArgs) -> Result<ExitCode, ConfigError> {
             "{bad:?} is not a host name that can be issued (such as www.example.com; no wildcards)"
         )));
     }
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| format!("cannot start the async runtime: {err}"))
+    };
     let names = match &args.action {
         CertsAction::Status => {
-            let directory = CertificateDirectory::open_existing(&args.path, settings)?;
+            // With a fleet's store the directory need not exist yet: it is filled from it.
+            let directory = if settings.store.is_some() {
+                let directory = CertificateDirectory::open(&args.path, settings)?;
+                runtime()?.block_on(directory.refresh())?;
+                directory
+            } else {
+                CertificateDirectory::open_existing(&args.path, settings)?
+            };
             print!("{}", status_table(&directory.status(), SystemTime::now()));
             return Ok(ExitCode::SUCCESS);
         }
@@ -60,15 +76,19 @@ pub(crate) fn certs(args: CertsArgs) -> Result<ExitCode, ConfigError> {
         CertsAction::Renew => None,
     };
     let directory = CertificateDirectory::open(&args.path, settings)?;
-    let listen = listen.unwrap_or_else(|| directory.default_listen());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| format!("cannot start the async runtime: {err}"))?;
-    let outcomes = runtime.block_on(async {
+    // A fleet's servers answer its challenges; otherwise this process must.
+    let listen = match listen {
+        Some(listen) => Some(listen),
+        None if directory.has_fleet() => None,
+        None => Some(directory.default_listen()),
+    };
+    let outcomes = runtime()?.block_on(async {
+        if directory.has_fleet() {
+            directory.refresh().await?;
+        }
         match names {
-            Some(names) => directory.issue(names, &listen).await,
-            None => directory.renew(&listen).await,
+            Some(names) => directory.issue(names, listen.as_ref()).await,
+            None => directory.renew(listen.as_ref()).await,
         }
     })?;
     if outcomes.is_empty() {

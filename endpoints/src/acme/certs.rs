@@ -27,7 +27,7 @@ pub type Outcomes = Vec<(String, Result<CertificateFacts>)>;
 /// settings.set("email", "admin@example.com")?;
 /// let certs = CertificateDirectory::open("/srv/certs", settings)?;
 /// let listen = certs.default_listen();
-/// for (name, outcome) in certs.renew(&listen).await? {
+/// for (name, outcome) in certs.renew(Some(&listen)).await? {
 ///     println!("{name}: {}", if outcome.is_ok() { "renewed" } else { "failed" });
 /// }
 /// # Ok(()) }
@@ -102,19 +102,36 @@ impl CertificateDirectory {
     }
 
     /// Each managed name's standing: issuer, expiry and next renewal, from the files
-    /// alone (no network access).
+    /// alone (no network access; with a fleet's store, call [`refresh`](Self::refresh)
+    /// first).
     pub fn status(&self) -> Vec<NameStatus> {
         self.manager.status()
     }
 
+    /// Whether the settings name a fleet's shared store (`store=`).
+    pub fn has_fleet(&self) -> bool {
+        self.manager.settings().store.is_some()
+    }
+
+    /// Copies a fleet's shared store (`store=`) into the directory: every certificate the
+    /// fleet holds that differs from the directory's file. Does nothing without a store.
+    ///
+    /// # Errors
+    /// [`Error::Acme`] naming the store when it cannot be read.
+    pub async fn refresh(&self) -> Result<()> {
+        self.manager.refresh().await
+    }
+
     /// Obtains a certificate for each of `names` now, whatever the directory holds,
-    /// answering the challenges on `listen` while it runs (the port must be free).
+    /// answering the challenges on `listen` while it runs (the port must be free). With a
+    /// fleet's store, `listen` may be `None`: the fleet's servers answer the challenges,
+    /// and each name is issued under the fleet's lock.
     ///
     /// # Errors
     /// [`Error::InvalidName`] for a name that cannot be issued (wildcards need dns-01,
     /// which is not offered) before anything starts; the listen error of `listen`. Each
     /// name's own failure is in its outcome.
-    pub async fn issue(&self, names: &[String], listen: &Endpoint) -> Result<Outcomes> {
+    pub async fn issue(&self, names: &[String], listen: Option<&Endpoint>) -> Result<Outcomes> {
         if let Some(bad) = names.iter().find(|n| !is_issuable_name(n)) {
             return Err(Error::InvalidName {
                 name: bad.clone(),
@@ -133,12 +150,12 @@ impl CertificateDirectory {
     }
 
     /// Obtains a certificate for every name that is missing or due for renewal, answering
-    /// challenges on `listen` while it runs. When nothing is due, `listen` is not even
-    /// bound and the outcome is empty.
+    /// challenges on `listen` while it runs (`None`: as for [`issue`](Self::issue)). When
+    /// nothing is due, `listen` is not even bound and the outcome is empty.
     ///
     /// # Errors
     /// The listen error of `listen`; each name's own failure is in its outcome.
-    pub async fn renew(&self, listen: &Endpoint) -> Result<Outcomes> {
+    pub async fn renew(&self, listen: Option<&Endpoint>) -> Result<Outcomes> {
         if self.manager.due_names().await.is_empty() {
             return Ok(Vec::new());
         }
@@ -148,15 +165,19 @@ impl CertificateDirectory {
         Ok(outcomes)
     }
 
-    /// Answers this directory's challenges on `listen` until the guard is dropped.
-    async fn answer_challenges(&self, listen: &Endpoint) -> Result<Responder> {
+    /// Answers this directory's challenges on `listen` until the guard is dropped; with
+    /// `None`, nowhere (a fleet's servers answer).
+    async fn answer_challenges(&self, listen: Option<&Endpoint>) -> Result<Responder> {
+        let Some(listen) = listen else {
+            return Ok(Responder(None));
+        };
         let mut listener = match self.manager.settings().challenge {
             // Validations are answered inside the handshake; the connection then closes.
             Challenge::TlsAlpn01 => challenge_listener(listen, self.resolver.clone()).await?,
             Challenge::Http01 => listen.listen().await?,
         };
         let http01 = self.manager.settings().challenge == Challenge::Http01;
-        Ok(Responder(tokio::spawn(async move {
+        Ok(Responder(Some(tokio::spawn(async move {
             // The connections' tasks live in the accept task, so they end with it.
             let mut connections = tokio::task::JoinSet::new();
             loop {
@@ -169,25 +190,29 @@ impl CertificateDirectory {
                     Some(_) = connections.join_next() => {}
                 }
             }
-        })))
+        }))))
     }
 }
 
 /// Answers challenges until stopped: [`Responder::stop`] closes the listener before it
 /// returns, so the port is free for what comes next; dropping it (a cancelled operation)
 /// closes it soon after.
-struct Responder(tokio::task::JoinHandle<()>);
+struct Responder(Option<tokio::task::JoinHandle<()>>);
 
 impl Responder {
     async fn stop(mut self) {
-        self.0.abort();
-        let _ = (&mut self.0).await;
+        if let Some(task) = self.0.as_mut() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

@@ -131,6 +131,9 @@ pub(crate) struct Provisioned {
     kind: &'static str,
     /// The token (http-01) or the normalised host name (tls-alpn-01).
     key: String,
+    /// The answer as published: the key authorization, or the validation certificate's
+    /// key and certificate in PEM.
+    answer: Vec<u8>,
 }
 
 impl Provisioned {
@@ -153,11 +156,12 @@ impl Provisioned {
             store: store.clone(),
             kind: HTTP01,
             key: token.to_owned(),
+            answer: key_authorization.as_bytes().to_vec(),
         };
         if let Ok(mut table) = HTTP01_ANSWERS.write() {
             table.insert(token.to_owned(), key_authorization.to_owned());
         }
-        provisioned.publish(key_authorization.as_bytes())?;
+        provisioned.publish()?;
         Ok(provisioned)
     }
 
@@ -181,17 +185,24 @@ impl Provisioned {
             store: store.clone(),
             kind: TLS_ALPN01,
             key: name.clone(),
+            answer: pem.into_bytes(),
         };
         if let Ok(mut table) = TLS_ALPN01_ANSWERS.write() {
             table.insert(name, Arc::new(key));
         }
-        provisioned.publish(pem.as_bytes())?;
+        provisioned.publish()?;
         Ok(provisioned)
     }
 
-    fn publish(&self, answer: &[u8]) -> Result<(), String> {
+    /// The kind (`http-01`, `tls-alpn-01`), the key (token or host name) and the answer,
+    /// as a fleet's store shares them.
+    pub(crate) fn parts(&self) -> (&'static str, &str, &[u8]) {
+        (self.kind, &self.key, &self.answer)
+    }
+
+    fn publish(&self) -> Result<(), String> {
         self.store
-            .put_challenge(self.kind, &self.key, answer)
+            .put_challenge(self.kind, &self.key, &self.answer)
             .map_err(|err| {
                 format!(
                     "cannot publish the {} answer in {}: {err}",

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::challenge::answer_from;
 use super::manager::AcmeManager;
 use super::settings::{
-    AcmeSettings, Challenge, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
+    AcmeSettings, Challenge, DEFAULT_LOCK, DEFAULT_PREFIX, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT,
+    LETS_ENCRYPT_STAGING,
 };
 use super::store::CertificateStore;
 use crate::activation::background_here;
@@ -120,6 +121,18 @@ impl ServerEndpoint for AcmeEndpoint {
         }
         if s.timeout != DEFAULT_TIMEOUT {
             d = d.with_kwarg("timeout", s.timeout.as_secs().to_string());
+        }
+        if let Some(store) = &s.store {
+            d = d.with_kwarg("store", store.clone());
+        }
+        if s.prefix != DEFAULT_PREFIX {
+            d = d.with_kwarg("prefix", s.prefix.clone());
+        }
+        if let Some(ca) = &s.store_ca {
+            d = d.with_kwarg("storeca", ca.to_string_lossy());
+        }
+        if s.lock != DEFAULT_LOCK {
+            d = d.with_kwarg("lock", s.lock.as_secs().to_string());
         }
         d.with_inner(&self.inner.descriptor())
     }
@@ -260,17 +273,17 @@ pub(crate) struct AcmeKind {
 impl AcmeKind {
     pub(crate) const TXACME: AcmeKind = AcmeKind {
         prefix: "txacme",
-        usage: "txacme:DIRECTORY[:directory=URL][:email=][:cacert=][:challenge=tls-alpn-01|http-01][:domains=][:timeout=]:<endpoint descriptor>, such as txacme:/srv/certs:tcp:443",
+        usage: "txacme:DIRECTORY[:directory=URL][:email=][:cacert=][:challenge=tls-alpn-01|http-01][:domains=][:timeout=][:store=redis\\://HOST\\:PORT/DB][:prefix=][:storeca=][:lock=]:<endpoint descriptor>, such as txacme:/srv/certs:tcp:443",
         directory: LETS_ENCRYPT,
     };
     pub(crate) const LE: AcmeKind = AcmeKind {
         prefix: "le",
-        usage: "le:DIRECTORY[:email=][:challenge=][:domains=]:<endpoint descriptor> (Let's Encrypt), such as le:/srv/certs:tcp:443",
+        usage: "le:DIRECTORY[:email=][:challenge=][:domains=][:store=][:prefix=]:<endpoint descriptor> (Let's Encrypt), such as le:/srv/certs:tcp:443",
         directory: LETS_ENCRYPT,
     };
     pub(crate) const LETS: AcmeKind = AcmeKind {
         prefix: "lets",
-        usage: "lets:DIRECTORY[:email=][:challenge=][:domains=]:<endpoint descriptor> (Let's Encrypt staging), such as lets:/srv/certs:tcp:443",
+        usage: "lets:DIRECTORY[:email=][:challenge=][:domains=][:store=][:prefix=]:<endpoint descriptor> (Let's Encrypt staging), such as lets:/srv/certs:tcp:443",
         directory: LETS_ENCRYPT_STAGING,
     };
 }

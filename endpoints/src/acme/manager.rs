@@ -14,8 +14,11 @@ use tokio::sync::Notify;
 
 use super::challenge::Provisioned;
 use super::client::{AcmeHttp, RetryAfter};
+use super::fleet::{Fleet, Lease};
 use super::settings::{AcmeSettings, Challenge};
-use super::store::{CertificateFacts, CertificateState, CertificateStore, certified_key};
+use super::store::{
+    CertificateFacts, CertificateState, CertificateStore, account_key_from_pem, certified_key,
+};
 use crate::error::{Error, Result};
 use crate::tls::CertificateResolver;
 
@@ -27,6 +30,20 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(10);
 const BACKOFF_CAP: Duration = Duration::from_secs(3600);
 /// The longest any one HTTP request to the ACME server may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How soon to try again when a fleet's store cannot be reached.
+const STORE_RETRY: Duration = Duration::from_secs(10);
+
+/// What one attempt at a name came to, short of an error.
+enum Obtained {
+    /// A certificate was issued, stored and is served.
+    Issued(CertificateFacts),
+    /// Looked at again under the lock, the name was no longer due.
+    NotDue,
+    /// Not attempted: another server of the fleet holds the name's lock, or the fleet's
+    /// store cannot be reached. Look again at the time given; why, for a caller that must
+    /// say.
+    Held(SystemTime, String),
+}
 
 /// What the ACME managers of this process last did or plan for each name, for metrics and
 /// status pages: [`renewals`].
@@ -99,6 +116,8 @@ pub struct AcmeManager {
     /// ARI answers by certificate identifier: the chosen renewal point, and when to ask
     /// again.
     ari_cache: std::sync::Mutex<HashMap<String, (SystemTime, SystemTime)>>,
+    /// The fleet whose shared store the directory copies (`store=`), if any.
+    fleet: Option<Fleet>,
 }
 
 impl std::fmt::Debug for AcmeManager {
@@ -121,16 +140,23 @@ fn acme_error(name: &str, message: impl std::fmt::Display) -> Error {
 
 impl AcmeManager {
     /// A manager for `store`, answering tls-alpn-01 challenges through `resolver` and
-    /// publishing the certificates it obtains there.
+    /// publishing the certificates it obtains there. With `settings.store`, the directory
+    /// is this server's copy of a fleet's shared store: names are issued under the fleet's
+    /// lock, challenge answers are shared with every server, and certificates are written
+    /// to the shared store first (see [`AcmeEndpoint`](super::AcmeEndpoint)).
     ///
     /// # Errors
-    /// [`Error::Acme`] when the `cacert=` file cannot be used.
+    /// [`Error::Acme`] when the `cacert=` or `storeca=` file cannot be used, or `store=`
+    /// is given to a build without feature `redis`.
     pub fn new(
         store: CertificateStore,
         settings: AcmeSettings,
         resolver: Arc<CertificateResolver>,
     ) -> Result<AcmeManager> {
+        let fleet = Fleet::new(&settings, &store)
+            .map_err(|message| acme_error(&store.path().display().to_string(), message))?;
         let manager = AcmeManager {
+            fleet,
             store,
             settings,
             resolver,
@@ -162,6 +188,17 @@ impl AcmeManager {
         .map_err(|message| acme_error(&self.store.path().display().to_string(), message))
     }
 
+    /// Copies the fleet's shared store into the directory, if there is one.
+    pub(crate) async fn refresh(&self) -> Result<()> {
+        match &self.fleet {
+            Some(fleet) => fleet
+                .load()
+                .await
+                .map_err(|e| acme_error(&self.store.path().display().to_string(), e)),
+            None => Ok(()),
+        }
+    }
+
     /// Every managed name with what the store holds and when it is due, without contacting
     /// the ACME server.
     pub fn status(&self) -> Vec<NameStatus> {
@@ -191,10 +228,29 @@ impl AcmeManager {
             return Ok(account);
         }
         let directory = self.store.path().display().to_string();
-        let key = self
+        let mut key = self
             .store
             .account_key()
             .map_err(|message| acme_error(&directory, message))?;
+        if let Some(fleet) = &self.fleet {
+            // The fleet shares one account: the first server's key.
+            let local = self
+                .store
+                .account_key_pem()
+                .map_err(|message| acme_error(&directory, message))?;
+            let shared = fleet
+                .account_key(&local)
+                .await
+                .map_err(|e| acme_error(&directory, e))?;
+            if shared != local {
+                key = account_key_from_pem(&shared).map_err(|message| {
+                    acme_error(
+                        &directory,
+                        format!("the fleet's ACME account key: {message}"),
+                    )
+                })?;
+            }
+        }
         let builder = Account::builder_with_http(Box::new(self.http()?));
         let (account, _) = builder
             .create_from_key(key, self.settings.directory_url.clone())
@@ -244,15 +300,17 @@ impl AcmeManager {
     /// the account, the order, the challenge (with the server's reason), the finalization
     /// or the download. The store is unchanged then.
     pub async fn issue(&self, name: &str) -> Result<CertificateFacts> {
-        self.obtain(name, false)
-            .await?
-            .ok_or_else(|| acme_error(name, "no certificate was obtained"))
+        match self.obtain(name, false).await? {
+            Obtained::Issued(facts) => Ok(facts),
+            Obtained::Held(_, why) => Err(acme_error(name, why)),
+            Obtained::NotDue => Err(acme_error(name, "no certificate was obtained")),
+        }
     }
 
     /// [`AcmeManager::issue`]; with `only_if_due`, first checks again under the lock that
-    /// `name` is still due (another server sharing the directory may have just renewed it)
-    /// and returns `None` if it is not.
-    async fn obtain(&self, name: &str, only_if_due: bool) -> Result<Option<CertificateFacts>> {
+    /// `name` is still due (another server sharing the directory or the fleet may have just
+    /// renewed it).
+    async fn obtain(&self, name: &str, only_if_due: bool) -> Result<Obtained> {
         let Some(_lock) = self.store.try_lock().map_err(|e| {
             acme_error(
                 name,
@@ -269,17 +327,64 @@ impl AcmeManager {
                 retry_at: Some(SystemTime::now() + BACKOFF_FIRST),
             });
         };
-        // With the lock held no other order on this directory is waiting: answers still
-        // published are what a killed process left.
-        self.store.clear_challenges();
+        let Some(fleet) = &self.fleet else {
+            // With the lock held no other order on this directory is waiting: answers still
+            // published are what a killed process left. (A fleet's answers in the directory
+            // are copies of other servers' orders, and are the mirror's to clear.)
+            self.store.clear_challenges();
+            return self.obtain_locked(name, only_if_due, None).await;
+        };
+        let lease = match fleet.lock(name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                let why = "another server of the fleet is issuing it; its certificate is copied here once stored";
+                tracing::info!(name, "{why}");
+                return Ok(Obtained::Held(
+                    SystemTime::now() + fleet.lock_ttl(),
+                    why.to_owned(),
+                ));
+            }
+            Err(err) => {
+                let why = format!(
+                    "the fleet's store cannot be reached, so nothing is issued now; the certificates copied from it keep serving: {err}"
+                );
+                tracing::warn!(name, "{why}");
+                return Ok(Obtained::Held(SystemTime::now() + STORE_RETRY, why));
+            }
+        };
+        let outcome = fleet
+            .hold(&lease, self.obtain_locked(name, only_if_due, Some(&lease)))
+            .await
+            .unwrap_or_else(|lost| {
+                Err(acme_error(
+                    name,
+                    format!("{lost}; the order is abandoned and the certificate in service stays"),
+                ))
+            });
+        fleet.release(lease).await;
+        outcome
+    }
+
+    /// [`AcmeManager::obtain`] once the locks are held: the directory's, and with a fleet,
+    /// the fleet's `lease`.
+    async fn obtain_locked(
+        &self,
+        name: &str,
+        only_if_due: bool,
+        lease: Option<&Lease>,
+    ) -> Result<Obtained> {
+        if let Some(fleet) = &self.fleet {
+            // What the fleet holds is what is judged due, not an older copy.
+            fleet.copy(name).await.map_err(|e| acme_error(name, e))?;
+        }
         if only_if_due {
             let now = SystemTime::now();
             if self.due_at(name, now).await.0 > now {
                 tracing::info!(
                     name,
-                    "renewed meanwhile by another server sharing the directory"
+                    "renewed meanwhile by another server sharing the directory or the fleet"
                 );
-                return Ok(None);
+                return Ok(Obtained::NotDue);
             }
         }
         // Stale advice from an earlier answer must not delay this attempt's retry.
@@ -292,6 +397,26 @@ impl AcmeManager {
             .inspect_err(|_| self.forget_account())?;
         let key = certified_key(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
         let facts = CertificateFacts::from_pem(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
+        if let (Some(fleet), Some(lease)) = (&self.fleet, lease) {
+            // The fleet's store first: a certificate it refuses is served nowhere.
+            match fleet.write(lease, pem.as_bytes()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(acme_error(
+                        name,
+                        "another server of the fleet stored a newer certificate under a later lock; this one is discarded",
+                    ));
+                }
+                Err(err) => {
+                    return Err(acme_error(
+                        name,
+                        format!(
+                            "the certificate was issued but cannot be stored in the fleet's store, so it is discarded and the one in service stays: {err}"
+                        ),
+                    ));
+                }
+            }
+        }
         self.store
             .write_certificate(name, pem.as_bytes())
             .map_err(|e| {
@@ -307,7 +432,7 @@ impl AcmeManager {
             .set(name, Arc::new(key))
             .map_err(|m| acme_error(name, m))?;
         tracing::info!(name, issuer = %facts.issuer, days_left = facts.days_left(SystemTime::now()), "certificate issued");
-        Ok(Some(facts))
+        Ok(Obtained::Issued(facts))
     }
 
     /// The ACME conversation for one name: order, challenge, finalize with a fresh key,
@@ -346,6 +471,7 @@ impl AcmeManager {
         .map_err(|e| self.failure(name, "create an order", e))?;
 
         let mut provisioned = Vec::new();
+        let mut shared = Vec::new();
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
             let mut authorization =
@@ -379,21 +505,27 @@ impl AcmeManager {
             let key_authorization = challenge.key_authorization();
             // Answered here, and published in the directory for the other processes that
             // serve from it (worker processes), before the server is told to validate.
-            provisioned.push(
-                match wanted {
-                    Challenge::Http01 => Provisioned::http01(
-                        &self.store,
-                        &challenge.token,
-                        key_authorization.as_str(),
-                    ),
-                    Challenge::TlsAlpn01 => Provisioned::tls_alpn01(
-                        &self.store,
-                        name,
-                        key_authorization.digest().as_ref(),
-                    ),
+            let answer = match wanted {
+                Challenge::Http01 => {
+                    Provisioned::http01(&self.store, &challenge.token, key_authorization.as_str())
                 }
-                .map_err(|m| acme_error(name, m))?,
-            );
+                Challenge::TlsAlpn01 => {
+                    Provisioned::tls_alpn01(&self.store, name, key_authorization.digest().as_ref())
+                }
+            }
+            .map_err(|m| acme_error(name, m))?;
+            // A fleet's every server answers, whichever the ACME server reaches.
+            if let Some(fleet) = &self.fleet {
+                let (kind, key, text) = answer.parts();
+                let lasts = self.settings.timeout + Duration::from_secs(60);
+                shared.push(
+                    fleet
+                        .share(kind, key, text, lasts)
+                        .await
+                        .map_err(|e| acme_error(name, e))?,
+                );
+            }
+            provisioned.push(answer);
             challenge
                 .set_ready()
                 .await
@@ -424,6 +556,7 @@ impl AcmeManager {
                 ),
             ));
         }
+        drop(shared);
         drop(provisioned);
 
         let key = rcgen::KeyPair::generate().map_err(|e| acme_error(name, e))?;
@@ -533,8 +666,11 @@ impl AcmeManager {
         let mut outcomes = Vec::new();
         for name in self.due_names().await {
             match self.obtain(&name, true).await {
-                Ok(None) => {}
-                Ok(Some(facts)) => outcomes.push((name, Ok(facts))),
+                Ok(Obtained::NotDue) => {}
+                Ok(Obtained::Issued(facts)) => outcomes.push((name, Ok(facts))),
+                Ok(Obtained::Held(_, why)) => {
+                    outcomes.push((name.clone(), Err(acme_error(&name, why))))
+                }
                 Err(err) => outcomes.push((name, Err(err))),
             }
         }
@@ -545,6 +681,9 @@ impl AcmeManager {
     /// checks at once, then whenever a name is due, a retry is due, the directory changes
     /// (`changed`), or 12 hours have passed.
     pub async fn run(self, changed: Arc<Notify>) {
+        // A fleet's mirror runs alongside, for as long as the schedule does; what it copies
+        // reaches the resolvers through the directory's watch, which also wakes this loop.
+        let _mirror = self.fleet.as_ref().map(Fleet::start_mirror);
         let mut failures: HashMap<String, (u32, SystemTime)> = HashMap::new();
         // Set when the server answered with Retry-After (a rate limit, say): no name is
         // attempted before then, since such limits often cover the account or the domain.
@@ -576,6 +715,13 @@ impl AcmeManager {
                     continue;
                 }
                 let outcome = self.obtain(&name, true).await;
+                if let Ok(Obtained::Held(until, _)) = &outcome {
+                    // Not an attempt: look again when the holder's lock would have run out
+                    // (its certificate, if stored before then, shows up as not due).
+                    wake_at = wake_at.min(*until);
+                    note(&name, |r| r.next_attempt = Some(*until));
+                    continue;
+                }
                 note(&name, |r| {
                     r.last_attempt = Some(now);
                     r.succeeded = Some(outcome.is_ok());
@@ -587,7 +733,10 @@ impl AcmeManager {
                         failures.remove(&name);
                         // Due again by lifetime (the check every 12 hours comes sooner, and
                         // asks ARI then); renewed by another server: the next pass says.
-                        let due = issued.map(|facts| facts.renewal_due_at());
+                        let due = match issued {
+                            Obtained::Issued(facts) => Some(facts.renewal_due_at()),
+                            _ => None,
+                        };
                         note(&name, |r| r.next_attempt = due);
                     }
                     Err(err) => {

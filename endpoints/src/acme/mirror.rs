@@ -19,11 +19,21 @@ use super::store::{CertificateStore, certified_key, is_host_name};
 /// directory keeps its file, as the certificate directory's watcher does with a bad file.
 /// Files are only written when their contents change, atomically (see
 /// [`CertificateStore`]).
+///
+/// A running mirror is a member of the fleet ([`RedisStore::join`]) and acknowledges each
+/// challenge answer once its file is written ([`RedisStore::ack`]), so that the server that
+/// placed the order knows when every server can answer the validation.
 #[derive(Debug, Clone)]
 pub struct Mirror {
     store: RedisStore,
     directory: CertificateStore,
+    member: String,
 }
+
+/// How long a member's entry outlives its last renewal (renewed every third of it).
+pub(crate) const MEMBER_TTL: Duration = Duration::from_secs(15);
+/// How long an acknowledgement is kept (it is removed with the answer before then).
+const ACK_TTL: Duration = Duration::from_secs(600);
 
 /// What one pass of [`Mirror::load`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -40,35 +50,100 @@ impl Mirror {
     /// A mirror of `store` into `directory`. Nothing is copied until [`Mirror::load`] or
     /// [`Mirror::run`].
     pub fn new(store: RedisStore, directory: CertificateStore) -> Mirror {
-        Mirror { store, directory }
+        Mirror {
+            store,
+            directory,
+            member: super::redis::random_token(),
+        }
+    }
+
+    /// This mirror's member id: random, 32 hex digits.
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// The store mirrored.
+    pub fn store(&self) -> &RedisStore {
+        &self.store
+    }
+
+    /// Copies `name`'s certificate into the directory now, if the store has one that
+    /// differs from the directory's (an unusable one is logged and skipped).
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be read.
+    pub async fn copy(&self, name: &str) -> Result<(), StoreError> {
+        self.certificate(name).await.map(drop)
+    }
+
+    /// The directory mirrored into.
+    pub fn directory(&self) -> &CertificateStore {
+        &self.directory
     }
 
     /// Copies every certificate that differs from the directory's file, and replaces the
-    /// directory's challenge answers with the store's.
+    /// directory's challenge answers with the store's (acknowledging each). A certificate
+    /// the directory has and the store lacks (a store new or emptied) is stored in Redis,
+    /// so that the fleet keeps it.
     ///
     /// # Errors
     /// [`StoreError`] when Redis cannot be read; what was copied before stays.
     pub async fn load(&self) -> Result<Copied, StoreError> {
         let mut copied = Copied::default();
-        for name in self.store.names().await? {
-            match self.certificate(&name).await? {
+        let names = self.store.names().await?;
+        for name in &names {
+            match self.certificate(name).await? {
                 Some(true) => copied.certificates += 1,
                 Some(false) => {}
                 None => copied.skipped += 1,
             }
         }
+        self.seed(&names).await?;
         let answers = self.store.challenges().await?;
         let directory = self.directory.clone();
-        copied.answers = blocking(move || {
+        let placed = blocking(move || {
             directory.clear_challenges();
             answers
-                .iter()
+                .into_iter()
                 .filter(|(kind, key, answer)| put_answer(&directory, kind, key, answer))
-                .count()
+                .map(|(kind, key, _)| (kind, key))
+                .collect::<Vec<_>>()
         })
         .await
-        .unwrap_or(0);
+        .unwrap_or_default();
+        copied.answers = placed.len();
+        for (kind, key) in placed {
+            self.store.ack(&kind, &key, &self.member, ACK_TTL).await?;
+        }
         Ok(copied)
+    }
+
+    /// Stores in Redis the directory's usable certificates whose names `stored` lacks.
+    async fn seed(&self, stored: &[String]) -> Result<(), StoreError> {
+        let directory = self.directory.clone();
+        let stored = stored.to_vec();
+        let missing = blocking(move || {
+            directory
+                .names(&[])
+                .into_iter()
+                .filter(|name| stored.binary_search(name).is_err())
+                .filter_map(|name| {
+                    let pem = std::fs::read(directory.certificate_path(&name)).ok()?;
+                    certified_key(&pem).is_ok().then_some((name, pem))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (name, pem) in missing {
+            if self.store.seed_certificate(&name, &pem).await? {
+                tracing::info!(
+                    name,
+                    "stored this server's certificate in the Redis store, which had none"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Copies `name`'s certificate: `Some(true)` if the file was written, `Some(false)` if
@@ -127,7 +202,11 @@ impl Mirror {
             Change::Challenge(kind, key) => {
                 if let Some(answer) = self.store.challenge(&kind, &key).await? {
                     let directory = self.directory.clone();
-                    blocking(move || put_answer(&directory, &kind, &key, &answer)).await;
+                    let (k, n) = (kind.clone(), key.clone());
+                    let placed = blocking(move || put_answer(&directory, &k, &n, &answer)).await;
+                    if placed == Some(true) {
+                        self.store.ack(&kind, &key, &self.member, ACK_TTL).await?;
+                    }
                 }
             }
             Change::Withdrawn(kind, key) => {
@@ -146,13 +225,15 @@ impl Mirror {
 
     /// Keeps the directory a copy of the store until the task is dropped: every change as
     /// it is announced, and everything again after a lost subscription and every `every`
-    /// (for changes a lost connection hid). Failures are logged; the directory keeps
-    /// serving what it has.
+    /// (for changes a lost connection hid); meanwhile it renews its membership every 5 s.
+    /// Failures are logged; the directory keeps serving what it has.
     pub async fn run(self, every: Duration) {
         let mut changes = self.store.changes();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut membership = tokio::time::interval(MEMBER_TTL / 3);
+        membership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let change = tokio::select! {
                 change = changes.recv() => match change {
@@ -160,6 +241,12 @@ impl Mirror {
                     None => return,
                 },
                 _ = tick.tick() => Change::Resync,
+                _ = membership.tick() => {
+                    if let Err(err) = self.store.join(&self.member, MEMBER_TTL).await {
+                        tracing::debug!("cannot renew this server's membership: {err}");
+                    }
+                    continue;
+                }
             };
             if let Err(err) = self.apply(change).await {
                 tracing::warn!(

@@ -17,6 +17,7 @@ mod certs;
 mod challenge;
 mod client;
 mod endpoint;
+mod fleet;
 mod manager;
 #[cfg(feature = "redis")]
 mod mirror;
@@ -34,7 +35,8 @@ pub use manager::{AcmeManager, CHECK_EVERY, NameStatus, Renewal, renewals};
 #[cfg(feature = "redis")]
 pub use mirror::{Copied, Mirror};
 pub use settings::{
-    AcmeSettings, Challenge, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
+    AcmeSettings, Challenge, DEFAULT_LOCK, DEFAULT_PREFIX, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT,
+    LETS_ENCRYPT_STAGING,
 };
 pub use store::{
     ACCOUNT_KEY_FILE, CertificateFacts, CertificateState, CertificateStore, LOCK_FILE,

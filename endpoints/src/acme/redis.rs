@@ -13,6 +13,8 @@
 //! | `<prefix>:fence:<name>` | the last fencing token handed out (a counter) |
 //! | `<prefix>:account` | the ACME account key, in PEM |
 //! | `<prefix>:challenge:<kind>:<key>` | a challenge answer, with an expiry |
+//! | `<prefix>:ack:<kind>:<key>` | the members that copied that answer (a set, same expiry) |
+//! | `<prefix>:member:<id>` | present while the server `id` mirrors the store, with an expiry |
 //!
 //! Changes are published on `<prefix>:changes` as `cert <name>`, `challenge <kind> <key>`
 //! and `withdrawn <kind> <key>`.
@@ -30,7 +32,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 /// The prefix of every key when the descriptor gives none.
-pub const DEFAULT_PREFIX: &str = "torsion:acme";
+pub use super::settings::DEFAULT_PREFIX;
 
 /// How long a connection, a command or a subscription may take before it counts as failed.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,6 +66,13 @@ static WRITE_FENCED: Lua = Lua::new(
     redis.call('SET', KEYS[2], ARGV[2]) \
     redis.call('PUBLISH', ARGV[3], ARGV[4]) \
     return 1",
+);
+
+/// Stores a certificate only where there is none, and announces it. KEYS: cert. ARGV: pem,
+/// channel, message. Returns 1 if stored, 0 if a certificate was there.
+static SEED: Lua = Lua::new(
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX') then \
+    redis.call('PUBLISH', ARGV[2], ARGV[3]) return 1 else return 0 end",
 );
 
 /// A script's text, and the script made from it (its SHA-1 digest computed) on first use.
@@ -170,63 +179,118 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// The client for `url`, after checking `prefix`.
+fn client(url: &str, prefix: &str, ca: Option<&[u8]>) -> Result<redis::Client, StoreError> {
+    let fail = |message: String| StoreError {
+        url: redacted(url),
+        message,
+    };
+    // The prefix is matched as a glob pattern when keys are listed.
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b))
+    {
+        return Err(fail(format!(
+            "the key prefix {prefix:?} must be letters, digits and any of : _ . -"
+        )));
+    }
+    match ca {
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.to_vec()),
+            },
+        ),
+        None => redis::Client::open(url),
+    }
+    .map_err(|e| {
+        fail(format!(
+            "not a usable Redis URL: {e} (expected redis://[:password@]host[:port][/db] or rediss://...)"
+        ))
+    })
+}
+
 impl RedisStore {
-    /// Connects to the Redis at `url` (`redis://[:password@]host[:port][/db]`, or
-    /// `rediss://` for TLS, verified against the system's roots or `ca`, PEM), with keys
-    /// under `prefix` (letters, digits and `:_.-`). The connection is made again by itself
-    /// after it is lost.
+    /// Checks that `url`, `prefix` and `ca` can make a store, without connecting: what a
+    /// descriptor's `store=`, `prefix=` and `storeca=` are checked with.
     ///
     /// # Errors
-    /// [`StoreError`] when the prefix has other characters, the URL is not a Redis URL, `ca`
-    /// is not PEM, or the server cannot be reached, or refuses the password, within 5 s.
+    /// [`StoreError`] as for [`RedisStore::open`].
+    pub fn check(url: &str, prefix: &str, ca: Option<&[u8]>) -> Result<(), StoreError> {
+        client(url, prefix, ca).map(drop)
+    }
+
+    /// A store at the Redis at `url` (`redis://[:password@]host[:port][/db]`, or
+    /// `rediss://` for TLS, verified against the system's roots or `ca`, PEM), with keys
+    /// under `prefix` (letters, digits and `:_.-`). Nothing is sent yet: the connection is
+    /// made on first use, and made again after it is lost, so a store opened while Redis is
+    /// down works once Redis is back. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the prefix has other characters, the URL is not a Redis URL, or
+    /// `ca` is not PEM.
+    pub fn open(url: &str, prefix: &str, ca: Option<&[u8]>) -> Result<RedisStore, StoreError> {
+        let client = client(url, prefix, ca)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(2);
+        let connection = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| StoreError {
+                url: redacted(url),
+                message: format!("cannot make a connection: {e}"),
+            })?;
+        Ok(RedisStore {
+            client,
+            connection,
+            prefix: prefix.to_owned(),
+            url: redacted(url),
+        })
+    }
+
+    /// [`RedisStore::open`], then a `PING` to check that the server answers and takes the
+    /// password.
+    ///
+    /// # Errors
+    /// As [`RedisStore::open`], and [`StoreError`] when the server cannot be reached, or
+    /// refuses the password, within 5 s.
     pub async fn connect(
         url: &str,
         prefix: &str,
         ca: Option<&[u8]>,
     ) -> Result<RedisStore, StoreError> {
-        let shown = redacted(url);
-        let fail = |message: String| StoreError {
-            url: shown.clone(),
-            message,
-        };
-        // The prefix is matched as a glob pattern when keys are listed.
-        if prefix.is_empty()
-            || !prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b))
-        {
-            return Err(fail(format!(
-                "the key prefix {prefix:?} must be letters, digits and any of : _ . -"
-            )));
-        }
-        let client = match ca {
-            Some(ca) => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.to_vec()),
-                },
-            ),
-            None => redis::Client::open(url),
-        }
-        .map_err(|e| fail(format!("not a usable Redis URL: {e} (expected redis://[:password@]host[:port][/db] or rediss://...)")))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(2);
-        let connection = tokio::time::timeout(
+        let store = RedisStore::open(url, prefix, ca)?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Checks that the server answers.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it does not, within 5 s.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(
             TIMEOUT * 2,
-            client.get_connection_manager_with_config(config),
+            redis::cmd("PING").query_async::<()>(&mut connection),
         )
         .await
-        .map_err(|_| fail(format!("no answer within {} s", (TIMEOUT * 2).as_secs())))?
-        .map_err(|e| fail(format!("cannot connect: {e}")))?;
-        Ok(RedisStore {
-            client,
-            connection,
-            prefix: prefix.to_owned(),
-            url: shown,
-        })
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(self.fail("connect", err)),
+            Err(_) => Err(StoreError {
+                url: self.url.clone(),
+                message: format!("no answer within {} s", (TIMEOUT * 2).as_secs()),
+            }),
+        }
+    }
+
+    /// The URL, with any password left out.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     fn key(&self, kind: &str, rest: &str) -> String {
@@ -464,11 +528,115 @@ impl RedisStore {
             .atomic()
             .del(self.key("challenge", &format!("{kind}:{key}")))
             .ignore()
+            .del(self.key("ack", &format!("{kind}:{key}")))
+            .ignore()
             .publish(self.channel(), format!("withdrawn {kind} {key}"))
             .ignore()
             .exec_async(&mut connection)
             .await
             .map_err(|e| self.fail(&format!("withdraw the {kind} answer for {key}"), e))
+    }
+
+    /// Records that `member` has copied the answer of `kind` for `key` and serves it; the
+    /// record expires after `ttl`, as the answer does.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn ack(
+        &self,
+        kind: &str,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let set = self.key("ack", &format!("{kind}:{key}"));
+        redis::pipe()
+            .atomic()
+            .sadd(&set, member)
+            .ignore()
+            .pexpire(&set, millis(ttl) as i64)
+            .ignore()
+            .exec_async(&mut connection)
+            .await
+            .map_err(|e| self.fail(&format!("acknowledge the {kind} answer for {key}"), e))
+    }
+
+    /// The members that have copied the answer of `kind` for `key`, sorted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn acks(&self, kind: &str, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut members: Vec<String> = connection
+            .smembers(self.key("ack", &format!("{kind}:{key}")))
+            .await
+            .map_err(|e| self.fail(&format!("read who copied the {kind} answer for {key}"), e))?;
+        members.sort();
+        Ok(members)
+    }
+
+    /// Says that the server `member` mirrors the store for the next `ttl`: an issuer waits
+    /// for every such server to copy a challenge answer before the ACME server is told to
+    /// validate.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn join(&self, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        connection
+            .pset_ex::<_, _, ()>(self.key("member", member), 1, millis(ttl))
+            .await
+            .map_err(|e| self.fail("announce this server as a member", e))
+    }
+
+    /// Withdraws `member` at once (a server stopping), rather than when its entry expires.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn leave(&self, member: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        connection
+            .del::<_, ()>(self.key("member", member))
+            .await
+            .map_err(|e| self.fail("withdraw this server as a member", e))
+    }
+
+    /// The servers mirroring the store now, sorted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn members(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{}:member:", self.prefix);
+        let mut members: Vec<String> = self
+            .keys(&prefix, "list the members")
+            .await?
+            .into_iter()
+            .map(|key| key[prefix.len()..].to_owned())
+            .collect();
+        members.sort();
+        members.dedup();
+        Ok(members)
+    }
+
+    /// Stores `pem` as `name`'s certificate if the store has none, and announces it: how a
+    /// server's directory fills a store that is new, or was emptied. `false` when the store
+    /// already had one (it is left alone).
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis cannot be asked.
+    pub async fn seed_certificate(&self, name: &str, pem: &[u8]) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let stored: i64 = SEED
+            .script()
+            .key(self.key("cert", name))
+            .arg(pem)
+            .arg(self.channel())
+            .arg(format!("cert {name}"))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.fail(&format!("store the certificate of {name}"), e))?;
+        Ok(stored == 1)
     }
 
     /// The store's changes, as they are published, until the receiver is dropped. A lost
@@ -548,7 +716,7 @@ async fn relay(
 
 /// A random lock token: 128 bits from the operating system (through rustls's provider,
 /// already linked for TLS), in hex.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 16];
     if rustls::crypto::ring::default_provider()
         .secure_random

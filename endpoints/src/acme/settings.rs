@@ -12,13 +12,17 @@ use crate::error::{Error, Result};
 
 /// The keywords the ACME kinds consume (and the settings [`AcmeSettings::set`] takes);
 /// every other keyword of an ACME descriptor goes to the inner descriptor.
-pub const KEYWORDS: [&str; 6] = [
+pub const KEYWORDS: [&str; 10] = [
     "directory",
     "email",
     "cacert",
     "challenge",
     "domains",
     "timeout",
+    "store",
+    "prefix",
+    "storeca",
+    "lock",
 ];
 
 const CHALLENGE_EXPECTED: &str = "tls-alpn-01 or http-01";
@@ -90,7 +94,25 @@ pub struct AcmeSettings {
     /// How long one issuance may wait for validation and for the certificate, `timeout=`
     /// (seconds).
     pub timeout: Duration,
+    /// The Redis store shared by a fleet of servers, `store=redis://[:password@]host[:port][/db]`
+    /// or `rediss://...` (feature `redis`); the directory is then this server's copy of it.
+    pub store: Option<String>,
+    /// The prefix of the store's keys, `prefix=` ([`DEFAULT_PREFIX`] by default), so that
+    /// several sites can share one Redis.
+    pub prefix: String,
+    /// A PEM file of trust anchors for a `rediss://` store's certificate, `storeca=`, in
+    /// place of the platform's roots.
+    pub store_ca: Option<PathBuf>,
+    /// How long the fleet's lock on a name outlives a holder that stops renewing it (a
+    /// server killed mid-order), `lock=` (seconds); the holder renews it every third of
+    /// that.
+    pub lock: Duration,
 }
+
+/// The default `prefix=` of a Redis store's keys.
+pub const DEFAULT_PREFIX: &str = "torsion:acme";
+/// The default `lock=`.
+pub const DEFAULT_LOCK: Duration = Duration::from_secs(60);
 
 /// Let's Encrypt's production ACME v2 directory (`le:`, and `txacme:` without `directory=`).
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -110,20 +132,24 @@ impl AcmeSettings {
             challenge: Challenge::TlsAlpn01,
             domains: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            store: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            store_ca: None,
+            lock: DEFAULT_LOCK,
         }
     }
 }
 
 impl AcmeSettings {
     /// Sets one setting from its text, as the keyword of the same name in a descriptor
-    /// (`directory`, `email`, `cacert`, `challenge`, `domains`, `timeout`; see
-    /// [`AcmeEndpoint`](super::AcmeEndpoint) for what each means).
+    /// (see [`KEYWORDS`], and [`AcmeEndpoint`](super::AcmeEndpoint) for what each means).
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] naming the setting, the value and what is accepted: an
     /// `http://` or `https://` URL; an e-mail address; a non-empty path; `tls-alpn-01` or
     /// `http-01`; comma-separated host names without wildcards; a whole number of seconds,
-    /// at least 1; or one of [`KEYWORDS`].
+    /// at least 1; a `redis://` or `rediss://` URL (and a build with feature `redis`);
+    /// letters, digits and `:_.-`; or one of [`KEYWORDS`].
     pub fn set(&mut self, setting: &str, value: &str) -> Result<()> {
         match setting {
             "directory" => {
@@ -173,6 +199,52 @@ impl AcmeSettings {
                     invalid(setting, value, "a whole number of seconds, at least 1")
                 })?;
                 self.timeout = Duration::from_secs(seconds);
+            }
+            "lock" => {
+                let seconds: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    invalid(setting, value, "a whole number of seconds, at least 1")
+                })?;
+                self.lock = Duration::from_secs(seconds);
+            }
+            "store" => {
+                const EXPECTED: &str = "a Redis URL, redis://[:password@]host[:port][/db] or rediss://... (write each : as \\: in a descriptor)";
+                if !(value.starts_with("redis://") || value.starts_with("rediss://")) {
+                    return Err(invalid(setting, value, EXPECTED));
+                }
+                #[cfg(feature = "redis")]
+                super::redis::RedisStore::check(value, DEFAULT_PREFIX, None).map_err(|err| {
+                    invalid(setting, &err.url, &format!("{EXPECTED}: {}", err.message))
+                })?;
+                #[cfg(not(feature = "redis"))]
+                return Err(invalid(
+                    setting,
+                    value,
+                    "a build of torsion-endpoints with its feature redis",
+                ));
+                #[cfg(feature = "redis")]
+                {
+                    self.store = Some(value.to_owned());
+                }
+            }
+            "prefix" => {
+                if value.is_empty()
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b))
+                {
+                    return Err(invalid(
+                        setting,
+                        value,
+                        "letters, digits and any of : _ . - (such as mysite:acme)",
+                    ));
+                }
+                self.prefix = value.to_owned();
+            }
+            "storeca" => {
+                if value.is_empty() {
+                    return Err(invalid(setting, value, "a PEM file of CA certificates"));
+                }
+                self.store_ca = Some(PathBuf::from(value));
             }
             _ => return Err(invalid("ACME setting", setting, &KEYWORDS.join(", "))),
         }

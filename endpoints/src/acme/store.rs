@@ -243,15 +243,7 @@ impl CertificateStore {
         let path = self.path.join(ACCOUNT_KEY_FILE);
         let fail = |e: &dyn std::fmt::Display| format!("ACME account key {}: {e}", path.display());
         let der = match std::fs::read(&path) {
-            Ok(pem) => {
-                let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| fail(&e))?;
-                let PrivateKeyDer::Pkcs8(pkcs8) = der else {
-                    return Err(fail(
-                        &"not a PKCS#8 key (expected -----BEGIN PRIVATE KEY-----)",
-                    ));
-                };
-                pkcs8
-            }
+            Ok(pem) => return account_key_from_pem(&pem).map_err(|e| fail(&e)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 let generated = rcgen::KeyPair::generate().map_err(|e| fail(&e))?;
                 // Never over another server's key created meanwhile: theirs is then used.
@@ -277,9 +269,18 @@ impl CertificateStore {
             }
             Err(err) => return Err(fail(&err)),
         };
-        let key = instant_acme::Key::from_pkcs8_der(der.clone_key())
-            .map_err(|e| fail(&format!("{e} (a P-256 ECDSA key is expected)")))?;
-        Ok((key, PrivateKeyDer::Pkcs8(der)))
+        account_key_from_der(der).map_err(|e| fail(&e))
+    }
+
+    /// The PEM of the account key file, created on first use (see
+    /// [`CertificateStore::account_key`]).
+    ///
+    /// # Errors
+    /// As [`CertificateStore::account_key`].
+    pub(crate) fn account_key_pem(&self) -> Result<Vec<u8>, String> {
+        self.account_key()?;
+        let path = self.path.join(ACCOUNT_KEY_FILE);
+        std::fs::read(&path).map_err(|e| format!("ACME account key {}: {e}", path.display()))
     }
 
     /// Publishes the answer to a challenge as the hidden file `.<key>.<kind>` (see
@@ -351,6 +352,28 @@ impl CertificateStore {
 }
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+/// An ACME account key from its PEM (PKCS#8, P-256), as instant-acme takes it.
+///
+/// # Errors
+/// A message saying what the PEM holds instead.
+pub(crate) fn account_key_from_pem(
+    pem: &[u8],
+) -> Result<(instant_acme::Key, PrivateKeyDer<'static>), String> {
+    let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| e.to_string())?;
+    let PrivateKeyDer::Pkcs8(pkcs8) = der else {
+        return Err("not a PKCS#8 key (expected -----BEGIN PRIVATE KEY-----)".into());
+    };
+    account_key_from_der(pkcs8)
+}
+
+fn account_key_from_der(
+    der: rustls::pki_types::PrivatePkcs8KeyDer<'static>,
+) -> Result<(instant_acme::Key, PrivateKeyDer<'static>), String> {
+    let key = instant_acme::Key::from_pkcs8_der(der.clone_key())
+        .map_err(|e| format!("{e} (a P-256 ECDSA key is expected)"))?;
+    Ok((key, PrivateKeyDer::Pkcs8(der)))
+}
 
 /// The served form of a stored PEM: the key and its certificates, the leaf first.
 pub(crate) fn certified_key(pem: &[u8]) -> std::result::Result<CertifiedKey, String> {

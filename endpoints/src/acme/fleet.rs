@@ -323,7 +323,10 @@ mod without_redis {
 
     /// Never held: there is no fleet to lock in.
     #[derive(Debug)]
-    pub(crate) enum Lease {}
+    pub(crate) struct Lease {
+        pub(crate) fence: u64,
+        _never: std::convert::Infallible,
+    }
 
     /// Never raised.
     #[derive(Debug)]

@@ -352,6 +352,7 @@ impl AcmeManager {
                 return Ok(Obtained::Held(SystemTime::now() + STORE_RETRY, why));
             }
         };
+        tracing::info!(name, fence = lease.fence, "issuing under the fleet's lock");
         let outcome = fleet
             .hold(&lease, self.obtain_locked(name, only_if_due, Some(&lease)))
             .await

@@ -234,6 +234,7 @@ impl Mirror {
         tick.tick().await;
         let mut membership = tokio::time::interval(MEMBER_TTL / 3);
         membership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut joined = false;
         loop {
             let change = tokio::select! {
                 change = changes.recv() => match change {
@@ -242,8 +243,18 @@ impl Mirror {
                 },
                 _ = tick.tick() => Change::Resync,
                 _ = membership.tick() => {
-                    if let Err(err) = self.store.join(&self.member, MEMBER_TTL).await {
-                        tracing::debug!("cannot renew this server's membership: {err}");
+                    match self.store.join(&self.member, MEMBER_TTL).await {
+                        Ok(()) if !joined => {
+                            joined = true;
+                            tracing::info!(member = %self.member, store = %self.store.url(), "joined the fleet sharing the Redis store");
+                        }
+                        Ok(()) => {}
+                        Err(err) => {
+                            if joined {
+                                tracing::warn!("the Redis store is unreachable; serving the certificates copied so far: {err}");
+                            }
+                            joined = false;
+                        }
                     }
                     continue;
                 }

@@ -455,7 +455,7 @@ impl RedisStore {
     }
 
     /// Publishes the answer to a challenge of `kind` for `key` (a token or a host name) for
-    /// `ttl`, and announces it.
+    /// `ttl`, forgets who acknowledged an earlier answer under that key, and announces it.
     ///
     /// # Errors
     /// [`StoreError`] when Redis cannot be asked.
@@ -474,6 +474,9 @@ impl RedisStore {
                 answer,
                 millis(ttl),
             )
+            .ignore()
+            // Acknowledgements of an earlier answer under the same key are not of this one.
+            .del(self.key("ack", &format!("{kind}:{key}")))
             .ignore()
             .publish(self.channel(), format!("challenge {kind} {key}"))
             .ignore()

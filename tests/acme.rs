@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::acme::{
-    Pebble, fetch_verified, free_port, old_certificate, served_issuer, test_ca, wait_for_lines,
+    Pebble, fetch_verified, free_port, old_certificate, served_issuer, wait_for_lines,
 };
 use common::{Server, torsion};
 use torsion_endpoints::quote;

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use torsion_endpoints::acme::redis::{Change, Lease, RedisStore};
+use torsion_endpoints::acme::redis::{Change, Lease, RedisStore, SharedStore};
 use torsion_endpoints::acme::{CertificateStore, Mirror};
 
 /// A `redis-server` on a free loopback port, with no persistence; stopped when dropped.

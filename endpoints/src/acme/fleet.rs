@@ -9,7 +9,7 @@
 //! [`Fleet`] is an empty type whose methods are never called.
 
 #[cfg(feature = "redis")]
-pub(crate) use super::redis::Lease;
+pub(crate) use super::shared::Lease;
 #[cfg(feature = "redis")]
 pub(crate) use with_redis::Fleet;
 #[cfg(not(feature = "redis"))]
@@ -31,8 +31,9 @@ mod with_redis {
     use std::time::{Duration, Instant};
 
     use super::super::mirror::Mirror;
-    use super::super::redis::{Lease, RedisStore, StoreError};
+    use super::super::redis::RedisStore;
     use super::super::settings::AcmeSettings;
+    use super::super::shared::{Lease, SharedStore, StoreError};
     use super::super::store::CertificateStore;
     use super::{ACK_WAIT, RELOAD_EVERY};
 
@@ -44,7 +45,7 @@ mod with_redis {
         ca: Option<Vec<u8>>,
         lock: Duration,
         directory: CertificateStore,
-        opened: OnceLock<Result<Mirror, StoreError>>,
+        opened: OnceLock<Result<Mirror<RedisStore>, StoreError>>,
     }
 
     impl std::fmt::Debug for Fleet {
@@ -90,7 +91,7 @@ mod with_redis {
         /// # Errors
         /// [`StoreError`] when the store cannot be made (checked in [`Fleet::new`], so
         /// not expected).
-        pub(crate) fn mirror(&self) -> Result<&Mirror, StoreError> {
+        pub(crate) fn mirror(&self) -> Result<&Mirror<RedisStore>, StoreError> {
             self.opened
                 .get_or_init(|| {
                     RedisStore::open(&self.url, &self.prefix, self.ca.as_deref())

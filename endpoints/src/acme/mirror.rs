@@ -1,16 +1,16 @@
-//! A server's certificate directory kept as a copy of a shared [`RedisStore`] (feature
-//! `redis`): the certificates, and the answers to pending challenges as the hidden files
-//! that every resolver and the http-01 handler already read. Redis is thus never on a
-//! handshake's or a request's path, and a server whose Redis is down goes on serving what
-//! it last copied.
+//! A server's certificate directory kept as a copy of a [`SharedStore`] (such as the
+//! shared store of feature `redis`): the certificates, and the answers to pending challenges
+//! as the hidden files that every resolver and the http-01 handler already read. The shared
+//! store is thus never on a handshake's or a request's path, and a server cut off from it
+//! goes on serving what it last copied.
 
 use std::time::Duration;
 
 use super::challenge::is_token;
-use super::redis::{Change, RedisStore, StoreError};
+use super::shared::{Change, SharedStore, StoreError, random_token};
 use super::store::{CertificateStore, certified_key, is_host_name};
 
-/// Copies a [`RedisStore`] into a [`CertificateStore`] directory, and keeps copying its
+/// Copies a [`SharedStore`] into a [`CertificateStore`] directory, and keeps copying its
 /// changes.
 ///
 /// Nothing from Redis is trusted as a path: a name that is not a host name, a challenge of
@@ -20,12 +20,12 @@ use super::store::{CertificateStore, certified_key, is_host_name};
 /// Files are only written when their contents change, atomically (see
 /// [`CertificateStore`]).
 ///
-/// A running mirror is a member of the fleet ([`RedisStore::join`]) and acknowledges each
-/// challenge answer once its file is written ([`RedisStore::ack`]), so that the server that
+/// A running mirror is a member of the fleet ([`SharedStore::join`]) and acknowledges each
+/// challenge answer once its file is written ([`SharedStore::ack`]), so that the server that
 /// placed the order knows when every server can answer the validation.
 #[derive(Debug, Clone)]
-pub struct Mirror {
-    store: RedisStore,
+pub struct Mirror<S> {
+    store: S,
     directory: CertificateStore,
     member: String,
 }
@@ -46,14 +46,14 @@ pub struct Copied {
     pub skipped: usize,
 }
 
-impl Mirror {
+impl<S: SharedStore> Mirror<S> {
     /// A mirror of `store` into `directory`. Nothing is copied until [`Mirror::load`] or
     /// [`Mirror::run`].
-    pub fn new(store: RedisStore, directory: CertificateStore) -> Mirror {
+    pub fn new(store: S, directory: CertificateStore) -> Mirror<S> {
         Mirror {
             store,
             directory,
-            member: super::redis::random_token(),
+            member: random_token(),
         }
     }
 
@@ -63,7 +63,7 @@ impl Mirror {
     }
 
     /// The store mirrored.
-    pub fn store(&self) -> &RedisStore {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -139,7 +139,7 @@ impl Mirror {
             if self.store.seed_certificate(&name, &pem).await? {
                 tracing::info!(
                     name,
-                    "stored this server's certificate in the Redis store, which had none"
+                    "stored this server's certificate in the shared store, which had none"
                 );
             }
         }
@@ -152,7 +152,7 @@ impl Mirror {
         if !is_host_name(name) {
             tracing::warn!(
                 name,
-                "skipping a certificate in the Redis store: not a host name"
+                "skipping a certificate in the shared store: not a host name"
             );
             return Ok(None);
         }
@@ -162,7 +162,7 @@ impl Mirror {
         if let Err(reason) = certified_key(&pem) {
             tracing::warn!(
                 name,
-                "skipping a certificate in the Redis store: {reason}; the directory keeps its own"
+                "skipping a certificate in the shared store: {reason}; the directory keeps its own"
             );
             return Ok(None);
         }
@@ -175,11 +175,11 @@ impl Mirror {
             }
             match directory.write_certificate(&name, &pem) {
                 Ok(()) => {
-                    tracing::info!(name, "copied a certificate from the Redis store");
+                    tracing::info!(name, "copied a certificate from the shared store");
                     Some(true)
                 }
                 Err(err) => {
-                    tracing::warn!(file = %path.display(), "cannot write a certificate copied from the Redis store: {err}");
+                    tracing::warn!(file = %path.display(), "cannot write a certificate copied from the shared store: {err}");
                     None
                 }
             }
@@ -217,7 +217,7 @@ impl Mirror {
             }
             Change::Resync => {
                 let copied = self.load().await?;
-                tracing::debug!(?copied, "loaded the Redis store into the directory");
+                tracing::debug!(?copied, "loaded the shared store into the directory");
             }
         }
         Ok(())
@@ -246,12 +246,12 @@ impl Mirror {
                     match self.store.join(&self.member, MEMBER_TTL).await {
                         Ok(()) if !joined => {
                             joined = true;
-                            tracing::info!(member = %self.member, store = %self.store.url(), "joined the fleet sharing the Redis store");
+                            tracing::info!(member = %self.member, store = %self.store.location(), "joined the fleet sharing the shared store");
                         }
                         Ok(()) => {}
                         Err(err) => {
                             if joined {
-                                tracing::warn!("the Redis store is unreachable; serving the certificates copied so far: {err}");
+                                tracing::warn!("the shared store is unreachable; serving the certificates copied so far: {err}");
                             }
                             joined = false;
                         }
@@ -261,7 +261,7 @@ impl Mirror {
             };
             if let Err(err) = self.apply(change).await {
                 tracing::warn!(
-                    "the certificate directory is not up to date with the Redis store: {err}"
+                    "the certificate directory is not up to date with the shared store: {err}"
                 );
             }
         }
@@ -284,7 +284,7 @@ fn put_answer(directory: &CertificateStore, kind: &str, key: &str, answer: &[u8]
         tracing::warn!(
             kind,
             key,
-            "skipping a challenge answer in the Redis store: unknown kind, or a key that is neither a token nor a host name"
+            "skipping a challenge answer in the shared store: unknown kind, or a key that is neither a token nor a host name"
         );
         return false;
     }
@@ -294,7 +294,7 @@ fn put_answer(directory: &CertificateStore, kind: &str, key: &str, answer: &[u8]
             tracing::warn!(
                 kind,
                 key,
-                "cannot write a challenge answer copied from the Redis store: {err}"
+                "cannot write a challenge answer copied from the shared store: {err}"
             );
             false
         }
@@ -307,7 +307,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => Some(value),
         Err(err) => {
-            tracing::warn!("copying from the Redis store was cut short: {err}");
+            tracing::warn!("copying from the shared store was cut short: {err}");
             None
         }
     }

@@ -1,9 +1,10 @@
 //! Certificates obtained and renewed over ACME v2 (RFC 8555) with instant-acme (feature
 //! `acme`): the kinds `txacme:DIR:<inner>`, `le:DIR:<inner>` and `lets:DIR:<inner>`, the
 //! directory store, the manager that keeps it fresh, the challenge tables an HTTP server
-//! consults, and the one-shot operations behind `torsion certs`. With feature `redis`,
-//! [`redis::RedisStore`] keeps certificates, locks and challenges in Redis for a fleet, and
-//! [`Mirror`] copies it into a server's directory.
+//! consults, and the one-shot operations behind `torsion certs`. A fleet of servers shares
+//! a [`shared::SharedStore`] (with feature `redis`, [`redis::RedisStore`]: `store=` on the
+//! ACME kinds) for certificates, locks and challenges, and [`Mirror`] copies it into each
+//! server's directory.
 //!
 //! ```text
 //! AcmeEndpoint::listen ─► CertificateStore (DIR/<name>.pem, acme-account.key, lock)
@@ -19,11 +20,11 @@ mod client;
 mod endpoint;
 mod fleet;
 mod manager;
-#[cfg(feature = "redis")]
 mod mirror;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod settings;
+pub mod shared;
 mod store;
 
 pub use crate::tls::ACME_TLS_ALPN;
@@ -32,7 +33,6 @@ pub use challenge::{HTTP01_PATH_PREFIX, http01_answer, http01_key_authorization}
 pub(crate) use endpoint::AcmeKind;
 pub use endpoint::{AcmeEndpoint, challenge_listener};
 pub use manager::{AcmeManager, CHECK_EVERY, NameStatus, Renewal, renewals};
-#[cfg(feature = "redis")]
 pub use mirror::{Copied, Mirror};
 pub use settings::{
     AcmeSettings, Challenge, DEFAULT_LOCK, DEFAULT_PREFIX, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT,

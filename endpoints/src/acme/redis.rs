@@ -29,6 +29,9 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
+
+use super::shared::random_token;
+pub use super::shared::{Change, Lease, SharedStore, StoreError};
 use redis::aio::ConnectionManager;
 
 /// The prefix of every key when the descriptor gives none.
@@ -94,57 +97,16 @@ impl Lua {
     }
 }
 
-/// Why a Redis store operation failed: the store's address and what went wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("Redis store {url}: {message}")]
-pub struct StoreError {
-    /// The store's URL, with any password left out.
-    pub url: String,
-    /// What failed.
-    pub message: String,
-}
-
-/// A lock on one name, held until it expires or is released; carries the fencing token
-/// that certificates written under it are stamped with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// The name locked.
-    pub name: String,
-    /// This holder's random token: only it can extend or release the lock.
-    pub token: String,
-    /// One higher than the token of every earlier lock on the name.
-    pub fence: u64,
-}
-
-/// What changed in the store, as published on its channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A new certificate for the name.
-    Certificate(String),
-    /// A challenge answer was put: its kind (`http-01`, `tls-alpn-01`) and key.
-    Challenge(String, String),
-    /// A challenge answer was withdrawn.
-    Withdrawn(String, String),
-    /// The subscription was lost and made again: changes may have been missed, so whatever
-    /// mirrors the store should read it again.
-    Resync,
-}
-
-impl Change {
-    fn parse(message: &str) -> Option<Change> {
-        let mut words = message.split(' ');
-        let change = match (words.next()?, words.next(), words.next()) {
-            ("cert", Some(name), None) => Change::Certificate(name.to_owned()),
-            ("challenge", Some(kind), Some(key)) => {
-                Change::Challenge(kind.to_owned(), key.to_owned())
-            }
-            ("withdrawn", Some(kind), Some(key)) => {
-                Change::Withdrawn(kind.to_owned(), key.to_owned())
-            }
-            _ => return None,
-        };
-        words.next().is_none().then_some(change)
-    }
+/// A message of the store's channel, as a [`Change`].
+fn parse_change(message: &str) -> Option<Change> {
+    let mut words = message.split(' ');
+    let change = match (words.next()?, words.next(), words.next()) {
+        ("cert", Some(name), None) => Change::Certificate(name.to_owned()),
+        ("challenge", Some(kind), Some(key)) => Change::Challenge(kind.to_owned(), key.to_owned()),
+        ("withdrawn", Some(kind), Some(key)) => Change::Withdrawn(kind.to_owned(), key.to_owned()),
+        _ => return None,
+    };
+    words.next().is_none().then_some(change)
 }
 
 /// A certificate store in one Redis database (see the module's documentation for its keys).
@@ -288,11 +250,6 @@ impl RedisStore {
         }
     }
 
-    /// The URL, with any password left out.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     fn key(&self, kind: &str, rest: &str) -> String {
         format!("{}:{kind}:{rest}", self.prefix)
     }
@@ -306,35 +263,6 @@ impl RedisStore {
             url: self.url.clone(),
             message: format!("cannot {what}: {err}"),
         }
-    }
-
-    /// The PEM stored for `name`, if any.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut connection = self.connection.clone();
-        connection
-            .get(self.key("cert", name))
-            .await
-            .map_err(|e| self.fail(&format!("read the certificate of {name}"), e))
-    }
-
-    /// The names with a stored certificate, sorted.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn names(&self) -> Result<Vec<String>, StoreError> {
-        let prefix = format!("{}:cert:", self.prefix);
-        let mut names: Vec<String> = self
-            .keys(&prefix, "list the certificates")
-            .await?
-            .into_iter()
-            .map(|key| key[prefix.len()..].to_owned())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
     }
 
     /// Every key that starts with `prefix` (SCAN, which never blocks the server as KEYS
@@ -351,13 +279,35 @@ impl RedisStore {
         }
         Ok(keys)
     }
+}
 
-    /// Takes the lock on `name` for `ttl` if nobody holds it: `None` when another holder
-    /// does.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+impl SharedStore for RedisStore {
+    fn location(&self) -> &str {
+        &self.url
+    }
+
+    async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        connection
+            .get(self.key("cert", name))
+            .await
+            .map_err(|e| self.fail(&format!("read the certificate of {name}"), e))
+    }
+
+    async fn names(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{}:cert:", self.prefix);
+        let mut names: Vec<String> = self
+            .keys(&prefix, "list the certificates")
+            .await?
+            .into_iter()
+            .map(|key| key[prefix.len()..].to_owned())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         let token = random_token();
         let mut connection = self.connection.clone();
         let fence: u64 = ACQUIRE
@@ -376,12 +326,7 @@ impl RedisStore {
         }))
     }
 
-    /// Extends `lease` to `ttl` from now: `false` when it was lost (expired, and perhaps
-    /// taken by another holder).
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let extended: i64 = EXTEND
             .script()
@@ -394,11 +339,7 @@ impl RedisStore {
         Ok(extended == 1)
     }
 
-    /// Releases `lease`: `false` when it had already been lost.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked (the lock then expires by itself).
-    pub async fn release(&self, lease: Lease) -> Result<bool, StoreError> {
+    async fn release(&self, lease: Lease) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let released: i64 = RELEASE
             .script()
@@ -410,13 +351,7 @@ impl RedisStore {
         Ok(released == 1)
     }
 
-    /// Stores `pem` as the certificate of `lease`'s name and announces it, unless a
-    /// certificate written under a higher fencing token is already there: `false` then,
-    /// and nothing changes.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked; nothing is half-written (one script).
-    pub async fn write_certificate(&self, lease: &Lease, pem: &[u8]) -> Result<bool, StoreError> {
+    async fn write_certificate(&self, lease: &Lease, pem: &[u8]) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let written: i64 = WRITE_FENCED
             .script()
@@ -432,12 +367,7 @@ impl RedisStore {
         Ok(written == 1)
     }
 
-    /// The ACME account key: the stored one, or else `generated`, stored now. Two servers
-    /// starting at once end with the same key.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn account_key(&self, generated: &[u8]) -> Result<Vec<u8>, StoreError> {
+    async fn account_key(&self, generated: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut connection = self.connection.clone();
         let key = format!("{}:account", self.prefix);
         let _: bool = connection
@@ -454,12 +384,7 @@ impl RedisStore {
         })
     }
 
-    /// Publishes the answer to a challenge of `kind` for `key` (a token or a host name) for
-    /// `ttl`, forgets who acknowledged an earlier answer under that key, and announces it.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn put_challenge(
+    async fn put_challenge(
         &self,
         kind: &str,
         key: &str,
@@ -485,11 +410,7 @@ impl RedisStore {
             .map_err(|e| self.fail(&format!("publish the {kind} answer for {key}"), e))
     }
 
-    /// The published answer of `kind` for `key`, if there is one.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn challenge(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn challenge(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut connection = self.connection.clone();
         connection
             .get(self.key("challenge", &format!("{kind}:{key}")))
@@ -497,11 +418,7 @@ impl RedisStore {
             .map_err(|e| self.fail(&format!("read the {kind} answer for {key}"), e))
     }
 
-    /// Every published challenge answer: kind, key and answer.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn challenges(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+    async fn challenges(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         let prefix = format!("{}:challenge:", self.prefix);
         let mut connection = self.connection.clone();
         let mut answers = Vec::new();
@@ -521,11 +438,7 @@ impl RedisStore {
         Ok(answers)
     }
 
-    /// Withdraws the answer of `kind` for `key`, and announces it.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked (the answer then expires by itself).
-    pub async fn remove_challenge(&self, kind: &str, key: &str) -> Result<(), StoreError> {
+    async fn remove_challenge(&self, kind: &str, key: &str) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         redis::pipe()
             .atomic()
@@ -540,12 +453,7 @@ impl RedisStore {
             .map_err(|e| self.fail(&format!("withdraw the {kind} answer for {key}"), e))
     }
 
-    /// Records that `member` has copied the answer of `kind` for `key` and serves it; the
-    /// record expires after `ttl`, as the answer does.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn ack(
+    async fn ack(
         &self,
         kind: &str,
         key: &str,
@@ -565,11 +473,7 @@ impl RedisStore {
             .map_err(|e| self.fail(&format!("acknowledge the {kind} answer for {key}"), e))
     }
 
-    /// The members that have copied the answer of `kind` for `key`, sorted.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn acks(&self, kind: &str, key: &str) -> Result<Vec<String>, StoreError> {
+    async fn acks(&self, kind: &str, key: &str) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection.clone();
         let mut members: Vec<String> = connection
             .smembers(self.key("ack", &format!("{kind}:{key}")))
@@ -579,13 +483,7 @@ impl RedisStore {
         Ok(members)
     }
 
-    /// Says that the server `member` mirrors the store for the next `ttl`: an issuer waits
-    /// for every such server to copy a challenge answer before the ACME server is told to
-    /// validate.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn join(&self, member: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn join(&self, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         connection
             .pset_ex::<_, _, ()>(self.key("member", member), 1, millis(ttl))
@@ -593,23 +491,7 @@ impl RedisStore {
             .map_err(|e| self.fail("announce this server as a member", e))
     }
 
-    /// Withdraws `member` at once (a server stopping), rather than when its entry expires.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn leave(&self, member: &str) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        connection
-            .del::<_, ()>(self.key("member", member))
-            .await
-            .map_err(|e| self.fail("withdraw this server as a member", e))
-    }
-
-    /// The servers mirroring the store now, sorted.
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn members(&self) -> Result<Vec<String>, StoreError> {
+    async fn members(&self) -> Result<Vec<String>, StoreError> {
         let prefix = format!("{}:member:", self.prefix);
         let mut members: Vec<String> = self
             .keys(&prefix, "list the members")
@@ -622,13 +504,7 @@ impl RedisStore {
         Ok(members)
     }
 
-    /// Stores `pem` as `name`'s certificate if the store has none, and announces it: how a
-    /// server's directory fills a store that is new, or was emptied. `false` when the store
-    /// already had one (it is left alone).
-    ///
-    /// # Errors
-    /// [`StoreError`] when Redis cannot be asked.
-    pub async fn seed_certificate(&self, name: &str, pem: &[u8]) -> Result<bool, StoreError> {
+    async fn seed_certificate(&self, name: &str, pem: &[u8]) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let stored: i64 = SEED
             .script()
@@ -642,12 +518,7 @@ impl RedisStore {
         Ok(stored == 1)
     }
 
-    /// The store's changes, as they are published, until the receiver is dropped. A lost
-    /// subscription is made again (every second until it succeeds), and [`Change::Resync`]
-    /// says that changes may have been missed meanwhile; it also comes first, once the
-    /// subscription is in place, so that a reader can load the store knowing it will hear
-    /// of every later change.
-    pub fn changes(&self) -> tokio::sync::mpsc::Receiver<Change> {
+    fn changes(&self) -> tokio::sync::mpsc::Receiver<Change> {
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         let client = self.client.clone();
         let channel = self.channel();
@@ -708,31 +579,13 @@ async fn relay(
             message = messages.next() => {
                 let Some(message) = message else { return Ok(()) };
                 let text = String::from_utf8_lossy(message.get_payload_bytes());
-                match Change::parse(&text) {
+                match parse_change(&text) {
                     Some(change) => sender.send(change).await.map_err(drop)?,
                     None => tracing::debug!(message = %text, "ignoring an unknown message on the Redis store's channel"),
                 }
             }
         }
     }
-}
-
-/// A random lock token: 128 bits from the operating system (through rustls's provider,
-/// already linked for TLS), in hex.
-pub(crate) fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    if rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes)
-        .is_err()
-    {
-        // Not seen on Linux; a clock-based token still differs between holders.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes = nanos.to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -748,19 +601,19 @@ mod tests {
     #[test]
     fn messages_parse_and_passwords_stay_out_of_messages() {
         assert_eq!(
-            Change::parse("cert a.example"),
+            parse_change("cert a.example"),
             Some(Change::Certificate("a.example".into()))
         );
         assert_eq!(
-            Change::parse("challenge http-01 tok"),
+            parse_change("challenge http-01 tok"),
             Some(Change::Challenge("http-01".into(), "tok".into()))
         );
         assert_eq!(
-            Change::parse("withdrawn tls-alpn-01 a.example"),
+            parse_change("withdrawn tls-alpn-01 a.example"),
             Some(Change::Withdrawn("tls-alpn-01".into(), "a.example".into()))
         );
         for bad in ["", "cert", "cert a b", "other x", "challenge http-01"] {
-            assert_eq!(Change::parse(bad), None, "{bad:?}");
+            assert_eq!(parse_change(bad), None, "{bad:?}");
         }
         assert_eq!(
             redacted("redis://:s3cret@10.0.0.5:6379/0"),

@@ -478,3 +478,58 @@ fn a_server_started_while_redis_is_down_serves_its_copy_and_issues_once_redis_is
             .contains("CERTIFICATE")
     );
 }
+
+#[test]
+fn torsion_certs_issues_through_the_store_and_the_fleets_servers_answer() {
+    let tls_port = free_port();
+    let mut pebble = Pebble::prepare(free_port(), tls_port);
+    pebble.resolve_to("127.0.0.2");
+    pebble.spawn(&[]);
+    let redis = Redis::start();
+    let served = tempfile::tempdir().unwrap();
+    let server = member(
+        served.path(),
+        "127.0.0.2",
+        tls_port,
+        None,
+        &pebble,
+        &redis,
+        "",
+    );
+    server.server.wait_for_log("joined the fleet");
+    // A machine that serves nothing: no --listen, the fleet's server answers.
+    let own = tempfile::tempdir().unwrap();
+    let ca = pebble.path("ca.pem");
+    let certs = |args: &[&str]| {
+        common::torsion()
+            .args(["certs", own.path().to_str().unwrap()])
+            .args(args)
+            .args(["--store", &redis.url()])
+            .args(["--directory", &pebble.directory_url()])
+            .args(["--cacert", ca.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let output = certs(&["issue", "c.fleet.example"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.starts_with("c.fleet.example: issued by CN=Pebble Intermediate CA"),
+        "{stdout}"
+    );
+    assert!(
+        server
+            .server
+            .logs()
+            .contains("answered a tls-alpn-01 validation")
+    );
+    all_serve(&[&server], "c.fleet.example", tls_port, &pebble.root());
+    // Renewing finds it current, from the store.
+    let output = certs(&["renew", "--domains", "c.fleet.example"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("nothing to do"),
+        "{output:?}"
+    );
+    assert_eq!(count(&pebble, "Added order"), 1, "{}", pebble.log());
+}

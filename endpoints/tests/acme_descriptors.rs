@@ -152,3 +152,90 @@ fn missing_parts_are_errors_with_the_usage() {
         "{err}"
     );
 }
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_fleets_store_is_given_with_its_prefix_ca_and_lock_and_prints_back() {
+    let e = acme(
+        r"txacme:/srv/certs:store=rediss\://\:s3cret@10.0.0.5\:6380/2:prefix=site1\:acme:storeca=/etc/redis-ca.pem:lock=30:tcp:443",
+    );
+    let s = e.settings();
+    assert_eq!(s.store.as_deref(), Some("rediss://:s3cret@10.0.0.5:6380/2"));
+    assert_eq!(s.prefix, "site1:acme");
+    assert_eq!(
+        s.store_ca.as_deref().and_then(|p| p.to_str()),
+        Some("/etc/redis-ca.pem")
+    );
+    assert_eq!(s.lock, Duration::from_secs(30));
+    assert_eq!(e.inner().to_string(), "tcp:443");
+    // The defaults are not printed.
+    let plain = acme(r"le:/c:store=redis\://127.0.0.1\:6379/0:tcp:443");
+    assert_eq!(
+        plain.settings().prefix,
+        torsion_endpoints::acme::DEFAULT_PREFIX
+    );
+    assert_eq!(plain.settings().lock, torsion_endpoints::acme::DEFAULT_LOCK);
+    let printed = Endpoint::parse(r"le:/c:store=redis\://127.0.0.1\:6379/0:tcp:443")
+        .unwrap()
+        .to_string();
+    assert!(
+        printed.contains(r"store=redis\://127.0.0.1\:6379/0"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("prefix=") && !printed.contains("lock="),
+        "{printed}"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn bad_store_settings_name_the_keyword_and_what_is_accepted() {
+    for (text, keyword, accepted) in [
+        (
+            r"txacme:/c:store=http\://10.0.0.5:tcp:443",
+            "store",
+            "redis://[:password@]host[:port][/db]",
+        ),
+        (
+            r"txacme:/c:store=redis\://10.0.0.5\:notaport:tcp:443",
+            "store",
+            "Redis URL",
+        ),
+        (
+            "txacme:/c:prefix=site*:tcp:443",
+            "prefix",
+            "letters, digits",
+        ),
+        (
+            "txacme:/c:lock=0:tcp:443",
+            "lock",
+            "whole number of seconds",
+        ),
+        ("txacme:/c:storeca=:tcp:443", "storeca", "PEM file"),
+    ] {
+        match Endpoint::parse(text) {
+            Err(Error::InvalidValue {
+                argument, expected, ..
+            }) => {
+                assert_eq!(argument, keyword, "{text}");
+                assert!(expected.contains(accepted), "{text}: {expected}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    // The refused value is named with its password left out.
+    match Endpoint::parse(r"txacme:/c:store=redis\://\:s3cret@h\:99999999/0:tcp:443") {
+        Err(Error::InvalidValue { value, .. }) => {
+            assert_eq!(value, "redis://:***@h:99999999/0");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn a_store_needs_the_redis_feature() {
+    let err = Endpoint::parse(r"txacme:/c:store=redis\://127.0.0.1\:6379:tcp:443").unwrap_err();
+    assert!(err.to_string().contains("feature redis"), "{err}");
+}

@@ -405,3 +405,87 @@ fn a_mirror_copies_certificates_and_answers_and_trusts_no_path_from_redis() {
         mirror.abort();
     });
 }
+
+/// A CA, and a certificate it signed for 127.0.0.1, with its key: PEM files in `dir`.
+fn tls_files(dir: &std::path::Path) -> Vec<u8> {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Redis test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    ca_cert.pem().into_bytes()
+}
+
+#[test]
+fn a_store_over_tls_with_a_password_works_and_refuses_a_wrong_password_or_an_unknown_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tls_files(dir.path());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let mut child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(["--tls-port", &port.to_string()])
+        .args(["--tls-cert-file", &file("cert.pem")])
+        .args(["--tls-key-file", &file("key.pem")])
+        .args(["--tls-ca-cert-file", &file("ca.pem")])
+        .args(["--tls-auth-clients", "no", "--requirepass", "s3cret"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (Debian's redis-server package) must be installed");
+    runtime().block_on(async {
+        let url = format!("rediss://:s3cret@127.0.0.1:{port}/0");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let store = loop {
+            match RedisStore::connect(&url, "site", Some(&ca)).await {
+                Ok(store) => break store,
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "no TLS store within 20 s: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let lease = store
+            .lock("t.example", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .expect("a free lock");
+        assert!(
+            store
+                .write_certificate(&lease, &pem("t.example"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.names().await.unwrap(), ["t.example"]);
+
+        let wrong = format!("rediss://:wrong@127.0.0.1:{port}/0");
+        let err = RedisStore::connect(&wrong, "site", Some(&ca))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("wrong@"),
+            "the password must not be shown: {err}"
+        );
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        // The platform's roots do not know the test CA.
+        assert!(RedisStore::connect(&url, "site", None).await.is_err());
+        // A plain connection to the TLS port gets no answer a store accepts.
+        let plain = format!("redis://:s3cret@127.0.0.1:{port}/0");
+        assert!(RedisStore::connect(&plain, "site", None).await.is_err());
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}

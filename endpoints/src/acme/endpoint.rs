@@ -10,6 +10,7 @@ use super::settings::{
     AcmeSettings, Challenge, DEFAULT_LOCK, DEFAULT_PREFIX, DEFAULT_TIMEOUT, KEYWORDS, LETS_ENCRYPT,
     LETS_ENCRYPT_STAGING,
 };
+use super::shared::redacted;
 use super::store::CertificateStore;
 use crate::activation::background_here;
 use crate::descriptor::Descriptor;
@@ -100,6 +101,16 @@ impl AcmeEndpoint {
     }
 }
 
+impl AcmeEndpoint {
+    /// The descriptor, with the password of a `store=` URL given as `***`: how the
+    /// listener is named in logs and errors.
+    fn label(&self) -> String {
+        let mut shown = self.clone();
+        shown.settings.store = self.settings.store.as_deref().map(redacted);
+        shown.descriptor().to_string()
+    }
+}
+
 impl ServerEndpoint for AcmeEndpoint {
     fn descriptor(&self) -> Descriptor {
         let s = &self.settings;
@@ -182,11 +193,7 @@ impl ServerEndpoint for AcmeEndpoint {
             if let (Some(manager), Some(changed)) = (manager, changed) {
                 tokio::spawn(manager.run(changed));
             }
-            Ok(TlsAccept::listener(
-                self.descriptor().to_string(),
-                inner,
-                config,
-            ))
+            Ok(TlsAccept::listener(self.label(), inner, config))
         })
     }
 }
@@ -195,7 +202,7 @@ impl AcmeEndpoint {
     /// An [`Error::Listen`] for this endpoint.
     fn listen_error(&self, action: &str, message: String) -> Error {
         Error::Listen {
-            endpoint: self.descriptor().to_string(),
+            endpoint: self.label(),
             action: action.to_owned(),
             hint: String::new(),
             source: std::io::Error::other(message),

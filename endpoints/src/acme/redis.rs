@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::shared::random_token;
 pub use super::shared::{Change, Lease, SharedStore, StoreError};
+use super::shared::{random_token, redacted};
 use redis::aio::ConnectionManager;
 
 /// The prefix of every key when the descriptor gives none.
@@ -127,18 +127,11 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// `url` with the password, if any, replaced by `***`, for messages and logs.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+/// Whether `url` is a URL the Redis client takes: the client's complaint if not.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The client for `url`, after checking `prefix`.

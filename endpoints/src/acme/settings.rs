@@ -208,17 +208,22 @@ impl AcmeSettings {
             }
             "store" => {
                 const EXPECTED: &str = "a Redis URL, redis://[:password@]host[:port][/db] or rediss://... (write each : as \\: in a descriptor)";
+                let shown = super::shared::redacted(value);
                 if !(value.starts_with("redis://") || value.starts_with("rediss://")) {
-                    return Err(invalid(setting, value, EXPECTED));
+                    return Err(invalid(setting, &shown, EXPECTED));
                 }
                 #[cfg(feature = "redis")]
-                super::redis::RedisStore::check(value, DEFAULT_PREFIX, None).map_err(|err| {
-                    invalid(setting, &err.url, &format!("{EXPECTED}: {}", err.message))
+                super::redis::check_url(value).map_err(|problem| {
+                    invalid(
+                        setting,
+                        &shown,
+                        &format!("{EXPECTED}; the Redis client says: {problem}"),
+                    )
                 })?;
                 #[cfg(not(feature = "redis"))]
                 return Err(invalid(
                     setting,
-                    value,
+                    &shown,
                     "a build of torsion-endpoints with its feature redis",
                 ));
                 #[cfg(feature = "redis")]

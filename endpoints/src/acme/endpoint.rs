@@ -37,6 +37,17 @@ use crate::tls::{
 /// | `challenge=` | `tls-alpn-01` (answered on this listener) or `http-01` (answered by the process's plain-HTTP listeners) | `tls-alpn-01` |
 /// | `domains=a.example,b.example` | names to manage without a file | none |
 /// | `timeout=SECONDS` | how long one issuance may wait for validation | 120 |
+/// | `store=URL` | a Redis store shared by a fleet of servers (feature `redis`): `redis://[:password@]host[:port][/db]` or `rediss://...`, colons escaped | none: this directory alone |
+/// | `prefix=` | the prefix of the store's keys, so that several sites can share one Redis | `torsion:acme` |
+/// | `storeca=FILE` | trust anchors (PEM) for a `rediss://` store | the platform's roots |
+/// | `lock=SECONDS` | how long the fleet's lock on a name outlives a holder that stops renewing it | 60 |
+///
+/// With `store=`, DIR is this server's copy of the fleet's store: each name is issued by one
+/// server under the fleet's lock on it, every server answers every challenge, and each
+/// copies a new certificate into DIR as soon as it is stored (see
+/// [`SharedStore`](super::shared::SharedStore) and [`Mirror`](super::Mirror)). A server
+/// that cannot reach the store serves what DIR holds, issues nothing, and tries again every
+/// 10 s.
 ///
 /// The listener accepts connections at once. A name whose certificate is not issued yet
 /// gets `DEFAULT.pem` if there is one, else a failed handshake; once issued it is served

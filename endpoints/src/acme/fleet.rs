@@ -15,15 +15,6 @@ pub(crate) use with_redis::Fleet;
 #[cfg(not(feature = "redis"))]
 pub(crate) use without_redis::{Fleet, Lease};
 
-/// How long the issuer waits for every server of the fleet to copy a challenge answer
-/// before it lets the ACME server validate anyway.
-#[cfg(feature = "redis")]
-const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How often a mirror loads the whole store, for changes its subscription missed.
-#[cfg(feature = "redis")]
-const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
-
 #[cfg(feature = "redis")]
 mod with_redis {
     use std::future::Future;
@@ -35,7 +26,13 @@ mod with_redis {
     use super::super::settings::AcmeSettings;
     use super::super::shared::{Lease, SharedStore, StoreError};
     use super::super::store::CertificateStore;
-    use super::{ACK_WAIT, RELOAD_EVERY};
+
+    /// How long the issuer waits for every server of the fleet to copy a challenge answer
+    /// before it lets the ACME server validate anyway.
+    const ACK_WAIT: Duration = Duration::from_secs(10);
+
+    /// How often a mirror loads the whole store, for changes its subscription missed.
+    const RELOAD_EVERY: Duration = Duration::from_secs(300);
 
     /// A fleet's shared store, opened on first use (inside the runtime), and this server's
     /// mirror of it.

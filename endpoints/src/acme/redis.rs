@@ -35,7 +35,7 @@ use super::shared::{random_token, redacted};
 use redis::aio::ConnectionManager;
 
 /// The prefix of every key when the descriptor gives none.
-pub use super::settings::DEFAULT_PREFIX;
+pub use super::shared::DEFAULT_PREFIX;
 
 /// How long a connection, a command or a subscription may take before it counts as failed.
 const TIMEOUT: Duration = Duration::from_secs(5);

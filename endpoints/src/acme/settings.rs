@@ -109,8 +109,7 @@ pub struct AcmeSettings {
     pub lock: Duration,
 }
 
-/// The default `prefix=` of a Redis store's keys.
-pub const DEFAULT_PREFIX: &str = "torsion:acme";
+pub use super::shared::DEFAULT_PREFIX;
 /// The default `lock=`.
 pub const DEFAULT_LOCK: Duration = Duration::from_secs(60);
 

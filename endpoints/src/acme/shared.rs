@@ -15,6 +15,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+/// The default `prefix=` of a shared store's keys.
+pub const DEFAULT_PREFIX: &str = "torsion:acme";
+
 /// Why a shared store operation failed: the store's address and what went wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("store {url}: {message}")]

@@ -40,9 +40,13 @@ enum Obtained {
     /// Looked at again under the lock, the name was no longer due.
     NotDue,
     /// Not attempted: another server of the fleet holds the name's lock, or the fleet's
-    /// store cannot be reached. Look again at the time given; why, for a caller that must
-    /// say.
-    Held(SystemTime, String),
+    /// store cannot be reached (`unreachable`, which holds every other name too). Look
+    /// again at `until`; `why`, for a caller that must say.
+    Held {
+        until: SystemTime,
+        why: String,
+        unreachable: bool,
+    },
 }
 
 /// What the ACME managers of this process last did or plan for each name, for metrics and
@@ -302,7 +306,7 @@ impl AcmeManager {
     pub async fn issue(&self, name: &str) -> Result<CertificateFacts> {
         match self.obtain(name, false).await? {
             Obtained::Issued(facts) => Ok(facts),
-            Obtained::Held(_, why) => Err(acme_error(name, why)),
+            Obtained::Held { why, .. } => Err(acme_error(name, why)),
             Obtained::NotDue => Err(acme_error(name, "no certificate was obtained")),
         }
     }
@@ -339,17 +343,22 @@ impl AcmeManager {
             Ok(None) => {
                 let why = "another server of the fleet is issuing it; its certificate is copied here once stored";
                 tracing::info!(name, "{why}");
-                return Ok(Obtained::Held(
-                    SystemTime::now() + fleet.lock_ttl(),
-                    why.to_owned(),
-                ));
+                return Ok(Obtained::Held {
+                    until: SystemTime::now() + fleet.lock_ttl(),
+                    why: why.to_owned(),
+                    unreachable: false,
+                });
             }
             Err(err) => {
                 let why = format!(
                     "the fleet's store cannot be reached, so nothing is issued now; the certificates copied from it keep serving: {err}"
                 );
                 tracing::warn!(name, "{why}");
-                return Ok(Obtained::Held(SystemTime::now() + STORE_RETRY, why));
+                return Ok(Obtained::Held {
+                    until: SystemTime::now() + STORE_RETRY,
+                    why,
+                    unreachable: true,
+                });
             }
         };
         tracing::info!(name, fence = lease.fence, "issuing under the fleet's lock");
@@ -669,7 +678,7 @@ impl AcmeManager {
             match self.obtain(&name, true).await {
                 Ok(Obtained::NotDue) => {}
                 Ok(Obtained::Issued(facts)) => outcomes.push((name, Ok(facts))),
-                Ok(Obtained::Held(_, why)) => {
+                Ok(Obtained::Held { why, .. }) => {
                     outcomes.push((name.clone(), Err(acme_error(&name, why))))
                 }
                 Err(err) => outcomes.push((name, Err(err))),
@@ -716,11 +725,19 @@ impl AcmeManager {
                     continue;
                 }
                 let outcome = self.obtain(&name, true).await;
-                if let Ok(Obtained::Held(until, _)) = &outcome {
+                if let Ok(Obtained::Held {
+                    until, unreachable, ..
+                }) = &outcome
+                {
                     // Not an attempt: look again when the holder's lock would have run out
-                    // (its certificate, if stored before then, shows up as not due).
+                    // (its certificate, if stored before then, shows up as not due), or when
+                    // the store may be back, for every name at once.
                     wake_at = wake_at.min(*until);
                     note(&name, |r| r.next_attempt = Some(*until));
+                    if *unreachable {
+                        hold_until = *until;
+                        break;
+                    }
                     continue;
                 }
                 note(&name, |r| {

@@ -517,9 +517,16 @@ impl SharedStore for RedisStore {
         let channel = self.channel();
         let url = self.url.clone();
         tokio::spawn(async move {
+            // The first failure of a run of them is a warning; the retries every second
+            // after it are debug lines, until one succeeds.
+            let mut failing = false;
             loop {
                 match subscribe(&client, &channel).await {
                     Ok(messages) => {
+                        if failing {
+                            tracing::info!(url = %url, "subscribed to the Redis store's changes again");
+                        }
+                        failing = false;
                         if sender.send(Change::Resync).await.is_err() {
                             return;
                         }
@@ -528,8 +535,12 @@ impl SharedStore for RedisStore {
                         }
                         tracing::warn!(url = %url, "the Redis store's change channel was lost; subscribing again");
                     }
+                    Err(err) if failing => {
+                        tracing::debug!(url = %url, "cannot subscribe to the Redis store's changes: {err}");
+                    }
                     Err(err) => {
-                        tracing::warn!(url = %url, "cannot subscribe to the Redis store's changes: {err}");
+                        failing = true;
+                        tracing::warn!(url = %url, "cannot subscribe to the Redis store's changes, trying again every second: {err}");
                     }
                 }
                 tokio::select! {

@@ -146,6 +146,16 @@ fn member(
     }
 }
 
+/// Pebble, its DNS answering `address` for every name: where every validation goes. With
+/// the ports it validates http-01 and tls-alpn-01 on.
+fn pebble_resolving_to(address: &str) -> (Pebble, u16, u16) {
+    let (http_port, tls_port) = (free_port(), free_port());
+    let mut pebble = Pebble::prepare(http_port, tls_port);
+    pebble.resolve_to(address);
+    pebble.spawn(&[]);
+    (pebble, http_port, tls_port)
+}
+
 /// How many lines of Pebble's log contain `needle`.
 fn count(pebble: &Pebble, needle: &str) -> usize {
     pebble.log().matches(needle).count()
@@ -175,10 +185,7 @@ fn all_serve(members: &[&Member], name: &str, port: u16, root: &Path) {
 
 #[test]
 fn three_servers_started_at_once_order_each_name_once_and_all_serve_it() {
-    let tls_port = free_port();
-    let mut pebble = Pebble::prepare(free_port(), tls_port);
-    pebble.resolve_to("127.0.0.2");
-    pebble.spawn(&[]);
+    let (pebble, _, tls_port) = pebble_resolving_to("127.0.0.2");
     let redis = Redis::start();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let names = ":domains=a.fleet.example,b.fleet.example";
@@ -246,10 +253,7 @@ fn three_servers_started_at_once_order_each_name_once_and_all_serve_it() {
 /// The server that places the order is not the one Pebble's validation reaches: that one
 /// answers from what the store told it.
 fn validation_reaches_a_server_that_did_not_order(http01: bool) {
-    let (http_port, tls_port) = (free_port(), free_port());
-    let mut pebble = Pebble::prepare(http_port, tls_port);
-    pebble.resolve_to("127.0.0.2");
-    pebble.spawn(&[]);
+    let (pebble, http_port, tls_port) = pebble_resolving_to("127.0.0.2");
     let redis = Redis::start();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let challenge = if http01 { ":challenge=http-01" } else { "" };
@@ -320,11 +324,8 @@ fn lock_holder(members: &[Member]) -> usize {
 
 #[test]
 fn killing_the_lock_holder_mid_order_leaves_the_issuance_to_another_server() {
-    let tls_port = free_port();
-    let mut pebble = Pebble::prepare(free_port(), tls_port);
     // Validations go to a member that manages no name, alive throughout.
-    pebble.resolve_to("127.0.0.4");
-    pebble.spawn(&[]);
+    let (pebble, _, tls_port) = pebble_resolving_to("127.0.0.4");
     let redis = Redis::start();
     let answering = tempfile::tempdir().unwrap();
     let answerer = member(
@@ -383,10 +384,7 @@ fn killing_the_lock_holder_mid_order_leaves_the_issuance_to_another_server() {
 
 #[test]
 fn redis_lost_mid_order_and_back_loses_nothing_and_the_old_certificate_serves_meanwhile() {
-    let tls_port = free_port();
-    let mut pebble = Pebble::prepare(free_port(), tls_port);
-    pebble.resolve_to("127.0.0.2");
-    pebble.spawn(&[]);
+    let (pebble, _, tls_port) = pebble_resolving_to("127.0.0.2");
     let mut redis = Redis::start();
     add_silent_member(&redis);
     let name = "o.fleet.example";
@@ -454,10 +452,7 @@ fn redis_lost_mid_order_and_back_loses_nothing_and_the_old_certificate_serves_me
 
 #[test]
 fn a_server_started_while_redis_is_down_serves_its_copy_and_issues_once_redis_is_back() {
-    let tls_port = free_port();
-    let mut pebble = Pebble::prepare(free_port(), tls_port);
-    pebble.resolve_to("127.0.0.2");
-    pebble.spawn(&[]);
+    let (pebble, _, tls_port) = pebble_resolving_to("127.0.0.2");
     let mut redis = Redis::prepare();
     let name = "d.fleet.example";
     let dir = tempfile::tempdir().unwrap();
@@ -481,10 +476,7 @@ fn a_server_started_while_redis_is_down_serves_its_copy_and_issues_once_redis_is
 
 #[test]
 fn torsion_certs_issues_through_the_store_and_the_fleets_servers_answer() {
-    let tls_port = free_port();
-    let mut pebble = Pebble::prepare(free_port(), tls_port);
-    pebble.resolve_to("127.0.0.2");
-    pebble.spawn(&[]);
+    let (pebble, _, tls_port) = pebble_resolving_to("127.0.0.2");
     let redis = Redis::start();
     let served = tempfile::tempdir().unwrap();
     let server = member(

@@ -79,9 +79,25 @@ fn acme_wraps_any_inner_endpoint() {
     assert_eq!(e.inner().kind(), "unix");
 }
 
+/// Checks that each descriptor is refused with an error naming its keyword and saying
+/// what would be accepted.
+fn refused(cases: &[(&str, &str, &str)]) {
+    for &(text, keyword, accepted) in cases {
+        match Endpoint::parse(text) {
+            Err(Error::InvalidValue {
+                argument, expected, ..
+            }) => {
+                assert_eq!(argument, keyword, "{text}");
+                assert!(expected.contains(accepted), "{text}: {expected}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn bad_values_name_the_keyword_and_what_is_accepted() {
-    for (text, keyword, accepted) in [
+    refused(&[
         (
             "txacme:/c:challenge=dns-01:tcp:443",
             "challenge",
@@ -113,17 +129,7 @@ fn bad_values_name_the_keyword_and_what_is_accepted() {
             "timeout",
             "whole number of seconds",
         ),
-    ] {
-        match Endpoint::parse(text) {
-            Err(Error::InvalidValue {
-                argument, expected, ..
-            }) => {
-                assert_eq!(argument, keyword, "{text}");
-                assert!(expected.contains(accepted), "{text}: {expected}");
-            }
-            other => panic!("{text}: {other:?}"),
-        }
-    }
+    ]);
 }
 
 #[test]
@@ -191,7 +197,7 @@ fn a_fleets_store_is_given_with_its_prefix_ca_and_lock_and_prints_back() {
 #[cfg(feature = "redis")]
 #[test]
 fn bad_store_settings_name_the_keyword_and_what_is_accepted() {
-    for (text, keyword, accepted) in [
+    refused(&[
         (
             r"txacme:/c:store=http\://10.0.0.5:tcp:443",
             "store",
@@ -213,17 +219,7 @@ fn bad_store_settings_name_the_keyword_and_what_is_accepted() {
             "whole number of seconds",
         ),
         ("txacme:/c:storeca=:tcp:443", "storeca", "PEM file"),
-    ] {
-        match Endpoint::parse(text) {
-            Err(Error::InvalidValue {
-                argument, expected, ..
-            }) => {
-                assert_eq!(argument, keyword, "{text}");
-                assert!(expected.contains(accepted), "{text}: {expected}");
-            }
-            other => panic!("{text}: {other:?}"),
-        }
-    }
+    ]);
     // The refused value is named with its password left out.
     match Endpoint::parse(r"txacme:/c:store=redis\://\:s3cret@h\:99999999/0:tcp:443") {
         Err(Error::InvalidValue { value, .. }) => {

@@ -305,8 +305,8 @@ fn an_http_01_validation_reaches_a_server_that_did_not_order() {
 /// expired) holds every order for up to 10 s: the window in which the test acts.
 fn add_silent_member(redis: &Redis) {
     assert_eq!(
-        redis.cli(&["SET", "torsion:acme:member:silent", "1", "PX", "600000"]),
-        "OK"
+        redis.cli(&["ZADD", "torsion:acme:members", "99999999999999", "silent"]),
+        "1"
     );
 }
 
@@ -340,7 +340,7 @@ fn killing_the_lock_holder_mid_order_leaves_the_issuance_to_another_server() {
     answerer.server.wait_for_log("joined the fleet");
     add_silent_member(&redis);
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let extra = ":domains=k.fleet.example:lock=3";
+    let extra = ":domains=k.fleet.example:lock=10";
     let mut members: Vec<Member> = ["127.0.0.2", "127.0.0.3"]
         .iter()
         .zip(&dirs)
@@ -359,7 +359,7 @@ fn killing_the_lock_holder_mid_order_leaves_the_issuance_to_another_server() {
         },
     );
     drop(members.remove(holder));
-    redis.cli(&["DEL", "torsion:acme:member:silent"]);
+    redis.cli(&["ZREM", "torsion:acme:members", "silent"]);
     let other = &members[0];
     wait_for_lines(
         &other.server,
@@ -404,7 +404,7 @@ fn redis_lost_mid_order_and_back_loses_nothing_and_the_old_certificate_serves_me
                 None,
                 &pebble,
                 &redis,
-                ":lock=3",
+                ":lock=10",
             )
         })
         .collect();
@@ -439,7 +439,7 @@ fn redis_lost_mid_order_and_back_loses_nothing_and_the_old_certificate_serves_me
             .cli(&["GET", &format!("torsion:acme:cert:{name}")])
             .contains("CERTIFICATE")
     );
-    redis.cli(&["DEL", "torsion:acme:member:silent"]);
+    redis.cli(&["ZREM", "torsion:acme:members", "silent"]);
     let all: Vec<&Member> = members.iter().collect();
     all_serve(&all, name, tls_port, &pebble.root());
     assert_eq!(

@@ -81,8 +81,8 @@ pub(crate) struct CertsArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) store_ca: Option<PathBuf>,
 
-    /// Seconds the fleet's lock on a name outlives a holder that stops renewing it
-    /// [default: 60].
+    /// Seconds the fleet's lock on a name outlives a holder that stops renewing it, at least
+    /// 10 [default: 60].
     #[arg(long, global = true, value_name = "SECONDS")]
     pub(crate) lock: Option<String>,
 }

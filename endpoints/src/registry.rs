@@ -254,6 +254,8 @@ impl Registry {
     /// # Errors
     /// As [`Registry::parse`], without the syntax errors.
     pub fn parse_descriptor(&self, descriptor: Descriptor, source: &str) -> Result<Endpoint> {
+        // Quoted in errors only, where a password (`store=redis\://\:s3cret@...`) must not be.
+        let source = &*without_passwords(source);
         let Some(kind) = self.kinds.get(descriptor.kind()) else {
             let written = descriptor.kind();
             let hint = if !written.is_empty() && written.bytes().all(|b| b.is_ascii_digit()) {
@@ -279,6 +281,31 @@ impl Registry {
         };
         kind.parse(arguments, self)
     }
+}
+
+/// `text` with the password of every URL in it (`scheme://user:password@host`, colons
+/// escaped or not) given as `***`.
+pub(crate) fn without_passwords(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme + 3);
+        shown.push_str(head);
+        let authority = tail.find('/').map_or(tail, |end| &tail[..end]);
+        match (authority.find('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                shown.push_str(&tail[..=colon]);
+                shown.push_str("***");
+                rest = &tail[at..];
+            }
+            _ => rest = tail,
+        }
+    }
+    shown.push_str(rest);
+    std::borrow::Cow::Owned(shown)
 }
 
 /// The arguments after a descriptor's prefix, as a kind's parser receives them.

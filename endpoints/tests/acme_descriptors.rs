@@ -220,6 +220,13 @@ fn bad_store_settings_name_the_keyword_and_what_is_accepted() {
         ),
         ("txacme:/c:storeca=:tcp:443", "storeca", "PEM file"),
     ]);
+    // Nor is it in the descriptor the error quotes, whichever keyword is at fault.
+    let err = Endpoint::parse(r"txacme:/c:store=redis\://\:s3cret@h\:6379/0:lock=0:tcp:443")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lock") && !err.contains("s3cret"), "{err}");
+    let e = acme(r"txacme:/c:store=redis\://\:s3cret@h\:6379/0:tcp:443");
+    assert!(!format!("{:?}", e.settings()).contains("s3cret"));
     // The refused value is named with its password left out.
     match Endpoint::parse(r"txacme:/c:store=redis\://\:s3cret@h\:99999999/0:tcp:443") {
         Err(Error::InvalidValue { value, .. }) => {

@@ -588,7 +588,7 @@ mod acme {
                     "Tls-Alpn-01",
                 ])),
                 prop::option::of(prop::collection::vec((host(), any::<bool>()), 0..4)),
-                prop::option::of(prop_oneof![Just(120u64), 1..=1_000_000u64]),
+                prop::option::of(prop_oneof![Just(120u64), 1..=86_400u64]),
             ),
             (
                 inner(),

@@ -194,13 +194,54 @@ fn challenges_and_the_account_key_are_shared_and_changes_are_announced() {
                 .as_deref(),
             Some(&b"tok_en-1.thumb"[..])
         );
-        placing
-            .remove_challenge("http-01", "tok_en-1")
+        // Acknowledged only for the answer that is there; listed among the members only
+        // while the entry lasts.
+        let ttl = Duration::from_secs(30);
+        assert!(
+            !answering
+                .ack("http-01", "tok_en-1", "m1", b"another answer", ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            answering
+                .ack("http-01", "tok_en-1", "m1", b"tok_en-1.thumb", ttl)
+                .await
+                .unwrap()
+        );
+        assert_eq!(answering.acks("http-01", "tok_en-1").await.unwrap(), ["m1"]);
+        answering.join("m1", ttl).await.unwrap();
+        answering
+            .join("m2", Duration::from_millis(1))
             .await
             .unwrap();
+        until_async("m2's entry to lapse", || async {
+            answering.members().await.unwrap() == ["m1"]
+        })
+        .await;
+        // Only the answer that is there is withdrawn (another server's put since stays).
+        assert!(
+            !placing
+                .remove_challenge("http-01", "tok_en-1", b"an earlier answer")
+                .await
+                .unwrap()
+        );
+        assert!(
+            placing
+                .remove_challenge("http-01", "tok_en-1", b"tok_en-1.thumb")
+                .await
+                .unwrap()
+        );
         assert_eq!(
             next(&mut changes).await,
             Change::Withdrawn("http-01".into(), "tok_en-1".into())
+        );
+        assert!(
+            answering
+                .acks("http-01", "tok_en-1")
+                .await
+                .unwrap()
+                .is_empty()
         );
         assert_eq!(
             answering.challenge("http-01", "tok_en-1").await.unwrap(),
@@ -304,6 +345,18 @@ fn pem(name: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Waits until the async `check` holds, for at most 20 s.
+async fn until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until `check` holds, for at most 20 s.
 async fn until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -359,7 +412,12 @@ fn a_mirror_copies_certificates_and_answers_and_trusts_no_path_from_redis() {
             std::fs::read(&answer).is_ok_and(|f| f == b"tok-1.key")
         })
         .await;
-        placing.remove_challenge("http-01", "tok-1").await.unwrap();
+        assert!(
+            placing
+                .remove_challenge("http-01", "tok-1", b"tok-1.key")
+                .await
+                .unwrap()
+        );
         until("the answer removed", || !answer.exists()).await;
 
         // What Redis holds is not trusted as a path, nor a bad certificate as a certificate.
@@ -488,4 +546,57 @@ fn a_store_over_tls_with_a_password_works_and_refuses_a_wrong_password_or_an_unk
     });
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A key and a self-signed certificate for `name` that expires in `days`, in PEM.
+fn pem_expiring(name: &str, days: i64) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = time_from_unix(now + days * 86_400);
+    let cert = params.self_signed(&key).unwrap();
+    format!("{}{}", key.serialize_pem(), cert.pem()).into_bytes()
+}
+
+fn time_from_unix(seconds: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(seconds).unwrap()
+}
+
+#[test]
+fn a_mirror_keeps_a_newer_certificate_and_puts_it_back_in_the_store() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let newer = pem_expiring("n.example", 80);
+    std::fs::write(path.join("n.example.pem"), &newer).unwrap();
+    runtime().block_on(async {
+        // The store holds an older certificate (refilled from a stale copy, say).
+        let store = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let lease = store
+            .lock("n.example", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let older = pem_expiring("n.example", 10);
+        assert!(store.write_certificate(&lease, &older).await.unwrap());
+        let local = CertificateStore::open(&path).unwrap();
+        let mirror = RedisStore::connect(&redis.url(), "site", None)
+            .await
+            .unwrap();
+        let task = tokio::spawn(Mirror::new(mirror, local).run(Duration::from_secs(3600)));
+        until_async("the newer certificate back in the store", || async {
+            store.certificate("n.example").await.unwrap().as_deref() == Some(&newer[..])
+        })
+        .await;
+        assert_eq!(std::fs::read(path.join("n.example.pem")).unwrap(), newer);
+        // An older one is never stored over it.
+        assert!(!store.seed_certificate("n.example", &older).await.unwrap());
+        task.abort();
+    });
 }

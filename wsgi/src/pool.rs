@@ -163,6 +163,10 @@ struct Shared<J> {
     closed: AtomicBool,
     /// Each thread's kernel thread ID while it is attached and taking jobs, else 0.
     working: Vec<AtomicI32>,
+    /// Python threads not yet finished (detached from the interpreter for good).
+    alive: Mutex<usize>,
+    /// Signalled as each Python thread finishes.
+    gone: Condvar,
 }
 
 struct Queue<J> {
@@ -234,13 +238,23 @@ impl<J: Send + 'static> Pool<J> {
             limit: limit.max(1),
             closed: AtomicBool::new(false),
             working: (0..threads.max(1)).map(|_| AtomicI32::new(0)).collect(),
+            alive: Mutex::new(0),
+            gone: Condvar::new(),
         });
         for index in 0..threads.max(1) {
-            let shared = shared.clone();
+            let thread = shared.clone();
             let runner = runner.clone();
-            std::thread::Builder::new()
+            *shared.alive.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            let spawned = std::thread::Builder::new()
                 .name(format!("torsion-python-{index}"))
-                .spawn(move || worker(&shared, &*runner, index))?;
+                .spawn(move || {
+                    let _finished = Finished(&thread);
+                    worker(&thread, &*runner, index);
+                });
+            if let Err(err) = spawned {
+                *shared.alive.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                return Err(err);
+            }
         }
         let watched = shared.clone();
         std::thread::Builder::new()
@@ -287,13 +301,53 @@ impl<J: Send + 'static> Pool<J> {
     }
 }
 
+/// Counts its Python thread as finished when dropped: after the thread has let go of the
+/// interpreter, and also if it panicked.
+struct Finished<'a, J>(&'a Shared<J>);
+
+impl<J> Drop for Finished<'_, J> {
+    fn drop(&mut self) {
+        let mut alive = self.0.alive.lock().unwrap_or_else(|e| e.into_inner());
+        *alive = alive.saturating_sub(1);
+        self.0.gone.notify_all();
+    }
+}
+
+/// How long dropping a pool waits for its Python threads to finish.
+const FINISH_WITHIN: Duration = Duration::from_secs(10);
+
 impl<J> Drop for Pool<J> {
+    /// Closes the pool and waits (up to [`FINISH_WITHIN`]) until every Python thread has
+    /// let go of the interpreter: the server stops, and the embedding interpreter (the
+    /// wheel's `python -m torsion`) may finalize, only once no thread of ours can touch it.
+    /// A thread that must take the GIL to finish could not while this one holds it, so a
+    /// caller holding the GIL does not wait.
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Relaxed);
         // Take the lock so no thread is between its check and its wait.
         drop(self.shared.queue.lock());
         self.shared.work.notify_all();
         self.shared.pending.notify_all();
+        // SAFETY: PyGILState_Check only reads this thread's state; the pool exists only
+        // while the interpreter runs.
+        #[allow(unsafe_code)]
+        let holds_gil = unsafe { pyo3::ffi::PyGILState_Check() } == 1;
+        if holds_gil {
+            return;
+        }
+        let alive = self.shared.alive.lock().unwrap_or_else(|e| e.into_inner());
+        let (alive, waited) = self
+            .shared
+            .gone
+            .wait_timeout_while(alive, FINISH_WITHIN, |alive| *alive > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        if waited.timed_out() {
+            tracing::warn!(
+                threads = *alive,
+                "Python threads still running an application call after {}s; not waiting for them",
+                FINISH_WITHIN.as_secs()
+            );
+        }
     }
 }
 

@@ -92,13 +92,15 @@ pub fn http01_answer(path: &str) -> Option<String> {
     http01_key_authorization(path.strip_prefix(HTTP01_PATH_PREFIX)?)
 }
 
-/// The validation certificate for `name` (already normalised), for the resolvers: this
-/// process's own, else one published in a directory.
+/// The validation certificate for `name` (already normalised), for the resolvers: the one
+/// published in a directory, else this process's own. The directory comes first: an order
+/// of this process writes its answer there too, and a fleet's mirror writes there the
+/// answer of a later order (another server's, which took over the name when this one's
+/// lock ran out) under the same name.
 fn validation_for(name: &str) -> Option<Arc<CertifiedKey>> {
-    if let Some(key) = TLS_ALPN01_ANSWERS.read().ok()?.get(name) {
-        return Some(key.clone());
-    }
-    let pem = published(TLS_ALPN01, name)?;
+    let Some(pem) = published(TLS_ALPN01, name) else {
+        return TLS_ALPN01_ANSWERS.read().ok()?.get(name).cloned();
+    };
     match validation_key(&pem) {
         Ok(key) => Some(Arc::new(key)),
         Err(message) => {
@@ -106,7 +108,7 @@ fn validation_for(name: &str) -> Option<Arc<CertifiedKey>> {
                 name,
                 "a published tls-alpn-01 answer is unusable: {message}"
             );
-            None
+            TLS_ALPN01_ANSWERS.read().ok()?.get(name).cloned()
         }
     }
 }
@@ -222,7 +224,9 @@ impl Drop for Provisioned {
         } else if let Ok(mut table) = TLS_ALPN01_ANSWERS.write() {
             table.remove(&self.key);
         }
-        self.store.remove_challenge(self.kind, &self.key);
+        // Not another order's answer, copied from a fleet's store since.
+        self.store
+            .remove_challenge_if(self.kind, &self.key, &self.answer);
     }
 }
 

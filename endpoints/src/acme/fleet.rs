@@ -8,17 +8,17 @@
 //! Without feature `redis` a fleet cannot be configured (`store=` is refused), and
 //! [`Fleet`] is an empty type whose methods are never called.
 
-#[cfg(feature = "redis")]
 pub(crate) use super::shared::Lease;
 #[cfg(feature = "redis")]
 pub(crate) use with_redis::Fleet;
 #[cfg(not(feature = "redis"))]
-pub(crate) use without_redis::{Fleet, Lease};
+pub(crate) use without_redis::Fleet;
 
 #[cfg(feature = "redis")]
 mod with_redis {
     use std::future::Future;
     use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
     use super::super::mirror::Mirror;
@@ -98,6 +98,7 @@ mod with_redis {
                 .map_err(|err| StoreError {
                     url: err.url.clone(),
                     message: err.message.clone(),
+                    unreachable: err.unreachable,
                 })
         }
 
@@ -147,26 +148,39 @@ mod with_redis {
             self.lock
         }
 
-        /// Runs `work` while renewing `lease` every third of its lifetime. If the lease
-        /// is lost (it expired, or Redis cannot be asked), `work` is dropped, cancelling it,
-        /// and the reason is returned instead.
+        /// Runs `work` while renewing `lease` every third of its lifetime. When the lease is
+        /// lost (the store says another holder may have it, or it could not be renewed
+        /// before it ran out), `work` is dropped, cancelling it, and the reason is returned
+        /// instead; unless `committed` is set by then (the order is being finalized: the
+        /// certificate is as good as issued), in which case `work` runs to its end and the
+        /// fenced write decides whether its certificate is kept.
         pub(crate) async fn hold<T>(
             &self,
             lease: &Lease,
+            committed: &AtomicBool,
             work: impl Future<Output = T>,
         ) -> Result<T, String> {
             let keep = async {
                 let Ok(store) = self.store() else {
                     return "the Redis store cannot be used".to_owned();
                 };
+                let mut valid_until = Instant::now() + self.lock;
                 loop {
                     tokio::time::sleep(self.lock / 3).await;
+                    let asked = Instant::now();
                     match store.extend(lease, self.lock).await {
-                        Ok(true) => {}
+                        Ok(true) => valid_until = asked + self.lock,
                         Ok(false) => {
                             return format!(
                                 "the fleet's lock on {} expired, and another server may hold it",
                                 lease.name
+                            );
+                        }
+                        // Still held until it runs out: try again meanwhile.
+                        Err(err) if Instant::now() + self.lock / 3 < valid_until => {
+                            tracing::debug!(
+                                name = lease.name,
+                                "cannot renew the fleet's lock yet: {err}"
                             );
                         }
                         Err(err) => {
@@ -178,10 +192,19 @@ mod with_redis {
                     }
                 }
             };
-            tokio::select! {
-                done = work => Ok(done),
-                lost = keep => Err(lost),
+            tokio::pin!(work);
+            let lost = tokio::select! {
+                done = &mut work => return Ok(done),
+                lost = keep => lost,
+            };
+            if committed.load(Ordering::Acquire) {
+                tracing::warn!(
+                    name = lease.name,
+                    "{lost}; the order is being finalized, so it goes on, and its certificate is stored only if no newer lock wrote one"
+                );
+                return Ok(work.await);
             }
+            Err(lost)
         }
 
         /// Releases `lease`; a failure is logged (the lock then expires by itself).
@@ -217,6 +240,7 @@ mod with_redis {
                 store: Some(store.clone()),
                 kind,
                 key: key.to_owned(),
+                answer: answer.to_vec(),
             };
             let deadline = Instant::now() + ACK_WAIT;
             loop {
@@ -280,11 +304,36 @@ mod with_redis {
         }
     }
 
-    /// A challenge answer in the store; withdrawn when dropped.
+    /// A challenge answer in the store: withdrawn by [`Shared::withdraw`], or when dropped
+    /// (by a task, which a runtime shutting down may cut short: the answer then expires).
+    /// Only this answer is withdrawn, never one another server has put under the same key
+    /// since.
     pub(crate) struct Shared {
         store: Option<RedisStore>,
         kind: &'static str,
         key: String,
+        answer: Vec<u8>,
+    }
+
+    impl Shared {
+        /// Withdraws the answer now; a failure is logged (it then expires).
+        pub(crate) async fn withdraw(mut self) {
+            if let Some(store) = self.store.take() {
+                withdraw(
+                    store,
+                    self.kind,
+                    std::mem::take(&mut self.key),
+                    std::mem::take(&mut self.answer),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn withdraw(store: RedisStore, kind: &'static str, key: String, answer: Vec<u8>) {
+        if let Err(err) = store.remove_challenge(kind, &key, &answer).await {
+            tracing::debug!(kind, key, "the answer stays until it expires: {err}");
+        }
     }
 
     impl Drop for Shared {
@@ -294,12 +343,11 @@ mod with_redis {
             else {
                 return;
             };
-            let (kind, key) = (self.kind, std::mem::take(&mut self.key));
-            runtime.spawn(async move {
-                if let Err(err) = store.remove_challenge(kind, &key).await {
-                    tracing::debug!(kind, key, "the answer stays until it expires: {err}");
-                }
-            });
+            let (key, answer) = (
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.answer),
+            );
+            runtime.spawn(withdraw(store, self.kind, key, answer));
         }
     }
 }
@@ -310,6 +358,7 @@ mod without_redis {
     use std::time::Duration;
 
     use super::super::settings::AcmeSettings;
+    use super::super::shared::{Lease, StoreError};
     use super::super::store::CertificateStore;
 
     /// No fleet: `store=` needs feature `redis`.
@@ -319,20 +368,10 @@ mod without_redis {
     /// No shared answer.
     pub(crate) enum Shared {}
 
-    /// Never held: there is no fleet to lock in.
-    #[derive(Debug)]
-    pub(crate) struct Lease {
-        pub(crate) fence: u64,
-        _never: std::convert::Infallible,
-    }
-
-    /// Never raised.
-    #[derive(Debug)]
-    pub(crate) enum StoreError {}
-
-    impl std::fmt::Display for StoreError {
-        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            match *self {}
+    #[allow(clippy::unused_async)]
+    impl Shared {
+        pub(crate) async fn withdraw(self) {
+            match self {}
         }
     }
 
@@ -365,6 +404,7 @@ mod without_redis {
         pub(crate) async fn hold<T>(
             &self,
             _: &Lease,
+            _: &std::sync::atomic::AtomicBool,
             _: impl Future<Output = T>,
         ) -> Result<T, String> {
             match *self {}

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use instant_acme::{
@@ -336,7 +337,9 @@ impl AcmeManager {
             // published are what a killed process left. (A fleet's answers in the directory
             // are copies of other servers' orders, and are the mirror's to clear.)
             self.store.clear_challenges();
-            return self.obtain_locked(name, only_if_due, None).await;
+            return self
+                .obtain_locked(name, only_if_due, None, &AtomicBool::new(false))
+                .await;
         };
         let lease = match fleet.lock(name).await {
             Ok(Some(lease)) => lease,
@@ -349,7 +352,7 @@ impl AcmeManager {
                     unreachable: false,
                 });
             }
-            Err(err) => {
+            Err(err) if err.unreachable => {
                 let why = format!(
                     "the fleet's store cannot be reached, so nothing is issued now; the certificates copied from it keep serving: {err}"
                 );
@@ -360,10 +363,23 @@ impl AcmeManager {
                     unreachable: true,
                 });
             }
+            // The store answers but refuses (a wrong password, a read-only replica): a
+            // failure like any other, retried with the back-off and shown as the last error.
+            Err(err) => {
+                return Err(acme_error(
+                    name,
+                    format!("cannot lock it in the fleet's store: {err}"),
+                ));
+            }
         };
         tracing::info!(name, fence = lease.fence, "issuing under the fleet's lock");
+        let committed = AtomicBool::new(false);
         let outcome = fleet
-            .hold(&lease, self.obtain_locked(name, only_if_due, Some(&lease)))
+            .hold(
+                &lease,
+                &committed,
+                self.obtain_locked(name, only_if_due, Some(&lease), &committed),
+            )
             .await
             .unwrap_or_else(|lost| {
                 Err(acme_error(
@@ -382,6 +398,7 @@ impl AcmeManager {
         name: &str,
         only_if_due: bool,
         lease: Option<&Lease>,
+        committed: &AtomicBool,
     ) -> Result<Obtained> {
         if let Some(fleet) = &self.fleet {
             // What the fleet holds is what is judged due, not an older copy.
@@ -402,7 +419,7 @@ impl AcmeManager {
         // Every step has its own limit (30 s a request, `timeout` for each wait), so the
         // whole needs none, and is never cut between issuance and storage.
         let pem = self
-            .order(name)
+            .order(name, committed)
             .await
             .inspect_err(|_| self.forget_account())?;
         let key = certified_key(pem.as_bytes()).map_err(|m| acme_error(name, m))?;
@@ -447,7 +464,7 @@ impl AcmeManager {
 
     /// The ACME conversation for one name: order, challenge, finalize with a fresh key,
     /// download. Returns the PEM to store: private key, then leaf and chain.
-    async fn order(&self, name: &str) -> Result<String> {
+    async fn order(&self, name: &str, committed: &AtomicBool) -> Result<String> {
         let account = self.account().await?;
         let identifiers = [Identifier::Dns(name.to_owned())];
         let replaces = match self.store.inspect(name) {
@@ -527,7 +544,10 @@ impl AcmeManager {
             // A fleet's every server answers, whichever the ACME server reaches.
             if let Some(fleet) = &self.fleet {
                 let (kind, key, text) = answer.parts();
-                let lasts = self.settings.timeout + Duration::from_secs(60);
+                let lasts = self
+                    .settings
+                    .timeout
+                    .saturating_add(Duration::from_secs(60));
                 shared.push(
                     fleet
                         .share(kind, key, text, lasts)
@@ -546,7 +566,13 @@ impl AcmeManager {
             .initial_delay(Duration::from_millis(250))
             .backoff(1.5)
             .timeout(self.settings.timeout);
-        let status = order.poll_ready(&policy).await.map_err(|e| {
+        let status = order.poll_ready(&policy).await;
+        // Withdrawn from the fleet now, whatever the outcome: `torsion certs` may exit soon
+        // after, before a withdrawal left to a drop would run.
+        for answer in shared {
+            answer.withdraw().await;
+        }
+        let status = status.map_err(|e| {
             self.failure(
                 name,
                 &format!(
@@ -566,7 +592,6 @@ impl AcmeManager {
                 ),
             ));
         }
-        drop(shared);
         drop(provisioned);
 
         let key = rcgen::KeyPair::generate().map_err(|e| acme_error(name, e))?;
@@ -576,6 +601,9 @@ impl AcmeManager {
         let csr = params
             .serialize_request(&key)
             .map_err(|e| acme_error(name, e))?;
+        // From here the certificate is as good as issued: a lost fleet lock no longer
+        // cancels the order (the fenced write decides whether it is kept).
+        committed.store(true, Ordering::Release);
         order
             .finalize_csr(csr.der())
             .await
@@ -726,14 +754,19 @@ impl AcmeManager {
                 }
                 let outcome = self.obtain(&name, true).await;
                 if let Ok(Obtained::Held {
-                    until, unreachable, ..
+                    until,
+                    why,
+                    unreachable,
                 }) = &outcome
                 {
                     // Not an attempt: look again when the holder's lock would have run out
                     // (its certificate, if stored before then, shows up as not due), or when
                     // the store may be back, for every name at once.
                     wake_at = wake_at.min(*until);
-                    note(&name, |r| r.next_attempt = Some(*until));
+                    note(&name, |r| {
+                        r.next_attempt = Some(*until);
+                        r.last_error = Some(why.clone());
+                    });
                     if *unreachable {
                         hold_until = *until;
                         break;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::challenge::is_token;
 use super::shared::{Change, SharedStore, StoreError, random_token};
-use super::store::{CertificateStore, certified_key, is_host_name};
+use super::store::{CertificateFacts, CertificateStore, certified_key, is_host_name};
 
 /// Copies a [`SharedStore`] into a [`CertificateStore`] directory, and keeps copying its
 /// changes.
@@ -81,52 +81,58 @@ impl<S: SharedStore> Mirror<S> {
         &self.directory
     }
 
-    /// Copies every certificate that differs from the directory's file, and replaces the
-    /// directory's challenge answers with the store's (acknowledging each). A certificate
-    /// the directory has and the store lacks (a store new or emptied) is stored in Redis,
-    /// so that the fleet keeps it.
+    /// Copies every certificate of the store that is not older than the directory's file,
+    /// and makes the directory's challenge answers the store's (acknowledging each): answers
+    /// the store no longer has are removed, the others are never missing meanwhile.
     ///
     /// # Errors
-    /// [`StoreError`] when Redis cannot be read; what was copied before stays.
+    /// [`StoreError`] when the store cannot be read; what was copied before stays.
     pub async fn load(&self) -> Result<Copied, StoreError> {
         let mut copied = Copied::default();
-        let names = self.store.names().await?;
-        for name in &names {
-            match self.certificate(name).await? {
+        for name in self.store.names().await? {
+            match self.certificate(&name).await? {
                 Some(true) => copied.certificates += 1,
                 Some(false) => {}
                 None => copied.skipped += 1,
             }
         }
-        self.seed(&names).await?;
         let answers = self.store.challenges().await?;
         let directory = self.directory.clone();
         let placed = blocking(move || {
-            directory.clear_challenges();
-            answers
+            let placed: Vec<(String, String, Vec<u8>)> = answers
                 .into_iter()
                 .filter(|(kind, key, answer)| put_answer(&directory, kind, key, answer))
-                .map(|(kind, key, _)| (kind, key))
-                .collect::<Vec<_>>()
+                .collect();
+            for (kind, key) in directory.challenge_keys() {
+                if !placed.iter().any(|(k, n, _)| k == kind && *n == key) {
+                    directory.remove_challenge(kind, &key);
+                }
+            }
+            placed
         })
         .await
         .unwrap_or_default();
         copied.answers = placed.len();
-        for (kind, key) in placed {
-            self.store.ack(&kind, &key, &self.member, ACK_TTL).await?;
+        for (kind, key, answer) in placed {
+            self.store
+                .ack(&kind, &key, &self.member, &answer, ACK_TTL)
+                .await?;
         }
         Ok(copied)
     }
 
-    /// Stores in Redis the directory's usable certificates whose names `stored` lacks.
-    async fn seed(&self, stored: &[String]) -> Result<(), StoreError> {
+    /// Stores in the shared store each of the directory's usable certificates that the
+    /// store lacks or holds in an older version (a store new or emptied, or a server that
+    /// renewed while cut off from it).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be asked.
+    pub async fn seed(&self) -> Result<(), StoreError> {
         let directory = self.directory.clone();
-        let stored = stored.to_vec();
-        let missing = blocking(move || {
+        let local = blocking(move || {
             directory
                 .names(&[])
                 .into_iter()
-                .filter(|name| stored.binary_search(name).is_err())
                 .filter_map(|name| {
                     let pem = std::fs::read(directory.certificate_path(&name)).ok()?;
                     certified_key(&pem).is_ok().then_some((name, pem))
@@ -135,11 +141,11 @@ impl<S: SharedStore> Mirror<S> {
         })
         .await
         .unwrap_or_default();
-        for (name, pem) in missing {
+        for (name, pem) in local {
             if self.store.seed_certificate(&name, &pem).await? {
                 tracing::info!(
                     name,
-                    "stored this server's certificate in the shared store, which had none"
+                    "stored this server's certificate in the shared store, which had none or an older one"
                 );
             }
         }
@@ -147,7 +153,8 @@ impl<S: SharedStore> Mirror<S> {
     }
 
     /// Copies `name`'s certificate: `Some(true)` if the file was written, `Some(false)` if
-    /// it was already the same (or the store has none), `None` if the entry was skipped.
+    /// it was already the same, the store has none, or the directory's expires later;
+    /// `None` if the entry was skipped.
     async fn certificate(&self, name: &str) -> Result<Option<bool>, StoreError> {
         if !is_host_name(name) {
             tracing::warn!(
@@ -170,7 +177,17 @@ impl<S: SharedStore> Mirror<S> {
         let name = name.to_owned();
         let written = blocking(move || {
             let path = directory.certificate_path(&name);
-            if std::fs::read(&path).is_ok_and(|current| current == pem) {
+            let current = std::fs::read(&path).ok();
+            if current.as_deref() == Some(pem.as_slice()) {
+                return Some(false);
+            }
+            // Never a certificate older than the one in service (a store refilled from a
+            // stale copy): the seed puts the newer one back in the store.
+            let expires = |pem: &[u8]| CertificateFacts::from_pem(pem).ok().map(|f| f.not_after);
+            if let (Some(current), Some(stored)) =
+                (current.as_deref().and_then(expires), expires(&pem))
+                && current > stored
+            {
                 return Some(false);
             }
             match directory.write_certificate(&name, &pem) {
@@ -190,10 +207,11 @@ impl<S: SharedStore> Mirror<S> {
     }
 
     /// Applies one change: a certificate copied, an answer put or removed, or everything
-    /// loaded again after [`Change::Resync`].
+    /// loaded again (and the directory's newer certificates stored) after
+    /// [`Change::Resync`].
     ///
     /// # Errors
-    /// [`StoreError`] when Redis cannot be read.
+    /// [`StoreError`] when the store cannot be read.
     pub async fn apply(&self, change: Change) -> Result<(), StoreError> {
         match change {
             Change::Certificate(name) => {
@@ -202,10 +220,12 @@ impl<S: SharedStore> Mirror<S> {
             Change::Challenge(kind, key) => {
                 if let Some(answer) = self.store.challenge(&kind, &key).await? {
                     let directory = self.directory.clone();
-                    let (k, n) = (kind.clone(), key.clone());
-                    let placed = blocking(move || put_answer(&directory, &k, &n, &answer)).await;
+                    let (k, n, a) = (kind.clone(), key.clone(), answer.clone());
+                    let placed = blocking(move || put_answer(&directory, &k, &n, &a)).await;
                     if placed == Some(true) {
-                        self.store.ack(&kind, &key, &self.member, ACK_TTL).await?;
+                        self.store
+                            .ack(&kind, &key, &self.member, &answer, ACK_TTL)
+                            .await?;
                     }
                 }
             }
@@ -218,6 +238,7 @@ impl<S: SharedStore> Mirror<S> {
             Change::Resync => {
                 let copied = self.load().await?;
                 tracing::debug!(?copied, "loaded the shared store into the directory");
+                self.seed().await?;
             }
         }
         Ok(())

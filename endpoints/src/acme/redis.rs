@@ -9,12 +9,13 @@
 //! |---|---|
 //! | `<prefix>:cert:<name>` | the key, the leaf and its chain, in PEM |
 //! | `<prefix>:written:<name>` | the fencing token the certificate was written under |
+//! | `<prefix>:expires:<name>` | when that certificate expires (Unix seconds) |
 //! | `<prefix>:lock:<name>` | the lock holder's random token, with an expiry |
 //! | `<prefix>:fence:<name>` | the last fencing token handed out (a counter) |
 //! | `<prefix>:account` | the ACME account key, in PEM |
 //! | `<prefix>:challenge:<kind>:<key>` | a challenge answer, with an expiry |
 //! | `<prefix>:ack:<kind>:<key>` | the members that copied that answer (a set, same expiry) |
-//! | `<prefix>:member:<id>` | present while the server `id` mirrors the store, with an expiry |
+//! | `<prefix>:members` | the servers mirroring the store, each scored with when its entry expires (milliseconds, Redis's clock) |
 //!
 //! Changes are published on `<prefix>:changes` as `cert <name>`, `challenge <kind> <key>`
 //! and `withdrawn <kind> <key>`.
@@ -60,22 +61,60 @@ static RELEASE: Lua = Lua::new(
 );
 
 /// Writes a certificate unless one written under a higher fencing token is there, and
-/// announces it. KEYS: cert, written. ARGV: pem, fence, channel, message. Returns 1 if
-/// written, 0 if refused.
+/// announces it. KEYS: cert, written, expires. ARGV: pem, fence, channel, message, expiry.
+/// Returns 1 if written, 0 if refused.
 static WRITE_FENCED: Lua = Lua::new(
     "local seen = tonumber(redis.call('GET', KEYS[2]) or '0') \
     if tonumber(ARGV[2]) < seen then return 0 end \
+    redis.call('SET', KEYS[1], ARGV[1]) \
+    redis.call('SET', KEYS[2], ARGV[2]) \
+    redis.call('SET', KEYS[3], ARGV[5]) \
+    redis.call('PUBLISH', ARGV[3], ARGV[4]) \
+    return 1",
+);
+
+/// Stores a certificate where there is none, or where the stored one expires sooner, and
+/// announces it. KEYS: cert, expires. ARGV: pem, expiry, channel, message. Returns 1 if
+/// stored, 0 if the stored one lasts as long or longer.
+static SEED: Lua = Lua::new(
+    "if redis.call('EXISTS', KEYS[1]) == 1 and \
+    tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then return 0 end \
     redis.call('SET', KEYS[1], ARGV[1]) \
     redis.call('SET', KEYS[2], ARGV[2]) \
     redis.call('PUBLISH', ARGV[3], ARGV[4]) \
     return 1",
 );
 
-/// Stores a certificate only where there is none, and announces it. KEYS: cert. ARGV: pem,
-/// channel, message. Returns 1 if stored, 0 if a certificate was there.
-static SEED: Lua = Lua::new(
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX') then \
+/// Withdraws an answer if it is still the caller's, and announces it. KEYS: challenge, ack.
+/// ARGV: answer, channel, message. Returns 1 if withdrawn.
+static WITHDRAW: Lua = Lua::new(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    redis.call('DEL', KEYS[1], KEYS[2]) \
     redis.call('PUBLISH', ARGV[2], ARGV[3]) return 1 else return 0 end",
+);
+
+/// Acknowledges an answer if it is still the one copied. KEYS: challenge, ack. ARGV:
+/// member, answer, milliseconds. Returns 1 if acknowledged.
+static ACK: Lua = Lua::new(
+    "if redis.call('GET', KEYS[1]) == ARGV[2] then \
+    redis.call('SADD', KEYS[2], ARGV[1]) \
+    redis.call('PEXPIRE', KEYS[2], ARGV[3]) return 1 else return 0 end",
+);
+
+/// Enters a member until Redis's clock passes now + ttl. KEYS: members. ARGV: member,
+/// milliseconds.
+static JOIN: Lua = Lua::new(
+    "local t = redis.call('TIME') \
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+    return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])",
+);
+
+/// Drops the members whose entries expired and returns the others. KEYS: members.
+static MEMBERS: Lua = Lua::new(
+    "local t = redis.call('TIME') \
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) \
+    return redis.call('ZRANGE', KEYS[1], 0, -1)",
 );
 
 /// A script's text, and the script made from it (its SHA-1 digest computed) on first use.
@@ -139,6 +178,7 @@ fn client(url: &str, prefix: &str, ca: Option<&[u8]>) -> Result<redis::Client, S
     let fail = |message: String| StoreError {
         url: redacted(url),
         message,
+        unreachable: false,
     };
     // The prefix is matched as a glob pattern when keys are listed.
     if prefix.is_empty()
@@ -197,6 +237,7 @@ impl RedisStore {
             .map_err(|e| StoreError {
                 url: redacted(url),
                 message: format!("cannot make a connection: {e}"),
+                unreachable: false,
             })?;
         Ok(RedisStore {
             client,
@@ -239,6 +280,7 @@ impl RedisStore {
             Err(_) => Err(StoreError {
                 url: self.url.clone(),
                 message: format!("no answer within {} s", (TIMEOUT * 2).as_secs()),
+                unreachable: true,
             }),
         }
     }
@@ -254,6 +296,10 @@ impl RedisStore {
     fn fail(&self, what: &str, err: redis::RedisError) -> StoreError {
         StoreError {
             url: self.url.clone(),
+            unreachable: err.is_io_error()
+                || err.is_timeout()
+                || err.is_connection_dropped()
+                || err.is_connection_refusal(),
             message: format!("cannot {what}: {err}"),
         }
     }
@@ -350,10 +396,12 @@ impl SharedStore for RedisStore {
             .script()
             .key(self.key("cert", &lease.name))
             .key(self.key("written", &lease.name))
+            .key(self.key("expires", &lease.name))
             .arg(pem)
             .arg(lease.fence)
             .arg(self.channel())
             .arg(format!("cert {}", lease.name))
+            .arg(expiry(pem))
             .invoke_async(&mut connection)
             .await
             .map_err(|e| self.fail(&format!("write the certificate of {}", lease.name), e))?;
@@ -374,6 +422,7 @@ impl SharedStore for RedisStore {
         stored.ok_or_else(|| StoreError {
             url: self.url.clone(),
             message: "the ACME account key vanished as it was stored".into(),
+            unreachable: false,
         })
     }
 
@@ -431,19 +480,24 @@ impl SharedStore for RedisStore {
         Ok(answers)
     }
 
-    async fn remove_challenge(&self, kind: &str, key: &str) -> Result<(), StoreError> {
+    async fn remove_challenge(
+        &self,
+        kind: &str,
+        key: &str,
+        answer: &[u8],
+    ) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
-        redis::pipe()
-            .atomic()
-            .del(self.key("challenge", &format!("{kind}:{key}")))
-            .ignore()
-            .del(self.key("ack", &format!("{kind}:{key}")))
-            .ignore()
-            .publish(self.channel(), format!("withdrawn {kind} {key}"))
-            .ignore()
-            .exec_async(&mut connection)
+        let removed: i64 = WITHDRAW
+            .script()
+            .key(self.key("challenge", &format!("{kind}:{key}")))
+            .key(self.key("ack", &format!("{kind}:{key}")))
+            .arg(answer)
+            .arg(self.channel())
+            .arg(format!("withdrawn {kind} {key}"))
+            .invoke_async(&mut connection)
             .await
-            .map_err(|e| self.fail(&format!("withdraw the {kind} answer for {key}"), e))
+            .map_err(|e| self.fail(&format!("withdraw the {kind} answer for {key}"), e))?;
+        Ok(removed == 1)
     }
 
     async fn ack(
@@ -451,19 +505,21 @@ impl SharedStore for RedisStore {
         kind: &str,
         key: &str,
         member: &str,
+        answer: &[u8],
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
-        let set = self.key("ack", &format!("{kind}:{key}"));
-        redis::pipe()
-            .atomic()
-            .sadd(&set, member)
-            .ignore()
-            .pexpire(&set, millis(ttl) as i64)
-            .ignore()
-            .exec_async(&mut connection)
+        let acknowledged: i64 = ACK
+            .script()
+            .key(self.key("challenge", &format!("{kind}:{key}")))
+            .key(self.key("ack", &format!("{kind}:{key}")))
+            .arg(member)
+            .arg(answer)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
             .await
-            .map_err(|e| self.fail(&format!("acknowledge the {kind} answer for {key}"), e))
+            .map_err(|e| self.fail(&format!("acknowledge the {kind} answer for {key}"), e))?;
+        Ok(acknowledged == 1)
     }
 
     async fn acks(&self, kind: &str, key: &str) -> Result<Vec<String>, StoreError> {
@@ -478,22 +534,24 @@ impl SharedStore for RedisStore {
 
     async fn join(&self, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
-        connection
-            .pset_ex::<_, _, ()>(self.key("member", member), 1, millis(ttl))
+        JOIN.script()
+            .key(format!("{}:members", self.prefix))
+            .arg(member)
+            .arg(millis(ttl))
+            .invoke_async::<()>(&mut connection)
             .await
             .map_err(|e| self.fail("announce this server as a member", e))
     }
 
     async fn members(&self) -> Result<Vec<String>, StoreError> {
-        let prefix = format!("{}:member:", self.prefix);
-        let mut members: Vec<String> = self
-            .keys(&prefix, "list the members")
-            .await?
-            .into_iter()
-            .map(|key| key[prefix.len()..].to_owned())
-            .collect();
+        let mut connection = self.connection.clone();
+        let mut members: Vec<String> = MEMBERS
+            .script()
+            .key(format!("{}:members", self.prefix))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.fail("list the members", e))?;
         members.sort();
-        members.dedup();
         Ok(members)
     }
 
@@ -502,7 +560,9 @@ impl SharedStore for RedisStore {
         let stored: i64 = SEED
             .script()
             .key(self.key("cert", name))
+            .key(self.key("expires", name))
             .arg(pem)
+            .arg(expiry(pem))
             .arg(self.channel())
             .arg(format!("cert {name}"))
             .invoke_async(&mut connection)
@@ -590,6 +650,14 @@ async fn relay(
             }
         }
     }
+}
+
+/// When the certificate in `pem` expires, in Unix seconds (0 if it does not parse).
+fn expiry(pem: &[u8]) -> u64 {
+    super::store::CertificateFacts::from_pem(pem)
+        .ok()
+        .and_then(|facts| facts.not_after.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_secs())
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -35,6 +35,22 @@ fn invalid(setting: &str, value: &str, expected: &str) -> Error {
     }
 }
 
+/// A setting's whole number of seconds, from `least` to a day.
+fn seconds(setting: &str, value: &str, least: u64) -> Result<Duration> {
+    value
+        .parse()
+        .ok()
+        .filter(|s| (least..=86_400).contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            invalid(
+                setting,
+                value,
+                &format!("a whole number of seconds, from {least} to 86400 (a day)"),
+            )
+        })
+}
+
 /// The challenge type used to prove control of a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Challenge {
@@ -78,8 +94,8 @@ impl std::str::FromStr for Challenge {
 }
 
 /// How to reach the ACME server and what to ask of it: the keywords `txacme:`, `le:`,
-/// `lets:` and `torsion certs` take.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `lets:` and `torsion certs` take. Its `Debug` form gives a store's password as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AcmeSettings {
     /// The ACME directory URL (RFC 8555 §7.1.1), `directory=`.
     pub directory_url: String,
@@ -92,7 +108,7 @@ pub struct AcmeSettings {
     /// Names to manage besides the directory's `*.pem` files, `domains=a.example,b.example`.
     pub domains: Vec<String>,
     /// How long one issuance may wait for validation and for the certificate, `timeout=`
-    /// (seconds).
+    /// (seconds, at most a day).
     pub timeout: Duration,
     /// The Redis store shared by a fleet of servers, `store=redis://[:password@]host[:port][/db]`
     /// or `rediss://...` (feature `redis`); the directory is then this server's copy of it.
@@ -104,14 +120,31 @@ pub struct AcmeSettings {
     /// place of the platform's roots.
     pub store_ca: Option<PathBuf>,
     /// How long the fleet's lock on a name outlives a holder that stops renewing it (a
-    /// server killed mid-order), `lock=` (seconds); the holder renews it every third of
-    /// that.
+    /// server killed mid-order), `lock=` (seconds, 10 at least); the holder renews it every
+    /// third of that.
     pub lock: Duration,
 }
 
 pub use super::shared::DEFAULT_PREFIX;
 /// The default `lock=`.
 pub const DEFAULT_LOCK: Duration = Duration::from_secs(60);
+
+impl std::fmt::Debug for AcmeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcmeSettings")
+            .field("directory_url", &self.directory_url)
+            .field("email", &self.email)
+            .field("cacert", &self.cacert)
+            .field("challenge", &self.challenge)
+            .field("domains", &self.domains)
+            .field("timeout", &self.timeout)
+            .field("store", &self.store.as_deref().map(super::shared::redacted))
+            .field("prefix", &self.prefix)
+            .field("store_ca", &self.store_ca)
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
 
 /// Let's Encrypt's production ACME v2 directory (`le:`, and `txacme:` without `directory=`).
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -146,8 +179,8 @@ impl AcmeSettings {
     /// # Errors
     /// [`Error::InvalidSetting`] naming the setting, the value and what is accepted: an
     /// `http://` or `https://` URL; an e-mail address; a non-empty path; `tls-alpn-01` or
-    /// `http-01`; comma-separated host names without wildcards; a whole number of seconds,
-    /// at least 1; a `redis://` or `rediss://` URL (and a build with feature `redis`);
+    /// `http-01`; comma-separated host names without wildcards; a whole number of seconds
+    /// up to a day (at least 1, or 10 for `lock`); a `redis://` or `rediss://` URL (and a build with feature `redis`);
     /// letters, digits and `:_.-`; or one of [`KEYWORDS`].
     pub fn set(&mut self, setting: &str, value: &str) -> Result<()> {
         match setting {
@@ -193,18 +226,10 @@ impl AcmeSettings {
                 }
                 self.domains = names;
             }
-            "timeout" => {
-                let seconds: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                    invalid(setting, value, "a whole number of seconds, at least 1")
-                })?;
-                self.timeout = Duration::from_secs(seconds);
-            }
-            "lock" => {
-                let seconds: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                    invalid(setting, value, "a whole number of seconds, at least 1")
-                })?;
-                self.lock = Duration::from_secs(seconds);
-            }
+            "timeout" => self.timeout = seconds(setting, value, 1)?,
+            // Shorter, and one slow renewal of the lock (Redis's 5 s timeout, retried) could
+            // outlast it while the holder is alive.
+            "lock" => self.lock = seconds(setting, value, 10)?,
             "store" => {
                 const EXPECTED: &str = "a Redis URL, redis://[:password@]host[:port][/db] or rediss://... (write each : as \\: in a descriptor)";
                 let shown = super::shared::redacted(value);

@@ -26,6 +26,10 @@ pub struct StoreError {
     pub url: String,
     /// What failed.
     pub message: String,
+    /// Whether the store could not be reached at all (no connection, a timeout), as
+    /// opposed to refusing the operation (a wrong password, a read-only replica): the first
+    /// passes when the store is back, the second needs an operator.
+    pub unreachable: bool,
 }
 
 /// A lock on one name, held until it expires or is released; carries the fencing token
@@ -161,7 +165,8 @@ pub trait SharedStore: Clone + Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Vec<(String, String, Vec<u8>)>, StoreError>> + Send;
 
-    /// Withdraws the answer of `kind` for `key`, and announces it.
+    /// Withdraws the answer of `kind` for `key` if it is still `answer` (another server may
+    /// have put its own since), and announces it: whether it was withdrawn.
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot be asked (the answer then expires by itself).
@@ -169,9 +174,11 @@ pub trait SharedStore: Clone + Send + Sync + 'static {
         &self,
         kind: &str,
         key: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        answer: &[u8],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Records that `member` has copied the answer of `kind` for `key` and serves it; the
+    /// Records that `member` has copied the answer of `kind` for `key`, `answer`, and serves
+    /// it, if that is still the stored answer (`false` if another has replaced it); the
     /// record expires after `ttl`, as the answer does.
     ///
     /// # Errors
@@ -181,8 +188,9 @@ pub trait SharedStore: Clone + Send + Sync + 'static {
         kind: &str,
         key: &str,
         member: &str,
+        answer: &[u8],
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The members that have copied the answer of `kind` for `key`, sorted.
     ///
@@ -212,9 +220,9 @@ pub trait SharedStore: Clone + Send + Sync + 'static {
     /// [`StoreError`] when the store cannot be asked.
     fn members(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
-    /// Stores `pem` as `name`'s certificate if the store has none, and announces it: how a
-    /// server's directory fills a store that is new, or was emptied. `false` when the store
-    /// already had one (it is left alone).
+    /// Stores `pem` as `name`'s certificate if the store has none or one that expires
+    /// sooner, and announces it: how a server's directory fills a store that is new, or was
+    /// emptied. `false` when the store's lasts as long or longer (it is left alone).
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot be asked.

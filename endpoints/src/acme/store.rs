@@ -305,28 +305,47 @@ impl CertificateStore {
         }
     }
 
+    /// Withdraws the answer for `key` of `kind` if it is still `answer` (a fleet's mirror
+    /// may have put another server's answer there since).
+    pub(crate) fn remove_challenge_if(&self, kind: &str, key: &str, answer: &[u8]) {
+        if self
+            .challenge(kind, key)
+            .is_some_and(|there| there == answer)
+        {
+            self.remove_challenge(kind, key);
+        }
+    }
+
+    /// The published answers, as (kind, key).
+    pub(crate) fn challenge_keys(&self) -> Vec<(&'static str, String)> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return Vec::new();
+        };
+        let mut keys = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(hidden) = file_name.to_str().and_then(|n| n.strip_prefix('.')) else {
+                continue;
+            };
+            for kind in CHALLENGE_KINDS {
+                if let Some(key) = hidden.strip_suffix(kind).and_then(|k| k.strip_suffix('.')) {
+                    keys.push((kind, key.to_owned()));
+                }
+            }
+        }
+        keys
+    }
+
     /// Removes every published answer: those an order cut short (a killed process) left.
     /// Called with the lock held, when no order of another process can be waiting.
     pub(crate) fn clear_challenges(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.path) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let Some(name) = file_name.to_str() else {
-                continue;
-            };
-            if name.starts_with('.')
-                && CHALLENGE_KINDS
-                    .iter()
-                    .any(|kind| name.strip_suffix(kind).is_some_and(|n| n.ends_with('.')))
-            {
-                tracing::debug!(
-                    file = name,
-                    "removing a challenge answer left by an earlier order"
-                );
-                let _ = std::fs::remove_file(entry.path());
-            }
+        for (kind, key) in self.challenge_keys() {
+            tracing::debug!(
+                kind,
+                key,
+                "removing a challenge answer left by an earlier order"
+            );
+            self.remove_challenge(kind, &key);
         }
     }
 

@@ -122,6 +122,27 @@ fn member(
     redis: &Redis,
     extra: &str,
 ) -> Member {
+    member_with(
+        certs,
+        address,
+        (tls_port, http_port),
+        pebble,
+        redis,
+        extra,
+        &[],
+    )
+}
+
+/// [`member`] with more options of `torsion web` (such as `--workers 2`).
+fn member_with(
+    certs: &Path,
+    address: &'static str,
+    (tls_port, http_port): (u16, Option<u16>),
+    pebble: &Pebble,
+    redis: &Redis,
+    extra: &str,
+    options: &[&str],
+) -> Member {
     let listen = format!(
         "txacme:{}:{}:store={}{extra}:tcp:{tls_port}:interface={address}",
         quote(certs.to_str().unwrap()),
@@ -138,6 +159,7 @@ fn member(
         args.push("--listen".into());
         args.push(format!("tcp:{port}:interface={address}"));
     }
+    args.extend(options.iter().map(|o| (*o).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Member {
         server: Server::start(&args),
@@ -258,15 +280,16 @@ fn validation_reaches_a_server_that_did_not_order(http01: bool) {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let challenge = if http01 { ":challenge=http-01" } else { "" };
     let http = http01.then_some(http_port);
-    // A, where validations go, manages no name of its own: it serves what the fleet holds.
-    let a = member(
+    // A, where validations go, manages no name of its own: it serves what the fleet holds,
+    // from two worker processes, while its supervisor copies the store.
+    let a = member_with(
         dirs[0].path(),
         "127.0.0.2",
-        tls_port,
-        http,
+        (tls_port, http),
         &pebble,
         &redis,
         challenge,
+        &["--workers", "2"],
     );
     a.server.wait_for_log("joined the fleet");
     // B and C both manage the name: one of them orders it.

@@ -120,6 +120,93 @@ pub(crate) fn check_status(text: &str) -> Result<(StatusCode, Option<Bytes>), He
     Ok((status, reason))
 }
 
+/// What the server does with a response field: passes it on, drops it (hop-by-hop), or
+/// frames the body by it (Content-Length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Plain,
+    HopByHop,
+    ContentLength,
+}
+
+/// The field names and values each Python thread has checked lately, so that the fields an
+/// application sends with every response (`Content-Type: text/html; charset=utf-8`, its own
+/// constant headers) are checked, and their values copied, once rather than per response.
+/// Direct-mapped by a hash of the exact bytes: a new entry replaces whatever shared its
+/// slot, and a value longer than [`seen::LONGEST`] is never kept. A hit hands out a clone
+/// (a reference count for a value).
+mod seen {
+    use std::cell::RefCell;
+
+    use http::header::{HeaderName, HeaderValue};
+
+    use super::{HeadError, Role};
+
+    const NAMES: usize = 32;
+    const VALUES: usize = 64;
+    /// The longest value kept, in bytes: longer ones (cookies, tokens) rarely repeat.
+    pub(super) const LONGEST: usize = 96;
+
+    type Slots<T> = Vec<Option<(Box<[u8]>, T)>>;
+
+    struct Seen {
+        names: Slots<(HeaderName, Role)>,
+        values: Slots<HeaderValue>,
+    }
+
+    thread_local! {
+        static SEEN: RefCell<Seen> = RefCell::new(Seen {
+            names: (0..NAMES).map(|_| None).collect(),
+            values: (0..VALUES).map(|_| None).collect(),
+        });
+    }
+
+    /// FNV-1a over `bytes`, as an index below `slots` (a power of two).
+    fn slot(bytes: &[u8], slots: usize) -> usize {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash as usize) & (slots - 1)
+    }
+
+    /// The entry for `bytes` in `slots`, made by `make` (and kept) when it is not there.
+    fn lookup<T: Clone>(
+        slots: &mut Slots<T>,
+        bytes: &[u8],
+        make: impl FnOnce(&[u8]) -> Result<T, HeadError>,
+    ) -> Result<T, HeadError> {
+        let index = slot(bytes, slots.len());
+        if let Some((key, entry)) = &slots[index]
+            && **key == *bytes
+        {
+            return Ok(entry.clone());
+        }
+        let entry = make(bytes)?;
+        slots[index] = Some((bytes.into(), entry.clone()));
+        Ok(entry)
+    }
+
+    /// The checked name for `bytes`, and its role.
+    pub(super) fn name(
+        bytes: &[u8],
+        make: impl FnOnce(&[u8]) -> Result<(HeaderName, Role), HeadError>,
+    ) -> Result<(HeaderName, Role), HeadError> {
+        SEEN.with(|seen| lookup(&mut seen.borrow_mut().names, bytes, make))
+    }
+
+    /// The checked value for `bytes`.
+    pub(super) fn value(
+        bytes: &[u8],
+        make: impl FnOnce(&[u8]) -> Result<HeaderValue, HeadError>,
+    ) -> Result<HeaderValue, HeadError> {
+        if bytes.len() > LONGEST {
+            return make(bytes);
+        }
+        SEEN.with(|seen| lookup(&mut seen.borrow_mut().values, bytes, make))
+    }
+}
+
 /// The response fields, checked one at a time as the application listed them.
 #[derive(Debug, Default)]
 pub(crate) struct Fields {
@@ -133,20 +220,32 @@ impl Fields {
     /// warning), except `Connection: close`, which is honoured; Content-Length must be
     /// digits, and a repeated one must repeat the same value.
     pub(crate) fn add(&mut self, name_text: &str, value_text: &str) -> Result<(), HeadError> {
-        let name = HeaderName::from_bytes(name_text.as_bytes()).map_err(|_| {
-            HeadError(format!(
-                "start_response(): header name {name_text:?} is not a valid field name (RFC 9110 §5.1: letters, digits and !#$%&'*+-.^_`|~)"
-            ))
+        let (name, role) = seen::name(name_text.as_bytes(), |bytes| {
+            let name = HeaderName::from_bytes(bytes).map_err(|_| {
+                HeadError(format!(
+                    "start_response(): header name {name_text:?} is not a valid field name (RFC 9110 §5.1: letters, digits and !#$%&'*+-.^_`|~)"
+                ))
+            })?;
+            let role = if name == header::CONTENT_LENGTH {
+                Role::ContentLength
+            } else if HOP_BY_HOP.contains(&name.as_str()) {
+                Role::HopByHop
+            } else {
+                Role::Plain
+            };
+            Ok((name, role))
         })?;
-        let value = HeaderValue::from_bytes(&latin1_bytes(value_text, || {
-            format!("the value of {name_text}")
-        })?)
-        .map_err(|_| {
-            HeadError(format!(
-                "start_response(): the value of header {name_text:?} contains a control character (CR, LF or NUL are not allowed)"
-            ))
-        })?;
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        let value = seen::value(
+            &latin1_bytes(value_text, || format!("the value of {name_text}"))?,
+            |bytes| {
+                HeaderValue::from_bytes(bytes).map_err(|_| {
+                    HeadError(format!(
+                        "start_response(): the value of header {name_text:?} contains a control character (CR, LF or NUL are not allowed)"
+                    ))
+                })
+            },
+        )?;
+        if role == Role::HopByHop {
             if name == header::CONNECTION && value_text.trim().eq_ignore_ascii_case("close") {
                 self.close = true;
             } else {
@@ -154,7 +253,7 @@ impl Fields {
             }
             return Ok(());
         }
-        if name == header::CONTENT_LENGTH {
+        if role == Role::ContentLength {
             // RFC 9110 §8.6: digits only; the same value repeated is one value; two
             // different values would frame the body two ways.
             let text = value_text.trim();
@@ -215,6 +314,36 @@ mod tests {
             checked.add(name, value)?;
         }
         Ok(checked.into_head(status, reason))
+    }
+
+    #[test]
+    fn fields_seen_before_are_checked_the_same_way_again() {
+        let long = "x".repeat(seen::LONGEST + 1);
+        let fields = [
+            ("Content-Type", "text/plain"),
+            ("X-Long", long.as_str()),
+            ("Content-Length", "5"),
+            ("Connection", "close"),
+        ];
+        // Twice, so the second time is answered from what this thread has seen.
+        for _ in 0..2 {
+            let h = head("200 OK", &fields).unwrap();
+            assert_eq!(h.headers["content-type"], "text/plain");
+            assert_eq!(h.headers["x-long"], long.as_str());
+            assert_eq!(h.content_length, Some(5));
+            assert!(h.close && !h.headers.contains_key("connection"));
+        }
+        // Many distinct names and values share slots; each still comes out as given, and a
+        // bad one is refused whatever was seen before.
+        for round in 0..2 {
+            for i in 0..200 {
+                let (name, value) = (format!("X-Field-{i}"), format!("value {i}"));
+                let h = head("200 OK", &[(&name, &value)]).unwrap();
+                assert_eq!(h.headers[name.as_str()], value.as_str(), "round {round}");
+            }
+        }
+        assert!(head("200 OK", &[("Bad Name", "x")]).is_err());
+        assert!(head("200 OK", &[("X-Ok", "bad\r\nvalue")]).is_err());
     }
 
     #[test]

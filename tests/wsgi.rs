@@ -207,6 +207,31 @@ fn bodies_over_the_limit_get_413_and_the_server_goes_on() {
     assert_eq!((status, body), (200, vec![b'y'; 1000]));
 }
 
+#[test]
+fn large_reads_are_gathered_whole_and_still_held_to_the_limit() {
+    // Over the 64 KiB read ahead, so the event loop gathers what the application reads.
+    let server = probe(&["--max-body-size", "200000"]);
+    let body: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(post(&server, "/echo", &body, &[]), (200, body.clone()));
+    let (status, echoed) = post(
+        &server,
+        "/echo",
+        &body,
+        &["-H", "Transfer-Encoding: chunked"],
+    );
+    assert_eq!((status, echoed), (200, body));
+    // Chunked, over the limit: found while gathering.
+    let (status, _) = post(
+        &server,
+        "/echo",
+        &[b'x'; 300_000],
+        &["-H", "Transfer-Encoding: chunked"],
+    );
+    assert_eq!(status, 413);
+    let (status, echoed) = post(&server, "/echo", b"after", &[]);
+    assert_eq!((status, echoed), (200, b"after".to_vec()));
+}
+
 /// Reads a chunked response from a raw socket, noting when each piece arrived.
 fn timed_chunks(server: &Server, path: &str) -> Vec<(Instant, String)> {
     let mut stream = server.connect();

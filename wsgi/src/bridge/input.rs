@@ -21,7 +21,7 @@ use pyo3::types::{PyBytes, PyList};
 /// Nothing is read from the client until the application asks, and then only as much as
 /// it asks for (plus at most one received frame), so a large upload never sits in memory
 /// whole unless the application reads it whole. The GIL is released while waiting for the
-/// client. The stream ends at the end of the body (`wsgi.input_terminated`), whatever
+/// client; a read of 64 KiB or more is gathered by the event loop and handed over at once. The stream ends at the end of the body (`wsgi.input_terminated`), whatever
 /// `size` asks for. A body larger than the server's limit raises `OSError` and the
 /// response becomes 413 if the application has not started one; a client that goes away
 /// or sends a malformed body raises `OSError`.
@@ -131,6 +131,62 @@ pub(crate) async fn read_ahead(
     }
     read.rest = Some(body);
     Ok(read)
+}
+
+/// The least a read must want beyond what is buffered for the event loop to gather it
+/// ([`State::pump`]).
+const PUMP: usize = 64 * 1024;
+
+/// What [`gather`] read: the frames, the body to go on with (None at its end or after a
+/// fault), the count of bytes received so far, and the client's fault, if any.
+struct Gathered {
+    frames: Vec<Bytes>,
+    body: Option<Incoming>,
+    received: u64,
+    fault: Option<Fault>,
+}
+
+/// Reads frames of `body` on the event loop until `needed` bytes have come or the body
+/// ends, pacing the client and holding it to `limit` as frame-by-frame reading does.
+async fn gather(
+    mut body: Incoming,
+    needed: usize,
+    mut received: u64,
+    limit: u64,
+    pace: Pace,
+) -> Gathered {
+    let mut frames = Vec::new();
+    let mut got = 0;
+    while got < needed {
+        match next_data(&mut body, &mut received, limit, &pace).await {
+            Ok(Some(data)) => {
+                got += data.len();
+                frames.push(data);
+            }
+            Ok(None) => {
+                return Gathered {
+                    frames,
+                    body: None,
+                    received,
+                    fault: None,
+                };
+            }
+            Err(fault) => {
+                return Gathered {
+                    frames,
+                    body: None,
+                    received,
+                    fault: Some(fault),
+                };
+            }
+        }
+    }
+    Gathered {
+        frames,
+        body: Some(body),
+        received,
+        fault: None,
+    }
 }
 
 /// The rest of a request body of unknown length (chunked, or HTTP/2 without
@@ -371,7 +427,58 @@ impl State {
         }
     }
 
+    /// When at least [`PUMP`] more bytes than the buffer holds are wanted, has the event
+    /// loop gather them (up to `wanted` in all, or the end of the body) and hand them over
+    /// at once: one wake-up of this thread for the lot, where reading frame by frame takes
+    /// two thread switches a frame (hyper reads the next frame only once it is asked for).
+    /// The GIL is released meanwhile. Smaller reads, and what is left after, go frame by
+    /// frame.
+    fn pump(&mut self, py: Python<'_>, wanted: usize) -> PyResult<()> {
+        if let Some(failed) = &self.failed {
+            return Err(PyOSError::new_err(failed.clone()));
+        }
+        let needed = wanted.saturating_sub(self.buffer.len);
+        if needed < PUMP {
+            return Ok(());
+        }
+        let Some(body) = self.body.take() else {
+            return Ok(());
+        };
+        let runtime = self.runtime.clone();
+        let gathering = runtime.spawn(gather(body, needed, self.received, self.limit, self.pace));
+        let gathered = py.detach(|| runtime.block_on(gathering));
+        let Ok(gathered) = gathered else {
+            let reason = "reading the request body was cut short: the server is stopping";
+            self.failed = Some(reason.to_owned());
+            return Err(PyOSError::new_err(reason));
+        };
+        self.received = gathered.received;
+        for data in gathered.frames {
+            self.buffer.push(data);
+        }
+        self.body = gathered.body;
+        if let Some(fault) = gathered.fault {
+            self.fault.set(fault);
+            let reason = match fault {
+                Fault::TooLarge => format!(
+                    "the request body is larger than the server's limit of {} bytes",
+                    self.limit
+                ),
+                Fault::Malformed => {
+                    "reading the request body failed: the client broke its framing or went away"
+                        .to_owned()
+                }
+                Fault::Silent | Fault::TooSlow => self.pace.message(fault),
+            };
+            self.failed = Some(reason.clone());
+            return Err(PyOSError::new_err(reason));
+        }
+        Ok(())
+    }
+
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let wanted = size.filter(|s| *s >= 0).map_or(usize::MAX, |s| s as usize);
+        self.pump(py, wanted)?;
         match size.filter(|s| *s >= 0) {
             None => while self.fetch(py)? {},
             Some(size) => while self.buffer.len < size as usize && self.fetch(py)? {},

@@ -3,6 +3,7 @@
 //! (RFC 9110 §8.6) and the hop-by-hop fields PEP 3333 leaves to the server.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -129,82 +130,76 @@ enum Role {
     ContentLength,
 }
 
+/// Names kept per Python thread (a power of two).
+const SEEN_NAMES: usize = 32;
+/// Values kept per Python thread (a power of two).
+const SEEN_VALUES: usize = 64;
+/// The longest value kept, in bytes: longer ones (cookies, tokens) rarely repeat.
+const LONGEST_SEEN: usize = 96;
+
+type Slots<T> = Vec<Option<(Box<[u8]>, T)>>;
+
 /// The field names and values each Python thread has checked lately, so that the fields an
 /// application sends with every response (`Content-Type: text/html; charset=utf-8`, its own
 /// constant headers) are checked, and their values copied, once rather than per response.
 /// Direct-mapped by a hash of the exact bytes: a new entry replaces whatever shared its
-/// slot, and a value longer than [`seen::LONGEST`] is never kept. A hit hands out a clone
+/// slot, and a value longer than [`LONGEST_SEEN`] is never kept. A hit hands out a clone
 /// (a reference count for a value).
-mod seen {
-    use std::cell::RefCell;
+struct Seen {
+    names: Slots<(HeaderName, Role)>,
+    values: Slots<HeaderValue>,
+}
 
-    use http::header::{HeaderName, HeaderValue};
+thread_local! {
+    static SEEN: RefCell<Seen> = RefCell::new(Seen {
+        names: (0..SEEN_NAMES).map(|_| None).collect(),
+        values: (0..SEEN_VALUES).map(|_| None).collect(),
+    });
+}
 
-    use super::{HeadError, Role};
-
-    const NAMES: usize = 32;
-    const VALUES: usize = 64;
-    /// The longest value kept, in bytes: longer ones (cookies, tokens) rarely repeat.
-    pub(super) const LONGEST: usize = 96;
-
-    type Slots<T> = Vec<Option<(Box<[u8]>, T)>>;
-
-    struct Seen {
-        names: Slots<(HeaderName, Role)>,
-        values: Slots<HeaderValue>,
+/// FNV-1a over `bytes`, as an index below `slots` (a power of two).
+fn seen_slot(bytes: &[u8], slots: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
+    (hash as usize) & (slots - 1)
+}
 
-    thread_local! {
-        static SEEN: RefCell<Seen> = RefCell::new(Seen {
-            names: (0..NAMES).map(|_| None).collect(),
-            values: (0..VALUES).map(|_| None).collect(),
-        });
+/// The entry for `bytes` in `slots`, made by `make` (and kept) when it is not there.
+fn seen_lookup<T: Clone>(
+    slots: &mut Slots<T>,
+    bytes: &[u8],
+    make: impl FnOnce(&[u8]) -> Result<T, HeadError>,
+) -> Result<T, HeadError> {
+    let index = seen_slot(bytes, slots.len());
+    if let Some((key, entry)) = &slots[index]
+        && **key == *bytes
+    {
+        return Ok(entry.clone());
     }
+    let entry = make(bytes)?;
+    slots[index] = Some((bytes.into(), entry.clone()));
+    Ok(entry)
+}
 
-    /// FNV-1a over `bytes`, as an index below `slots` (a power of two).
-    fn slot(bytes: &[u8], slots: usize) -> usize {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for &byte in bytes {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        (hash as usize) & (slots - 1)
-    }
+/// The checked name for `bytes`, and its role.
+fn seen_name(
+    bytes: &[u8],
+    make: impl FnOnce(&[u8]) -> Result<(HeaderName, Role), HeadError>,
+) -> Result<(HeaderName, Role), HeadError> {
+    SEEN.with(|seen| seen_lookup(&mut seen.borrow_mut().names, bytes, make))
+}
 
-    /// The entry for `bytes` in `slots`, made by `make` (and kept) when it is not there.
-    fn lookup<T: Clone>(
-        slots: &mut Slots<T>,
-        bytes: &[u8],
-        make: impl FnOnce(&[u8]) -> Result<T, HeadError>,
-    ) -> Result<T, HeadError> {
-        let index = slot(bytes, slots.len());
-        if let Some((key, entry)) = &slots[index]
-            && **key == *bytes
-        {
-            return Ok(entry.clone());
-        }
-        let entry = make(bytes)?;
-        slots[index] = Some((bytes.into(), entry.clone()));
-        Ok(entry)
+/// The checked value for `bytes`.
+fn seen_value(
+    bytes: &[u8],
+    make: impl FnOnce(&[u8]) -> Result<HeaderValue, HeadError>,
+) -> Result<HeaderValue, HeadError> {
+    if bytes.len() > LONGEST_SEEN {
+        return make(bytes);
     }
-
-    /// The checked name for `bytes`, and its role.
-    pub(super) fn name(
-        bytes: &[u8],
-        make: impl FnOnce(&[u8]) -> Result<(HeaderName, Role), HeadError>,
-    ) -> Result<(HeaderName, Role), HeadError> {
-        SEEN.with(|seen| lookup(&mut seen.borrow_mut().names, bytes, make))
-    }
-
-    /// The checked value for `bytes`.
-    pub(super) fn value(
-        bytes: &[u8],
-        make: impl FnOnce(&[u8]) -> Result<HeaderValue, HeadError>,
-    ) -> Result<HeaderValue, HeadError> {
-        if bytes.len() > LONGEST {
-            return make(bytes);
-        }
-        SEEN.with(|seen| lookup(&mut seen.borrow_mut().values, bytes, make))
-    }
+    SEEN.with(|seen| seen_lookup(&mut seen.borrow_mut().values, bytes, make))
 }
 
 /// The response fields, checked one at a time as the application listed them.
@@ -220,7 +215,7 @@ impl Fields {
     /// warning), except `Connection: close`, which is honoured; Content-Length must be
     /// digits, and a repeated one must repeat the same value.
     pub(crate) fn add(&mut self, name_text: &str, value_text: &str) -> Result<(), HeadError> {
-        let (name, role) = seen::name(name_text.as_bytes(), |bytes| {
+        let (name, role) = seen_name(name_text.as_bytes(), |bytes| {
             let name = HeaderName::from_bytes(bytes).map_err(|_| {
                 HeadError(format!(
                     "start_response(): header name {name_text:?} is not a valid field name (RFC 9110 §5.1: letters, digits and !#$%&'*+-.^_`|~)"
@@ -235,7 +230,7 @@ impl Fields {
             };
             Ok((name, role))
         })?;
-        let value = seen::value(
+        let value = seen_value(
             &latin1_bytes(value_text, || format!("the value of {name_text}"))?,
             |bytes| {
                 HeaderValue::from_bytes(bytes).map_err(|_| {
@@ -318,7 +313,7 @@ mod tests {
 
     #[test]
     fn fields_seen_before_are_checked_the_same_way_again() {
-        let long = "x".repeat(seen::LONGEST + 1);
+        let long = "x".repeat(LONGEST_SEEN + 1);
         let fields = [
             ("Content-Type", "text/plain"),
             ("X-Long", long.as_str()),

@@ -52,6 +52,9 @@ pub(crate) enum Signals {
     Caller,
 }
 
+/// How long a stopping server waits for its Python threads to let go of the interpreter.
+const PYTHON_THREADS_FINISH: Duration = Duration::from_secs(10);
+
 /// A server started by [`Running::start`], serving on a thread of its own.
 ///
 /// Shared by reference between the thread that waits for it and, in Python, the signal
@@ -192,6 +195,7 @@ impl Running {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done) = mpsc::channel();
         let log = access_log.clone();
+        let python_threads = site.python_threads();
         let thread = std::thread::Builder::new()
             .name("torsion-server".into())
             .spawn(move || {
@@ -216,6 +220,21 @@ impl Running {
                         control.abort();
                     }
                 });
+                // The site, and with it the Python threads' pool, goes with the runtime's
+                // last tasks; then the threads are waited for, so that a server embedded
+                // in Python (`python -m torsion`) returns to an interpreter none of them is
+                // still in.
+                drop(runtime);
+                if let Some(threads) = python_threads {
+                    let left = threads.wait(PYTHON_THREADS_FINISH);
+                    if left > 0 {
+                        tracing::warn!(
+                            threads = left,
+                            "Python threads still in an application's call after {}s; not waiting for them",
+                            PYTHON_THREADS_FINISH.as_secs()
+                        );
+                    }
+                }
                 if let Some(log) = log {
                     log.finish();
                 }

@@ -157,16 +157,46 @@ struct Shared<J> {
     pending: Condvar,
     /// Jobs started so far: the watchdog's measure of progress.
     started: AtomicU64,
-    /// Threads attached and taking jobs.
-    running: AtomicUsize,
     limit: usize,
     closed: AtomicBool,
     /// Each thread's kernel thread ID while it is attached and taking jobs, else 0.
     working: Vec<AtomicI32>,
-    /// Python threads not yet finished (detached from the interpreter for good).
+    /// The Python threads still running.
+    threads: Arc<Threads>,
+}
+
+/// How many of a pool's Python threads have not finished (let go of the interpreter for
+/// good), and a signal as each one does.
+#[derive(Default)]
+struct Threads {
+    /// Threads attached and taking jobs.
+    running: AtomicUsize,
     alive: Mutex<usize>,
-    /// Signalled as each Python thread finishes.
     gone: Condvar,
+}
+
+/// Waits for a pool's Python threads to finish, after the pool is dropped: what a program
+/// embedded in Python (the wheel's `python -m torsion`) does before it returns to the
+/// interpreter, which may then finalize with no thread of ours still in it.
+#[derive(Clone)]
+pub(crate) struct PoolThreads(Arc<Threads>);
+
+impl PoolThreads {
+    /// Waits until every thread that is not in an application's call has finished, for at
+    /// most `limit`: the number still alive then (0 when all have finished). A thread still
+    /// in a call is not waited for: the server's shutdown timeout has already given up on
+    /// it. Must not be called while holding the GIL, which a finishing thread may need.
+    pub(crate) fn wait(&self, limit: Duration) -> usize {
+        let threads = &*self.0;
+        let alive = threads.alive.lock().unwrap_or_else(|e| e.into_inner());
+        let (alive, _) = threads
+            .gone
+            .wait_timeout_while(alive, limit, |alive| {
+                *alive > threads.running.load(Ordering::Acquire)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        *alive
+    }
 }
 
 struct Queue<J> {
@@ -234,25 +264,31 @@ impl<J: Send + 'static> Pool<J> {
             work: Condvar::new(),
             pending: Condvar::new(),
             started: AtomicU64::new(0),
-            running: AtomicUsize::new(0),
             limit: limit.max(1),
             closed: AtomicBool::new(false),
             working: (0..threads.max(1)).map(|_| AtomicI32::new(0)).collect(),
-            alive: Mutex::new(0),
-            gone: Condvar::new(),
+            threads: Arc::default(),
         });
         for index in 0..threads.max(1) {
             let thread = shared.clone();
             let runner = runner.clone();
-            *shared.alive.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            *shared
+                .threads
+                .alive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) += 1;
             let spawned = std::thread::Builder::new()
                 .name(format!("torsion-python-{index}"))
                 .spawn(move || {
-                    let _finished = Finished(&thread);
+                    let _finished = Finished(&thread.threads);
                     worker(&thread, &*runner, index);
                 });
             if let Err(err) = spawned {
-                *shared.alive.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                *shared
+                    .threads
+                    .alive
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) -= 1;
                 return Err(err);
             }
         }
@@ -268,7 +304,7 @@ impl<J: Send + 'static> Pool<J> {
         let shared = self.shared.clone();
         PoolWatch(Arc::new(move || PoolStats {
             threads: shared.working.len(),
-            busy: shared.running.load(Ordering::Relaxed),
+            busy: shared.threads.running.load(Ordering::Relaxed),
             queued: shared.queue.lock().map_or(0, |queue| queue.jobs.len()),
         }))
     }
@@ -287,7 +323,8 @@ impl<J: Send + 'static> Pool<J> {
             return Err(Refused::Full(job));
         }
         queue.jobs.push_back(lane, job);
-        let wake = shared.running.load(Ordering::Acquire) == 0 && queue.idle > 0 && !queue.waking;
+        let wake =
+            shared.threads.running.load(Ordering::Acquire) == 0 && queue.idle > 0 && !queue.waking;
         queue.waking |= wake;
         let arm = std::mem::take(&mut queue.watchdog_parked);
         drop(queue);
@@ -303,9 +340,9 @@ impl<J: Send + 'static> Pool<J> {
 
 /// Counts its Python thread as finished when dropped: after the thread has let go of the
 /// interpreter, and also if it panicked.
-struct Finished<'a, J>(&'a Shared<J>);
+struct Finished<'a>(&'a Threads);
 
-impl<J> Drop for Finished<'_, J> {
+impl Drop for Finished<'_> {
     fn drop(&mut self) {
         let mut alive = self.0.alive.lock().unwrap_or_else(|e| e.into_inner());
         *alive = alive.saturating_sub(1);
@@ -313,41 +350,22 @@ impl<J> Drop for Finished<'_, J> {
     }
 }
 
-/// How long dropping a pool waits for its Python threads to finish.
-const FINISH_WITHIN: Duration = Duration::from_secs(10);
+impl<J> Pool<J> {
+    /// A handle to wait for the threads to finish once the pool is dropped.
+    pub(crate) fn threads(&self) -> PoolThreads {
+        PoolThreads(self.shared.threads.clone())
+    }
+}
 
 impl<J> Drop for Pool<J> {
-    /// Closes the pool and waits (up to [`FINISH_WITHIN`]) until every Python thread has
-    /// let go of the interpreter: the server stops, and the embedding interpreter (the
-    /// wheel's `python -m torsion`) may finalize, only once no thread of ours can touch it.
-    /// A thread that must take the GIL to finish could not while this one holds it, so a
-    /// caller holding the GIL does not wait.
+    /// Closes the pool: each thread finishes once the queue is empty (see
+    /// [`PoolThreads::wait`] to wait for that).
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Relaxed);
         // Take the lock so no thread is between its check and its wait.
         drop(self.shared.queue.lock());
         self.shared.work.notify_all();
         self.shared.pending.notify_all();
-        // SAFETY: PyGILState_Check only reads this thread's state; the pool exists only
-        // while the interpreter runs.
-        #[allow(unsafe_code)]
-        let holds_gil = unsafe { pyo3::ffi::PyGILState_Check() } == 1;
-        if holds_gil {
-            return;
-        }
-        let alive = self.shared.alive.lock().unwrap_or_else(|e| e.into_inner());
-        let (alive, waited) = self
-            .shared
-            .gone
-            .wait_timeout_while(alive, FINISH_WITHIN, |alive| *alive > 0)
-            .unwrap_or_else(|e| e.into_inner());
-        if waited.timed_out() {
-            tracing::warn!(
-                threads = *alive,
-                "Python threads still running an application call after {}s; not waiting for them",
-                FINISH_WITHIN.as_secs()
-            );
-        }
     }
 }
 
@@ -389,7 +407,7 @@ fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
             let first = py.detach(|| {
                 let first = wait(shared)?;
                 shared.started.fetch_add(1, Ordering::Relaxed);
-                shared.running.fetch_add(1, Ordering::AcqRel);
+                shared.threads.running.fetch_add(1, Ordering::AcqRel);
                 shared.working[index].store(tid, Ordering::Release);
                 // The event loop that queued this job is usually still handling other
                 // ready connections (on a shared core, this thread preempted it): let it
@@ -413,7 +431,7 @@ fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
                 }
             }));
             shared.working[index].store(0, Ordering::Release);
-            shared.running.fetch_sub(1, Ordering::AcqRel);
+            shared.threads.running.fetch_sub(1, Ordering::AcqRel);
             if outcome.is_err() {
                 tracing::error!("a Python thread caught a panic while serving a request");
             }
@@ -432,7 +450,7 @@ fn watchdog<J>(shared: &Shared<J>) {
         if shared.closed.load(Ordering::Relaxed) {
             return;
         }
-        if queue.jobs.is_empty() && shared.running.load(Ordering::Acquire) == 0 {
+        if queue.jobs.is_empty() && shared.threads.running.load(Ordering::Acquire) == 0 {
             // Nothing to watch: sleep until a submit arms the watchdog again.
             queue.watchdog_parked = true;
             queue = match shared.pending.wait(queue) {

@@ -134,7 +134,7 @@ enum Role {
 const SEEN_NAMES: usize = 32;
 /// Values kept per Python thread (a power of two).
 const SEEN_VALUES: usize = 64;
-/// The longest value kept, in bytes: longer ones (cookies, tokens) rarely repeat.
+/// The longest name or value kept, in bytes: longer ones rarely repeat.
 const LONGEST_SEEN: usize = 96;
 
 type Slots<T> = Vec<Option<(Box<[u8]>, T)>>;
@@ -143,8 +143,8 @@ type Slots<T> = Vec<Option<(Box<[u8]>, T)>>;
 /// application sends with every response (`Content-Type: text/html; charset=utf-8`, its own
 /// constant headers) are checked, and their values copied, once rather than per response.
 /// Direct-mapped by a hash of the exact bytes: a new entry replaces whatever shared its
-/// slot, and a value longer than [`LONGEST_SEEN`] is never kept. A hit hands out a clone
-/// (a reference count for a value).
+/// slot; a name or value longer than [`LONGEST_SEEN`], a Content-Length and a Set-Cookie
+/// value are never kept. A hit hands out a clone (a reference count for a value).
 struct Seen {
     names: Slots<(HeaderName, Role)>,
     values: Slots<HeaderValue>,
@@ -183,23 +183,29 @@ fn seen_lookup<T: Clone>(
     Ok(entry)
 }
 
-/// The checked name for `bytes`, and its role.
+/// The checked name for `bytes`, and its role; made afresh, and not kept, when longer than
+/// [`LONGEST_SEEN`] or while the thread is ending.
 fn seen_name(
     bytes: &[u8],
-    make: impl FnOnce(&[u8]) -> Result<(HeaderName, Role), HeadError>,
+    make: impl Fn(&[u8]) -> Result<(HeaderName, Role), HeadError>,
 ) -> Result<(HeaderName, Role), HeadError> {
-    SEEN.with(|seen| seen_lookup(&mut seen.borrow_mut().names, bytes, make))
+    if bytes.len() > LONGEST_SEEN {
+        return make(bytes);
+    }
+    SEEN.try_with(|seen| seen_lookup(&mut seen.borrow_mut().names, bytes, &make))
+        .unwrap_or_else(|_| make(bytes))
 }
 
-/// The checked value for `bytes`.
+/// The checked value for `bytes`, as [`seen_name`] does for names.
 fn seen_value(
     bytes: &[u8],
-    make: impl FnOnce(&[u8]) -> Result<HeaderValue, HeadError>,
+    make: impl Fn(&[u8]) -> Result<HeaderValue, HeadError>,
 ) -> Result<HeaderValue, HeadError> {
     if bytes.len() > LONGEST_SEEN {
         return make(bytes);
     }
-    SEEN.with(|seen| seen_lookup(&mut seen.borrow_mut().values, bytes, make))
+    SEEN.try_with(|seen| seen_lookup(&mut seen.borrow_mut().values, bytes, &make))
+        .unwrap_or_else(|_| make(bytes))
 }
 
 /// The response fields, checked one at a time as the application listed them.
@@ -230,16 +236,20 @@ impl Fields {
             };
             Ok((name, role))
         })?;
-        let value = seen_value(
-            &latin1_bytes(value_text, || format!("the value of {name_text}"))?,
-            |bytes| {
-                HeaderValue::from_bytes(bytes).map_err(|_| {
-                    HeadError(format!(
-                        "start_response(): the value of header {name_text:?} contains a control character (CR, LF or NUL are not allowed)"
-                    ))
-                })
-            },
-        )?;
+        let value_bytes = latin1_bytes(value_text, || format!("the value of {name_text}"))?;
+        let make = |bytes: &[u8]| {
+            HeaderValue::from_bytes(bytes).map_err(|_| {
+                HeadError(format!(
+                    "start_response(): the value of header {name_text:?} contains a control character (CR, LF or NUL are not allowed)"
+                ))
+            })
+        };
+        // Lengths and cookies rarely repeat: kept, they would only push out values that do.
+        let value = if role == Role::Plain && name != header::SET_COOKIE {
+            seen_value(&value_bytes, make)?
+        } else {
+            make(&value_bytes)?
+        };
         if role == Role::HopByHop {
             if name == header::CONNECTION && value_text.trim().eq_ignore_ascii_case("close") {
                 self.close = true;

@@ -21,7 +21,8 @@ use pyo3::types::{PyBytes, PyList};
 /// Nothing is read from the client until the application asks, and then only as much as
 /// it asks for (plus at most one received frame), so a large upload never sits in memory
 /// whole unless the application reads it whole. The GIL is released while waiting for the
-/// client; a read of 64 KiB or more is gathered by the event loop and handed over at once. The stream ends at the end of the body (`wsgi.input_terminated`), whatever
+/// client; a read that wants 64 KiB or more beyond what is buffered (a `read()` of the
+/// whole body, say) is gathered by the event loop and handed over at once. The stream ends at the end of the body (`wsgi.input_terminated`), whatever
 /// `size` asks for. A body larger than the server's limit raises `OSError` and the
 /// response becomes 413 if the application has not started one; a client that goes away
 /// or sends a malformed body raises `OSError`.
@@ -121,7 +122,7 @@ pub(crate) async fn read_ahead(
     }
     let mut received = 0u64;
     while received <= buffer as u64 {
-        let Some(data) = next_data(&mut body, &mut received, limit, pace).await? else {
+        let Some(data) = next_data(&mut body, &mut received, limit, pace, &mut None).await? else {
             return Ok(read);
         };
         read.prefix.push(data);
@@ -138,12 +139,14 @@ pub(crate) async fn read_ahead(
 const PUMP: usize = 64 * 1024;
 
 /// What [`gather`] read: the frames, the body to go on with (None at its end or after a
-/// fault), the count of bytes received so far, and the client's fault, if any.
+/// fault), the count of bytes received so far, and the client's fault, if any, with what
+/// hyper said of a broken body.
 struct Gathered {
     frames: Vec<Bytes>,
     body: Option<Incoming>,
     received: u64,
     fault: Option<Fault>,
+    detail: Option<String>,
 }
 
 /// Reads frames of `body` on the event loop until `needed` bytes have come or the body
@@ -157,8 +160,9 @@ async fn gather(
 ) -> Gathered {
     let mut frames = Vec::new();
     let mut got = 0;
+    let mut detail = None;
     while got < needed {
-        match next_data(&mut body, &mut received, limit, &pace).await {
+        match next_data(&mut body, &mut received, limit, &pace, &mut detail).await {
             Ok(Some(data)) => {
                 got += data.len();
                 frames.push(data);
@@ -169,6 +173,7 @@ async fn gather(
                     body: None,
                     received,
                     fault: None,
+                    detail,
                 };
             }
             Err(fault) => {
@@ -177,6 +182,7 @@ async fn gather(
                     body: None,
                     received,
                     fault: Some(fault),
+                    detail,
                 };
             }
         }
@@ -186,6 +192,7 @@ async fn gather(
         body: Some(body),
         received,
         fault: None,
+        detail,
     }
 }
 
@@ -205,7 +212,7 @@ impl Unread {
     /// The client's fault: the whole body over `limit` bytes (RFC 9110 §15.5.14's 413),
     /// broken framing, silence or slowness.
     pub(crate) async fn discard(mut self, limit: u64, pace: &Pace) -> Result<(), Fault> {
-        while next_data(&mut self.body, &mut self.received, limit, pace)
+        while next_data(&mut self.body, &mut self.received, limit, pace, &mut None)
             .await?
             .is_some()
         {}
@@ -214,12 +221,14 @@ impl Unread {
 }
 
 /// The next non-empty data frame of `body` (trailers are skipped), or None at its end,
-/// counting its bytes into `received`.
+/// counting its bytes into `received`; a broken body's error, as hyper words it, goes to
+/// `detail`.
 async fn next_data(
     body: &mut Incoming,
     received: &mut u64,
     limit: u64,
     pace: &Pace,
+    detail: &mut Option<String>,
 ) -> Result<Option<Bytes>, Fault> {
     use http_body_util::BodyExt;
     loop {
@@ -227,7 +236,10 @@ async fn next_data(
         match tokio::time::timeout(wait, body.frame()).await {
             Err(_) => return Err(fault),
             Ok(None) => return Ok(None),
-            Ok(Some(Err(_))) => return Err(Fault::Malformed),
+            Ok(Some(Err(err))) => {
+                *detail = Some(err.to_string());
+                return Err(Fault::Malformed);
+            }
             Ok(Some(Ok(frame))) => {
                 let Ok(data) = frame.into_data() else {
                     continue;
@@ -428,15 +440,14 @@ impl State {
     }
 
     /// When at least [`PUMP`] more bytes than the buffer holds are wanted, has the event
-    /// loop gather them (up to `wanted` in all, or the end of the body) and hand them over
+    /// loop gather them (up to `wanted` in all, plus at most one frame, or the end of the
+    /// body) and hand them over
     /// at once: one wake-up of this thread for the lot, where reading frame by frame takes
     /// two thread switches a frame (hyper reads the next frame only once it is asked for).
     /// The GIL is released meanwhile. Smaller reads, and what is left after, go frame by
     /// frame.
     fn pump(&mut self, py: Python<'_>, wanted: usize) -> PyResult<()> {
-        if let Some(failed) = &self.failed {
-            return Err(PyOSError::new_err(failed.clone()));
-        }
+        // After a failure there is no body: the frame-by-frame read that follows raises.
         let needed = wanted.saturating_sub(self.buffer.len);
         if needed < PUMP {
             return Ok(());
@@ -446,11 +457,14 @@ impl State {
         };
         let runtime = self.runtime.clone();
         let gathering = runtime.spawn(gather(body, needed, self.received, self.limit, self.pace));
-        let gathered = py.detach(|| runtime.block_on(gathering));
-        let Ok(gathered) = gathered else {
-            let reason = "reading the request body was cut short: the server is stopping";
-            self.failed = Some(reason.to_owned());
-            return Err(PyOSError::new_err(reason));
+        let gathered = match py.detach(|| runtime.block_on(gathering)) {
+            Ok(gathered) => gathered,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => {
+                let reason = "reading the request body was cut short: the server is stopping";
+                self.failed = Some(reason.to_owned());
+                return Err(PyOSError::new_err(reason));
+            }
         };
         self.received = gathered.received;
         for data in gathered.frames {
@@ -464,10 +478,13 @@ impl State {
                     "the request body is larger than the server's limit of {} bytes",
                     self.limit
                 ),
-                Fault::Malformed => {
-                    "reading the request body failed: the client broke its framing or went away"
-                        .to_owned()
-                }
+                Fault::Malformed => format!(
+                    "reading the request body failed: {}",
+                    gathered
+                        .detail
+                        .as_deref()
+                        .unwrap_or("the client broke its framing or went away")
+                ),
                 Fault::Silent | Fault::TooSlow => self.pace.message(fault),
             };
             self.failed = Some(reason.clone());

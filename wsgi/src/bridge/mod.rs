@@ -164,6 +164,11 @@ impl Bridge {
         self.pool.watch()
     }
 
+    /// A handle to wait for the Python threads to finish once the bridge is dropped.
+    pub(crate) fn threads(&self) -> crate::pool::PoolThreads {
+        self.pool.threads()
+    }
+
     /// Calls `task()` on one of the bridge's Python threads, in turn with the requests (as
     /// one more client), and resolves to how it went: `Err` holds the exception's
     /// traceback, as `traceback.format_exception` prints it, or says that the pool is

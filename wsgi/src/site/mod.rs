@@ -125,6 +125,27 @@ enum Target {
     Files(Arc<Files>),
 }
 
+/// The Python threads of a [`Site`], to wait for once the site is dropped
+/// ([`Site::python_threads`]).
+#[derive(Clone)]
+pub struct PythonThreads(crate::pool::PoolThreads);
+
+impl std::fmt::Debug for PythonThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PythonThreads")
+    }
+}
+
+impl PythonThreads {
+    /// Waits until every Python thread has finished, for at most `limit`: the number
+    /// still running then (0 when all have finished; one still in an application's call
+    /// keeps running). Must not be called while holding the GIL, which a finishing thread
+    /// needs.
+    pub fn wait(&self, limit: std::time::Duration) -> usize {
+        self.0.wait(limit)
+    }
+}
+
 /// A mount table of resources, served by [`serve`](crate::serve).
 #[derive(Debug)]
 pub struct Site {
@@ -225,6 +246,14 @@ impl Site {
             pool: self.bridge.as_ref().map(Bridge::watch),
             timers: self.timers.clone(),
         }
+    }
+
+    /// A handle to wait, once the site is dropped, until its Python threads have let go of
+    /// the interpreter: what a program embedded in Python calls before it returns to it, so
+    /// that the interpreter never finalizes with one of them still inside. `None` for a
+    /// site without WSGI applications.
+    pub fn python_threads(&self) -> Option<PythonThreads> {
+        self.bridge.as_ref().map(|b| PythonThreads(b.threads()))
     }
 
     /// Marks the site as shutting down (see [`Site::closing`]).

@@ -31,7 +31,7 @@ pub struct Mirror<S> {
 }
 
 /// How long a member's entry outlives its last renewal (renewed every third of it).
-pub(crate) const MEMBER_TTL: Duration = Duration::from_secs(15);
+const MEMBER_TTL: Duration = Duration::from_secs(15);
 /// How long an acknowledgement is kept (it is removed with the answer before then).
 const ACK_TTL: Duration = Duration::from_secs(600);
 
@@ -44,6 +44,21 @@ pub struct Copied {
     pub answers: usize,
     /// Entries skipped as unusable (each was logged).
     pub skipped: usize,
+    /// Names whose certificate the directory holds and the store lacks, or holds in an
+    /// older version: what [`Mirror::seed`] stores.
+    pub newer_here: Vec<String>,
+}
+
+/// What became of one certificate of the store ([`Mirror::certificate`]).
+enum Fetched {
+    /// The directory's file was written.
+    Written,
+    /// The directory's file is already the same, or the store has none.
+    Same,
+    /// The directory's certificate expires later: it stays.
+    Newer,
+    /// The store's entry is unusable (logged).
+    Skipped,
 }
 
 impl<S: SharedStore> Mirror<S> {
@@ -89,13 +104,22 @@ impl<S: SharedStore> Mirror<S> {
     /// [`StoreError`] when the store cannot be read; what was copied before stays.
     pub async fn load(&self) -> Result<Copied, StoreError> {
         let mut copied = Copied::default();
-        for name in self.store.names().await? {
-            match self.certificate(&name).await? {
-                Some(true) => copied.certificates += 1,
-                Some(false) => {}
-                None => copied.skipped += 1,
+        let stored = self.store.names().await?;
+        for name in &stored {
+            match self.certificate(name).await? {
+                Fetched::Written => copied.certificates += 1,
+                Fetched::Same => {}
+                Fetched::Newer => copied.newer_here.push(name.clone()),
+                Fetched::Skipped => copied.skipped += 1,
             }
         }
+        let directory = self.directory.clone();
+        let local = blocking(move || directory.names(&[]))
+            .await
+            .unwrap_or_default();
+        copied
+            .newer_here
+            .extend(local.into_iter().filter(|name| !stored.contains(name)));
         let answers = self.store.challenges().await?;
         let directory = self.directory.clone();
         let placed = blocking(move || {
@@ -121,17 +145,21 @@ impl<S: SharedStore> Mirror<S> {
         Ok(copied)
     }
 
-    /// Stores in the shared store each of the directory's usable certificates that the
-    /// store lacks or holds in an older version (a store new or emptied, or a server that
-    /// renewed while cut off from it).
+    /// Stores in the shared store the directory's usable certificates for `names`, those
+    /// [`Mirror::load`] found the store lacks or holds in an older version (a store new or
+    /// emptied, or a server that renewed while cut off from it); the store keeps its own
+    /// where it lasts as long.
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot be asked.
-    pub async fn seed(&self) -> Result<(), StoreError> {
+    pub async fn seed(&self, names: &[String]) -> Result<(), StoreError> {
+        if names.is_empty() {
+            return Ok(());
+        }
         let directory = self.directory.clone();
+        let names = names.to_vec();
         let local = blocking(move || {
-            directory
-                .names(&[])
+            names
                 .into_iter()
                 .filter_map(|name| {
                     let pem = std::fs::read(directory.certificate_path(&name)).ok()?;
@@ -152,26 +180,25 @@ impl<S: SharedStore> Mirror<S> {
         Ok(())
     }
 
-    /// Copies `name`'s certificate: `Some(true)` if the file was written, `Some(false)` if
-    /// it was already the same, the store has none, or the directory's expires later;
-    /// `None` if the entry was skipped.
-    async fn certificate(&self, name: &str) -> Result<Option<bool>, StoreError> {
+    /// Copies `name`'s certificate from the store, unless the directory's is the same or
+    /// expires later.
+    async fn certificate(&self, name: &str) -> Result<Fetched, StoreError> {
         if !is_host_name(name) {
             tracing::warn!(
                 name,
                 "skipping a certificate in the shared store: not a host name"
             );
-            return Ok(None);
+            return Ok(Fetched::Skipped);
         }
         let Some(pem) = self.store.certificate(name).await? else {
-            return Ok(Some(false));
+            return Ok(Fetched::Same);
         };
         if let Err(reason) = certified_key(&pem) {
             tracing::warn!(
                 name,
                 "skipping a certificate in the shared store: {reason}; the directory keeps its own"
             );
-            return Ok(None);
+            return Ok(Fetched::Skipped);
         }
         let directory = self.directory.clone();
         let name = name.to_owned();
@@ -179,7 +206,7 @@ impl<S: SharedStore> Mirror<S> {
             let path = directory.certificate_path(&name);
             let current = std::fs::read(&path).ok();
             if current.as_deref() == Some(pem.as_slice()) {
-                return Some(false);
+                return Fetched::Same;
             }
             // Never a certificate older than the one in service (a store refilled from a
             // stale copy): the seed puts the newer one back in the store.
@@ -188,21 +215,21 @@ impl<S: SharedStore> Mirror<S> {
                 (current.as_deref().and_then(expires), expires(&pem))
                 && current > stored
             {
-                return Some(false);
+                return Fetched::Newer;
             }
             match directory.write_certificate(&name, &pem) {
                 Ok(()) => {
                     tracing::info!(name, "copied a certificate from the shared store");
-                    Some(true)
+                    Fetched::Written
                 }
                 Err(err) => {
                     tracing::warn!(file = %path.display(), "cannot write a certificate copied from the shared store: {err}");
-                    None
+                    Fetched::Skipped
                 }
             }
         })
         .await
-        .flatten();
+        .unwrap_or(Fetched::Skipped);
         Ok(written)
     }
 
@@ -238,7 +265,7 @@ impl<S: SharedStore> Mirror<S> {
             Change::Resync => {
                 let copied = self.load().await?;
                 tracing::debug!(?copied, "loaded the shared store into the directory");
-                self.seed().await?;
+                self.seed(&copied.newer_here).await?;
             }
         }
         Ok(())

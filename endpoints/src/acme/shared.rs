@@ -260,14 +260,5 @@ pub(crate) fn random_token() -> String {
 
 /// `url` with the password, if any, replaced by `***`, for messages and logs.
 pub(crate) fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    crate::registry::without_passwords(url).into_owned()
 }

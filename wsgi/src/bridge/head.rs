@@ -189,11 +189,7 @@ fn seen_name(
     bytes: &[u8],
     make: impl Fn(&[u8]) -> Result<(HeaderName, Role), HeadError>,
 ) -> Result<(HeaderName, Role), HeadError> {
-    if bytes.len() > LONGEST_SEEN {
-        return make(bytes);
-    }
-    SEEN.try_with(|seen| seen_lookup(&mut seen.borrow_mut().names, bytes, &make))
-        .unwrap_or_else(|_| make(bytes))
+    seen(bytes, |seen| &mut seen.names, make)
 }
 
 /// The checked value for `bytes`, as [`seen_name`] does for names.
@@ -201,10 +197,19 @@ fn seen_value(
     bytes: &[u8],
     make: impl Fn(&[u8]) -> Result<HeaderValue, HeadError>,
 ) -> Result<HeaderValue, HeadError> {
+    seen(bytes, |seen| &mut seen.values, make)
+}
+
+/// The entry for `bytes` in the `slots` of this thread's [`Seen`], or `make(bytes)`.
+fn seen<T: Clone>(
+    bytes: &[u8],
+    slots: impl FnOnce(&mut Seen) -> &mut Slots<T>,
+    make: impl Fn(&[u8]) -> Result<T, HeadError>,
+) -> Result<T, HeadError> {
     if bytes.len() > LONGEST_SEEN {
         return make(bytes);
     }
-    SEEN.try_with(|seen| seen_lookup(&mut seen.borrow_mut().values, bytes, &make))
+    SEEN.try_with(|seen| seen_lookup(slots(&mut seen.borrow_mut()), bytes, &make))
         .unwrap_or_else(|_| make(bytes))
 }
 

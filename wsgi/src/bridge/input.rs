@@ -161,37 +161,24 @@ async fn gather(
     let mut frames = Vec::new();
     let mut got = 0;
     let mut detail = None;
-    while got < needed {
+    let (body, fault) = loop {
+        if got >= needed {
+            break (Some(body), None);
+        }
         match next_data(&mut body, &mut received, limit, &pace, &mut detail).await {
             Ok(Some(data)) => {
                 got += data.len();
                 frames.push(data);
             }
-            Ok(None) => {
-                return Gathered {
-                    frames,
-                    body: None,
-                    received,
-                    fault: None,
-                    detail,
-                };
-            }
-            Err(fault) => {
-                return Gathered {
-                    frames,
-                    body: None,
-                    received,
-                    fault: Some(fault),
-                    detail,
-                };
-            }
+            Ok(None) => break (None, None),
+            Err(fault) => break (None, Some(fault)),
         }
-    }
+    };
     Gathered {
         frames,
-        body: Some(body),
+        body,
         received,
-        fault: None,
+        fault,
         detail,
     }
 }

@@ -159,10 +159,20 @@ struct Shared<J> {
     started: AtomicU64,
     limit: usize,
     closed: AtomicBool,
-    /// Each thread's kernel thread ID while it is attached and taking jobs, else 0.
-    working: Vec<AtomicI32>,
+    /// Each thread as the watchdog sees it.
+    working: Vec<Slot>,
     /// The Python threads still running.
     threads: Arc<Threads>,
+}
+
+/// A Python thread as the watchdog sees it.
+#[derive(Default)]
+struct Slot {
+    /// The thread's kernel thread ID while it is attached and taking jobs, else 0.
+    tid: AtomicI32,
+    /// The thread's CPU-time clock (`pthread_getcpuclockid(3)`), set once as it starts; 0
+    /// (`CLOCK_REALTIME`, never a thread's clock) when it has none.
+    clock: AtomicI32,
 }
 
 /// How many of a pool's Python threads have not finished (let go of the interpreter for
@@ -266,7 +276,7 @@ impl<J: Send + 'static> Pool<J> {
             started: AtomicU64::new(0),
             limit: limit.max(1),
             closed: AtomicBool::new(false),
-            working: (0..threads.max(1)).map(|_| AtomicI32::new(0)).collect(),
+            working: (0..threads.max(1)).map(|_| Slot::default()).collect(),
             threads: Arc::default(),
         });
         for index in 0..threads.max(1) {
@@ -377,12 +387,20 @@ fn next<J>(shared: &Shared<J>) -> Option<J> {
     job
 }
 
-/// Waits, without the GIL, for a job; `None` at shutdown.
-fn wait<J>(shared: &Shared<J>) -> Option<J> {
+/// Waits, without the GIL, for a job for the thread `index` (kernel thread ID `tid`);
+/// `None` at shutdown. The thread counts as running, and the watchdog sees it working, from
+/// the moment it takes the job, under the queue's lock: a submit that found it woken but
+/// not yet running, or a watchdog that found a job started and no thread working, would
+/// wake a second thread for the next job, and the two would then share the GIL for as long
+/// as requests kept coming.
+fn wait<J>(shared: &Shared<J>, index: usize, tid: i32) -> Option<J> {
     let mut queue = shared.queue.lock().ok()?;
     loop {
         if let Some(job) = queue.jobs.pop_front() {
             queue.waking = false;
+            shared.started.fetch_add(1, Ordering::Relaxed);
+            shared.threads.running.fetch_add(1, Ordering::AcqRel);
+            shared.working[index].tid.store(tid, Ordering::Release);
             return Some(job);
         }
         if shared.closed.load(Ordering::Relaxed) {
@@ -399,16 +417,16 @@ fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
     // would otherwise run Python under SCHED_BATCH too (see `runtime_builder`).
     crate::runtime::set_wakeup_preemption(true);
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    shared.working[index]
+        .clock
+        .store(own_cpu_clock(), Ordering::Release);
     // The thread stays attached for its whole life, so its Python thread state is made
     // once (attaching afresh makes and frees one each time); it releases the GIL whenever
     // it waits.
     pyo3::Python::attach(|py| {
         loop {
             let first = py.detach(|| {
-                let first = wait(shared)?;
-                shared.started.fetch_add(1, Ordering::Relaxed);
-                shared.threads.running.fetch_add(1, Ordering::AcqRel);
-                shared.working[index].store(tid, Ordering::Release);
+                let first = wait(shared, index, tid)?;
                 // The event loop that queued this job is usually still handling other
                 // ready connections (on a shared core, this thread preempted it): let it
                 // finish, so that this batch takes all the requests it queues.
@@ -430,7 +448,7 @@ fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
                     runner.run(py, job);
                 }
             }));
-            shared.working[index].store(0, Ordering::Release);
+            shared.working[index].tid.store(0, Ordering::Release);
             shared.threads.running.fetch_sub(1, Ordering::AcqRel);
             if outcome.is_err() {
                 tracing::error!("a Python thread caught a panic while serving a request");
@@ -440,9 +458,21 @@ fn worker<J: Send>(shared: &Shared<J>, runner: &impl Run<J>, index: usize) {
 }
 
 /// While jobs wait, checks every [`STALL`] that one has started since the last check, and
-/// wakes another thread when none has.
+/// wakes another thread when none has and no working thread has run since: what a request
+/// blocked in I/O or asleep looks like.
+///
+/// The watchdog gives up wake-up preemption (see [`crate::runtime::runtime_builder`]): it
+/// wakes a thousand times a second while requests wait, and a CPU-bound application's
+/// thread, interrupted at each of those wake-ups, lost about 4% of its time (Django under
+/// `bench/`, 64 connections). Now the watchdog runs when the core is idle (the application
+/// blocked, the case it is for) or when the running thread's time slice ends. Each check
+/// reads the working threads' CPU clocks, one system call each; `/proc` is read only when
+/// none has run.
 fn watchdog<J>(shared: &Shared<J>) {
+    crate::runtime::set_wakeup_preemption(false);
     let mut seen = shared.started.load(Ordering::Relaxed);
+    // Each thread's CPU time at the last check, in nanoseconds.
+    let mut ran = vec![0; shared.working.len()];
     let Ok(mut queue) = shared.queue.lock() else {
         return;
     };
@@ -465,18 +495,85 @@ fn watchdog<J>(shared: &Shared<J>) {
             Err(_) => return,
         };
         let now = shared.started.load(Ordering::Relaxed);
-        if now == seen && !queue.jobs.is_empty() && queue.idle > 0 && !any_runnable(shared) {
+        let waiting = !queue.jobs.is_empty() && queue.idle > 0;
+        // The checks below make system calls: not while submits wait for the lock.
+        drop(queue);
+        let progressed = any_ran(shared, &mut ran);
+        if now == seen && waiting && !progressed && !any_runnable(shared) {
             shared.work.notify_one();
         }
         seen = now;
+        queue = match shared.queue.lock() {
+            Ok(queue) => queue,
+            Err(_) => return,
+        };
     }
+}
+
+/// Whether a working thread has used CPU time since the last call, which recorded in `ran`
+/// (nanoseconds, one entry a thread) what each has used so far. A thread whose clock cannot
+/// be read counts as not having run.
+fn any_ran<J>(shared: &Shared<J>, ran: &mut [u64]) -> bool {
+    let mut any = false;
+    for (slot, before) in shared.working.iter().zip(ran.iter_mut()) {
+        if slot.tid.load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        if let Some(now) = cpu_time(slot.clock.load(Ordering::Acquire)) {
+            any |= now > *before;
+            *before = now;
+        }
+    }
+    any
+}
+
+/// The calling thread's CPU-time clock (`pthread_getcpuclockid(3)`), or 0 when it has none.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn own_cpu_clock() -> libc::clockid_t {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `pthread_self` names the calling thread, alive for the call; `clock` is a
+    // valid place for the result.
+    let status = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+    if status == 0 { clock } else { 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn own_cpu_clock() -> i32 {
+    0
+}
+
+/// The CPU time a thread has used, in nanoseconds, read from its clock (`clock_gettime(2)`);
+/// `None` for clock 0 or a clock that cannot be read (its thread has ended).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn cpu_time(clock: libc::clockid_t) -> Option<u64> {
+    if clock == 0 {
+        return None;
+    }
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid place for the result; an unknown clock is an error
+    // (EINVAL), not undefined behaviour.
+    let status = unsafe { libc::clock_gettime(clock, &mut time) };
+    (status == 0).then(|| {
+        u64::try_from(time.tv_sec).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(time.tv_nsec).unwrap_or(0)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cpu_time(_clock: i32) -> Option<u64> {
+    None
 }
 
 /// Whether a working thread is running or waiting for a CPU (state `R` in
 /// `/proc/self/task/TID/stat`, proc(5)), as opposed to blocked.
 fn any_runnable<J>(shared: &Shared<J>) -> bool {
     shared.working.iter().any(|slot| {
-        let tid = slot.load(Ordering::Acquire);
+        let tid = slot.tid.load(Ordering::Acquire);
         tid != 0
             && std::fs::read(format!("/proc/self/task/{tid}/stat")).is_ok_and(|stat| {
                 // "TID (COMM) STATE ...": the state follows the last ')'.
@@ -533,6 +630,13 @@ mod tests {
 
     impl Run<u32> for Recorder {
         fn run(&self, py: pyo3::Python<'_>, job: u32) {
+            if job == 50 {
+                // A "CPU-bound application": busy for 50 ms, holding the GIL.
+                let end = std::time::Instant::now() + Duration::from_millis(50);
+                while std::time::Instant::now() < end {
+                    std::hint::spin_loop();
+                }
+            }
             if job >= 100 {
                 // A "blocked application": waits for the test to release it.
                 py.detach(|| {
@@ -591,6 +695,42 @@ mod tests {
             reports.recv_timeout(Duration::from_secs(30)).unwrap().0,
             100
         );
+    }
+
+    /// How many of this process's Python threads are asleep in the kernel (state `S` in
+    /// `/proc/self/task/TID/stat`): an idle thread of the pool is waiting on the condition
+    /// variable then, not on its way to it.
+    fn python_threads_asleep() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let path = task.ok()?.path();
+                let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+                let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+                let state = stat[stat.rfind(')')? + 1..].trim_start().chars().next()?;
+                (comm.starts_with("torsion-python") && state == 'S').then_some(())
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_busy_job_keeps_the_next_on_its_thread() {
+        // The thread is running, not blocked: the watchdog must not wake another thread
+        // for the queued job, which would only wait for the GIL.
+        let (pool, reports, _release) = pool(2, 64);
+        while python_threads_asleep() < 2 {
+            std::thread::yield_now();
+        }
+        assert!(pool.submit(0, 50).is_ok());
+        // One thread has taken the busy job, and the other is asleep again.
+        while pool.shared.started.load(Ordering::Relaxed) == 0 || python_threads_asleep() < 1 {
+            std::thread::yield_now();
+        }
+        assert!(pool.submit(0, 1).is_ok());
+        let (first, busy) = reports.recv_timeout(Duration::from_secs(30)).unwrap();
+        let (second, next) = reports.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!((first, second), (50, 1));
+        assert_eq!(busy, next);
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //! context switches and a GIL acquisition, and every idle thread a send woke would then
 //! wait for the GIL held by the others. Under load, a thread that holds the GIL keeps
 //! taking queued requests until the queue is empty; a second thread is woken only when no
-//! request has started for [`STALL`] while no running thread is runnable: that is what a
-//! request waiting on I/O (or sleeping) looks like, so blocking applications still get
-//! every thread. A thread that is merely waiting for a CPU (the event loop has the core)
-//! is runnable, and does not count as stalled; without that check, a server pinned to one
-//! core woke threads that could only fight over the GIL.
+//! request has started for [`STALL`] while no running thread has used CPU time or is
+//! runnable: that is what a request waiting on I/O (or sleeping) looks like, so blocking
+//! applications still get every thread. A thread that is merely waiting for a CPU (the
+//! event loop has the core) is runnable, and does not count as stalled; without that
+//! check, a server pinned to one core woke threads that could only fight over the GIL.
+//! Idle threads wait on a stack, and the last to go idle is the next woken.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};

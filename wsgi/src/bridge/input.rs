@@ -22,8 +22,8 @@ use pyo3::types::{PyBytes, PyList};
 /// it asks for (plus at most one received frame), so a large upload never sits in memory
 /// whole unless the application reads it whole. The GIL is released while waiting for the
 /// client; a read that wants 64 KiB or more beyond what is buffered (a `read()` of the
-/// whole body, say) is gathered by the event loop and handed over at once. The stream ends at the end of the body (`wsgi.input_terminated`), whatever
-/// `size` asks for. A body larger than the server's limit raises `OSError` and the
+/// whole body, say) is gathered by the event loop and handed over at once. The stream ends
+/// at the end of the body (`wsgi.input_terminated`), whatever `size` asks for. A body larger than the server's limit raises `OSError` and the
 /// response becomes 413 if the application has not started one; a client that goes away
 /// or sends a malformed body raises `OSError`.
 #[pyclass(frozen, module = "torsion", name = "Input")]
@@ -389,7 +389,7 @@ impl State {
                     })
                     .map_err(|_| {
                         self.fault.set(fault);
-                        self.pace.message(fault)
+                        self.fault_reason(fault, None)
                     })?
                 }
             };
@@ -402,7 +402,7 @@ impl State {
                     // A framing error (a bad chunk size or extension, data longer than its
                     // chunk) or a body cut short: either way the client's doing.
                     self.fault.set(Fault::Malformed);
-                    return Err(format!("reading the request body failed: {err}"));
+                    return Err(self.fault_reason(Fault::Malformed, Some(&err.to_string())));
                 }
                 Some(Ok(frame)) => {
                     // Trailers carry no body bytes; keep reading.
@@ -412,10 +412,7 @@ impl State {
                     self.received += data.len() as u64;
                     if self.received > self.limit {
                         self.fault.set(Fault::TooLarge);
-                        return Err(format!(
-                            "the request body is larger than the server's limit of {} bytes",
-                            self.limit
-                        ));
+                        return Err(self.fault_reason(Fault::TooLarge, None));
                     }
                     if !data.is_empty() {
                         self.buffer.push(data);
@@ -426,13 +423,28 @@ impl State {
         }
     }
 
+    /// What `wsgi.input` raises for the client's `fault`; `detail` is hyper's word for a
+    /// broken body.
+    fn fault_reason(&self, fault: Fault, detail: Option<&str>) -> String {
+        match fault {
+            Fault::TooLarge => format!(
+                "the request body is larger than the server's limit of {} bytes",
+                self.limit
+            ),
+            Fault::Malformed => format!(
+                "reading the request body failed: {}",
+                detail.unwrap_or("the client broke its framing or went away")
+            ),
+            Fault::Silent | Fault::TooSlow => self.pace.message(fault),
+        }
+    }
+
     /// When at least [`PUMP`] more bytes than the buffer holds are wanted, has the event
     /// loop gather them (up to `wanted` in all, plus at most one frame, or the end of the
-    /// body) and hand them over
-    /// at once: one wake-up of this thread for the lot, where reading frame by frame takes
-    /// two thread switches a frame (hyper reads the next frame only once it is asked for).
-    /// The GIL is released meanwhile. Smaller reads, and what is left after, go frame by
-    /// frame.
+    /// body) and hand them over at once: one wake-up of this thread for the lot, where
+    /// reading frame by frame takes two thread switches a frame (hyper reads the next frame
+    /// only once it is asked for). The GIL is released meanwhile. Smaller reads, and what
+    /// is left after, go frame by frame.
     fn pump(&mut self, py: Python<'_>, wanted: usize) -> PyResult<()> {
         // After a failure there is no body: the frame-by-frame read that follows raises.
         let needed = wanted.saturating_sub(self.buffer.len);
@@ -460,20 +472,7 @@ impl State {
         self.body = gathered.body;
         if let Some(fault) = gathered.fault {
             self.fault.set(fault);
-            let reason = match fault {
-                Fault::TooLarge => format!(
-                    "the request body is larger than the server's limit of {} bytes",
-                    self.limit
-                ),
-                Fault::Malformed => format!(
-                    "reading the request body failed: {}",
-                    gathered
-                        .detail
-                        .as_deref()
-                        .unwrap_or("the client broke its framing or went away")
-                ),
-                Fault::Silent | Fault::TooSlow => self.pace.message(fault),
-            };
+            let reason = self.fault_reason(fault, gathered.detail.as_deref());
             self.failed = Some(reason.clone());
             return Err(PyOSError::new_err(reason));
         }
